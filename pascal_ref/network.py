@@ -489,9 +489,8 @@ class Network:
                 source, source_shape, shape = second, out_shape, out_shape
             else:  # pragma: no cover - _fold rejects the rest
                 raise NetworkError(f"layer '{layer.name}': unsupported layer type {type(layer).__name__}")
-        if pre_ops:
-            raise NetworkError(f"layer '{pre_ops[-1].name}': the network must end with a Linear readout layer")
-        assert pending is not None
+        if pending is None:
+            raise NetworkError(f"layer '{layers[-1].name}': the network must end with a Linear readout layer")
         synapse = Synapse(source, pending.pre_ops, pending.layer, source_shape, pending.op_input_shape)
         yield NeuronLayer(pending.layer.name, (synapse,), None, shape, pending.layer.bias)
 
