@@ -204,9 +204,7 @@ def _pool_shape(layer, shape):
 
 
 @dataclass(frozen=True, eq=False)
-class AvgPool2d:
-    """Average pooling, no padding; ``stride`` defaults to ``kernel``."""
-
+class _Pool2d:
     name: str
     kernel: tuple[int, int]
     stride: tuple[int, int] | None = None
@@ -221,8 +219,14 @@ class AvgPool2d:
 
 
 @dataclass(frozen=True, eq=False)
-class MaxPool2d(AvgPool2d):
-    """Max pooling, no padding; exact on burst trains (applied to counts)."""
+class AvgPool2d(_Pool2d):
+    """Average pooling, no padding; ``stride`` defaults to ``kernel``."""
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool2d(_Pool2d):
+    """Max pooling, no padding, ``stride`` defaults to ``kernel``; exact on
+    burst trains (the max of bursts is the burst of the max count)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,152 @@
+"""Train the bundled QCFS digits models (needs PyTorch: pip install torch==2.13.0).
+
+Data: ``pascal_ref.data.load_digits_split()``, scikit-learn's 8x8 digits,
+stratified 30% test split (random_state=0), x = pixel/16.  The exported
+networks use count-coded input with ``input_levels=16``: the pixels are the
+integers 0..16, so the level ``floor(16*x + 1/2)`` is the pixel itself and
+the ANN sees the same input in training and in every inference path.
+
+Models (QCFS, L=4 everywhere):
+
+* ``mlp``: 64 -> fc1 (64) -> act1 -> fc2 (10)
+* ``cnn``: 1x8x8 -> conv1 3x3 (16) -> bn1 -> act1 -> pool1 max 2x2
+  -> conv2 3x3 (32) -> bn2 -> act2 -> pool2 avg 2x2 -> fc (10)
+
+Run from the repository root (a few seconds to a minute per model on one core)::
+
+    python examples/train_digits.py                 # both, into pascal_ref/models/
+    python examples/train_digits.py --model cnn --out-dir /tmp/models
+
+Every run prints the float accuracy of the torch model (float32) and of the
+exported network under ``pascal_ref.ann.float_ann`` (float64), and the
+largest logit difference between the two.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch import nn
+
+from pascal_ref.ann import float_ann
+from pascal_ref.data import load_digits_split
+from pascal_ref.fileformat import save
+from pascal_ref.torch_export import QCFS, export
+
+INPUT_LEVELS = 16
+LEVELS = 4
+
+
+def make_mlp(levels: int = LEVELS) -> nn.Module:
+    return nn.Sequential(OrderedDict(
+        fc1=nn.Linear(64, 64), act1=QCFS(levels, thresh=2.0), fc2=nn.Linear(64, 10)))
+
+
+def make_cnn(levels: int = LEVELS) -> nn.Module:
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(1, 16, 3, padding=1), bn1=nn.BatchNorm2d(16), act1=QCFS(levels, thresh=2.0),
+        pool1=nn.MaxPool2d(2),
+        conv2=nn.Conv2d(16, 32, 3, padding=1), bn2=nn.BatchNorm2d(32), act2=QCFS(levels, thresh=2.0),
+        pool2=nn.AvgPool2d(2),
+        flatten=nn.Flatten(), fc=nn.Linear(32 * 2 * 2, 10)))
+
+
+MODELS = {"mlp": (make_mlp, (64,)), "cnn": (make_cnn, (1, 8, 8))}
+
+
+def shift_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Shift each 8x8 image by -1..1 pixel in each direction (zero fill); keeps pixel levels exact."""
+    n = x.shape[0]
+    images = x.reshape(n, 1, 8, 8)
+    padded = nn.functional.pad(images, (1, 1, 1, 1))
+    dy = torch.randint(0, 3, (n,), generator=generator)
+    dx = torch.randint(0, 3, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(8))[:, :, None].expand(n, 8, 8)
+    cols = (dx[:, None] + torch.arange(8))[:, None, :].expand(n, 8, 8)
+    out = padded[torch.arange(n)[:, None, None], 0, rows, cols]
+    return out.reshape(x.shape)
+
+
+def train(kind: str, epochs: int, seed: int, augment: bool, verbose: bool = True) -> nn.Module:
+    make, shape = MODELS[kind]
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    x_train, y_train, _, _ = load_digits_split()
+    x = torch.tensor(x_train, dtype=torch.float32).reshape((-1,) + shape)
+    y = torch.tensor(y_train)
+    model = make()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    batch = 64
+    steps = epochs * ((len(x) + batch - 1) // batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        total = 0.0
+        for start in range(0, len(x), batch):
+            index = order[start:start + batch]
+            inputs = shift_images(x[index], generator) if augment else x[index]
+            optimizer.zero_grad()
+            loss = loss_fn(model(inputs), y[index])
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            with torch.no_grad():   # a QCFS threshold must stay positive
+                for module in model.modules():
+                    if isinstance(module, QCFS):
+                        module.thresh.clamp_(min=1e-3)
+            total += loss.item() * len(index)
+        if verbose and (epoch + 1) % max(1, epochs // 5) == 0:
+            print(f"  {kind} epoch {epoch + 1:3d}/{epochs}: loss {total / len(x):.4f}")
+    return model.eval()
+
+
+def evaluate(kind: str, model: nn.Module, out_dir: str | None):
+    _, shape = MODELS[kind]
+    _, _, x_test, y_test = load_digits_split()
+    with torch.no_grad():
+        torch_logits = model(torch.tensor(x_test, dtype=torch.float32).reshape((-1,) + shape)).numpy()
+        torch64_logits = model.double()(torch.tensor(x_test).reshape((-1,) + shape)).numpy()
+        model.float()
+    network = export(model, shape, input_levels=INPUT_LEVELS, name=f"digits_{kind}")
+    result = float_ann(network, x_test.reshape((-1,) + shape))
+    accuracy_torch = float(np.mean(torch_logits.argmax(1) == y_test))
+    accuracy = float(np.mean(result.predictions == y_test))
+    diff = float(np.max(np.abs(result.logits - torch64_logits)))
+    print(f"{kind}: torch float32 accuracy {100 * accuracy_torch:.2f}%, exported float ANN (float64) "
+          f"{100 * accuracy:.2f}% on {len(y_test)} test images; max |logit diff| vs torch float64 {diff:.2e}")
+    print(network.summary())
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, f"digits_{kind}.npz")
+        save(network, path)
+        print(f"saved {path} ({os.path.getsize(path)} bytes)")
+    return accuracy, network
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["mlp", "cnn", "both"], default="both")
+    parser.add_argument("--epochs", type=int, default=None, help="default: mlp 150, cnn 60")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-augment", action="store_true", help="train without the +-1 pixel shifts")
+    parser.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "..", "pascal_ref", "models"))
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machines are shared)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    kinds = ["mlp", "cnn"] if args.model == "both" else [args.model]
+    for kind in kinds:
+        epochs = args.epochs or {"mlp": 150, "cnn": 60}[kind]
+        start = time.time()
+        model = train(kind, epochs, args.seed, augment=not args.no_augment)
+        print(f"{kind}: trained {epochs} epochs in {time.time() - start:.1f} s")
+        evaluate(kind, model, args.out_dir)
+
+
+if __name__ == "__main__":
+    main()

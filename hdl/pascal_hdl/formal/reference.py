@@ -1,0 +1,200 @@
+"""The PASC-IF neuron of the contract as a formal reference, in Amaranth.
+
+``../shared/PASCAL-SEMANTICS.md`` §2, restated as a step machine that a
+property harness runs in lock step beside the hardware neuron unit::
+
+    start:                 v = v0 ; c = 0 ; stage = INTEGRATE
+    INTEGRATE, t < T1:     v += I ; if v >= theta: v -= theta ; c += 1
+    SETTLE,    t < max(T1,T2)-1:
+                           if   v >= theta: v -= theta ; c += 1   (excitatory)
+                           elif v <  0:     v += theta ; c -= 1   (inhibitory)
+    TRANSMIT,  t < T2:     spike = c > t
+
+One ``step`` pulse is one step of the contract; the reference never decides
+when a step happens (the harness drives ``step`` from the design's own step
+strobe), so it fits any design timing.  Its registers are wide enough never
+to wrap for the declared ranges (checked by :meth:`FormalPascIf.bounds`), so
+comparing the design's narrower registers with them also proves that the
+design never overflows.
+
+This module is the spec, not a design: it is simulated only by the solver.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from amaranth.hdl import Elaboratable, Module, Mux, Signal, signed, unsigned
+
+__all__ = ["Stage", "NeuronRanges", "FormalPascIf", "signed_bits_for"]
+
+
+class Stage(enum.IntEnum):
+    """Stage of the reference step machine (also the harness's stage names)."""
+
+    IDLE = 0
+    INTEGRATE = 1
+    SETTLE = 2
+    TRANSMIT = 3
+
+
+def signed_bits_for(lo: int, hi: int) -> int:
+    """Smallest two's-complement width holding every integer in ``[lo, hi]``."""
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+@dataclass(frozen=True)
+class NeuronRanges:
+    """The input space a proof covers: every value in these closed ranges.
+
+    ``current``: one step's input current ``I[t]``; ``partial_sum``: every
+    partial sum ``I[0] + ... + I[t]`` (the integer model bounds these, see
+    ``pascal_ref.quantize``; by default ``max_levels`` times ``current``);
+    ``theta``: the threshold (``>= 1``); ``v0``: the initial potential;
+    ``max_levels``: the largest ``T1`` and ``T2`` (both range over
+    ``1..max_levels``).
+    """
+
+    current: tuple[int, int]
+    theta: tuple[int, int]
+    v0: tuple[int, int]
+    max_levels: int
+    partial_sum: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        for name in ("current", "theta", "v0"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"NeuronRanges: {name} range ({lo}, {hi}) is empty")
+        if self.theta[0] < 1:
+            raise ValueError(f"NeuronRanges: theta must be >= 1, got range {self.theta}")
+        if self.max_levels < 1:
+            raise ValueError(f"NeuronRanges: max_levels must be >= 1, got {self.max_levels}")
+        if self.partial_sum is None:
+            object.__setattr__(self, "partial_sum", (min(0, self.current[0] * self.max_levels),
+                                                     max(0, self.current[1] * self.max_levels)))
+
+    @property
+    def membrane(self) -> tuple[int, int]:
+        """Every value ``v`` takes, before or after a reset, in any stage.
+
+        Stage 1 keeps ``v >= min(v0, 0) + S_min`` and ``v < max(v0, theta) + S_max``
+        (a reset leaves ``v >= 0``, and only fires on ``v >= theta``); stage 2
+        moves ``v`` towards ``[0, theta)`` and never past it.
+        """
+        s_lo, s_hi = self.partial_sum
+        return (min(self.v0[0], 0) + s_lo, max(self.v0[1], self.theta[1] - 1) + s_hi)
+
+    @property
+    def counter(self) -> tuple[int, int]:
+        """Range of the signed spike counter ``c``: ``-T1+1 .. T1 + max(T1, T2) - 1``."""
+        return (-(self.max_levels - 1), 2 * self.max_levels - 1)
+
+    def describe(self) -> str:
+        return (f"I in {list(self.current)}, partial sums in {list(self.partial_sum)}, theta in {list(self.theta)}, "
+                f"v0 in {list(self.v0)}, T1, T2 in [1, {self.max_levels}]")
+
+
+class FormalPascIf(Elaboratable):
+    """Step-level reference PASC-IF neuron (one neuron, runtime T1, T2).
+
+    Inputs: ``start`` (load ``theta``, ``v0``, ``t_in``, ``t_out``; ``v = v0``,
+    ``c = 0``), ``step`` (do one step of the current stage), ``current``
+    (read on INTEGRATE steps).  Outputs, combinational for the step of this
+    cycle: ``excitatory``, ``inhibitory`` (stage 1 and 2 spikes), ``spike``
+    (the transmitted stage-3 spike), ``last`` (the step ends its stage).
+    State: ``stage``, ``t`` (steps done in this stage), ``v``, ``c`` and the
+    latched parameters ``theta_q``, ``v0_q``, ``t_in_q``, ``t_out_q``.
+    ``start`` wins over ``step`` and may come at any time.
+    """
+
+    def __init__(self, ranges: NeuronRanges):
+        self.ranges = ranges
+        r = ranges
+        # Wider than any reachable value by one bit: the spec itself never wraps.
+        wide_v = signed_bits_for(r.membrane[0] - r.current[1] - r.theta[1],
+                                 r.membrane[1] + abs(r.current[0]) + r.theta[1]) + 1
+        self.v_shape = signed(wide_v)
+        self.c_shape = signed(signed_bits_for(-2 * r.max_levels, 2 * r.max_levels) + 1)
+        level_bits = max(1, r.max_levels.bit_length())
+        self.level_shape = unsigned(level_bits + 1)
+
+        self.start = Signal()
+        self.step = Signal()
+        self.current = Signal(signed(signed_bits_for(*r.current)))
+        self.theta = Signal(unsigned(max(1, r.theta[1].bit_length())))
+        self.v0 = Signal(signed(signed_bits_for(*r.v0)))
+        self.t_in = Signal(self.level_shape)
+        self.t_out = Signal(self.level_shape)
+
+        self.stage = Signal(Stage)
+        self.t = Signal(self.level_shape)
+        self.v = Signal(self.v_shape)
+        self.c = Signal(self.c_shape)
+        self.theta_q = Signal.like(self.theta)
+        self.v0_q = Signal.like(self.v0)
+        self.t_in_q = Signal(self.level_shape)
+        self.t_out_q = Signal(self.level_shape)
+
+        self.excitatory = Signal()
+        self.inhibitory = Signal()
+        self.spike = Signal()
+        self.last = Signal()
+        self.settle_steps = Signal(self.level_shape)
+        self.v_integrated = Signal(self.v_shape)
+
+    def elaborate(self, platform):
+        m = Module()
+        theta = self.theta_q
+        m.d.comb += [
+            self.settle_steps.eq(Mux(self.t_in_q > self.t_out_q, self.t_in_q, self.t_out_q) - 1),
+            self.v_integrated.eq(self.v + self.current),
+        ]
+        with m.Switch(self.stage):
+            with m.Case(Stage.INTEGRATE):
+                m.d.comb += [
+                    self.excitatory.eq(self.step & (self.v_integrated >= theta)),
+                    self.last.eq(self.step & (self.t == self.t_in_q - 1)),
+                ]
+            with m.Case(Stage.SETTLE):
+                m.d.comb += [
+                    self.excitatory.eq(self.step & (self.v >= theta)),
+                    self.inhibitory.eq(self.step & (self.v < 0)),
+                    self.last.eq(self.step & (self.t == self.settle_steps - 1)),
+                ]
+            with m.Case(Stage.TRANSMIT):
+                m.d.comb += [
+                    self.spike.eq(self.step & (self.c > self.t)),
+                    self.last.eq(self.step & (self.t == self.t_out_q - 1)),
+                ]
+
+        with m.If(self.start):
+            m.d.sync += [
+                self.stage.eq(Stage.INTEGRATE), self.t.eq(0), self.v.eq(self.v0), self.c.eq(0),
+                self.theta_q.eq(self.theta), self.v0_q.eq(self.v0),
+                self.t_in_q.eq(self.t_in), self.t_out_q.eq(self.t_out),
+            ]
+        with m.Elif(self.step):
+            m.d.sync += self.t.eq(Mux(self.last, 0, self.t + 1))
+            with m.Switch(self.stage):
+                with m.Case(Stage.INTEGRATE):
+                    m.d.sync += [
+                        self.v.eq(Mux(self.excitatory, self.v_integrated - theta, self.v_integrated)),
+                        self.c.eq(self.c + self.excitatory),
+                    ]
+                    with m.If(self.last):
+                        m.d.sync += self.stage.eq(Mux(self.settle_steps == 0, Stage.TRANSMIT, Stage.SETTLE))
+                with m.Case(Stage.SETTLE):
+                    with m.If(self.excitatory):
+                        m.d.sync += [self.v.eq(self.v - theta), self.c.eq(self.c + 1)]
+                    with m.Elif(self.inhibitory):
+                        m.d.sync += [self.v.eq(self.v + theta), self.c.eq(self.c - 1)]
+                    with m.If(self.last):
+                        m.d.sync += self.stage.eq(Stage.TRANSMIT)
+                with m.Case(Stage.TRANSMIT):
+                    with m.If(self.last):
+                        m.d.sync += self.stage.eq(Stage.IDLE)
+        return m
