@@ -110,7 +110,6 @@ def test_widths_are_worst_case_and_tight():
     assert neuron_cycles(4, 4) == 11 and neuron_cycles(16, 4) == 35 and neuron_cycles(1, 1) == 2
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 @pytest.mark.parametrize("kwargs, message", [
     (dict(current_width=0), "current_width"),
     (dict(theta_width=True), "theta_width"),

@@ -185,6 +185,7 @@ class PascIfNeuron(wiring.Component):
 
     def __init__(self, *, current_width: int, v0_width: int, theta_width: int, max_t_in: int, max_t_out: int):
         owner = "PascIfNeuron"
+        self._MustUse__silence = True  # no "never used" warning if validation fails
         _check_int(owner, "current_width", current_width, 1, 62)
         _check_int(owner, "v0_width", v0_width, 1, 62)
         _check_int(owner, "theta_width", theta_width, 1, 62)
@@ -215,6 +216,7 @@ class PascIfNeuron(wiring.Component):
             "c": Out(signed(self.widths.c_width)),
             "count": Out(range(max_t_out + 1)),
         })
+        self._MustUse__silence = False
 
     def elaborate(self, platform):
         m = Module()
