@@ -21,15 +21,15 @@ This module is the spec, not a design: it is simulated only by the solver.
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from amaranth.hdl import Elaboratable, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import enum
 
 __all__ = ["Stage", "NeuronRanges", "FormalPascIf", "signed_bits_for"]
 
 
-class Stage(enum.IntEnum):
+class Stage(enum.Enum, shape=2):
     """Stage of the reference step machine (also the harness's stage names)."""
 
     IDLE = 0
@@ -50,19 +50,17 @@ def signed_bits_for(lo: int, hi: int) -> int:
 class NeuronRanges:
     """The input space a proof covers: every value in these closed ranges.
 
-    ``current``: one step's input current ``I[t]``; ``partial_sum``: every
-    partial sum ``I[0] + ... + I[t]`` (the integer model bounds these, see
-    ``pascal_ref.quantize``; by default ``max_levels`` times ``current``);
-    ``theta``: the threshold (``>= 1``); ``v0``: the initial potential;
-    ``max_levels``: the largest ``T1`` and ``T2`` (both range over
-    ``1..max_levels``).
+    ``current``: one stage-1 step's input current ``I[t]``; ``theta``: the
+    threshold (``>= 1``); ``v0``: the initial potential; ``max_t_in``,
+    ``max_t_out``: the largest ``T1`` and ``T2`` (they range over
+    ``1..max_t_in`` and ``1..max_t_out``).
     """
 
     current: tuple[int, int]
     theta: tuple[int, int]
     v0: tuple[int, int]
-    max_levels: int
-    partial_sum: tuple[int, int] | None = None
+    max_t_in: int
+    max_t_out: int
 
     def __post_init__(self):
         for name in ("current", "theta", "v0"):
@@ -71,31 +69,33 @@ class NeuronRanges:
                 raise ValueError(f"NeuronRanges: {name} range ({lo}, {hi}) is empty")
         if self.theta[0] < 1:
             raise ValueError(f"NeuronRanges: theta must be >= 1, got range {self.theta}")
-        if self.max_levels < 1:
-            raise ValueError(f"NeuronRanges: max_levels must be >= 1, got {self.max_levels}")
-        if self.partial_sum is None:
-            object.__setattr__(self, "partial_sum", (min(0, self.current[0] * self.max_levels),
-                                                     max(0, self.current[1] * self.max_levels)))
+        if self.max_t_in < 1 or self.max_t_out < 1:
+            raise ValueError(f"NeuronRanges: max_t_in, max_t_out must be >= 1, got {self.max_t_in}, {self.max_t_out}")
+
+    @property
+    def max_settle(self) -> int:
+        return max(self.max_t_in, self.max_t_out) - 1
 
     @property
     def membrane(self) -> tuple[int, int]:
-        """Every value ``v`` takes, before or after a reset, in any stage.
+        """Every value ``v`` takes after a step, in any stage.
 
-        Stage 1 keeps ``v >= min(v0, 0) + S_min`` and ``v < max(v0, theta) + S_max``
-        (a reset leaves ``v >= 0``, and only fires on ``v >= theta``); stage 2
-        moves ``v`` towards ``[0, theta)`` and never past it.
+        Stage 1 step ``t`` keeps ``v`` in ``[min(v0, 0) + t*min(I_min, 0),
+        max(v0, 0) + t*max(I_max, 0)]`` (a reset fires only on ``v >= theta``
+        and leaves ``v >= 0``); stage 2 moves ``v`` towards ``[0, theta)`` and
+        never past it.
         """
-        s_lo, s_hi = self.partial_sum
-        return (min(self.v0[0], 0) + s_lo, max(self.v0[1], self.theta[1] - 1) + s_hi)
+        return (min(self.v0[0], 0) + self.max_t_in * min(self.current[0], 0),
+                max(max(self.v0[1], 0) + self.max_t_in * max(self.current[1], 0), self.theta[1] - 1))
 
     @property
     def counter(self) -> tuple[int, int]:
-        """Range of the signed spike counter ``c``: ``-T1+1 .. T1 + max(T1, T2) - 1``."""
-        return (-(self.max_levels - 1), 2 * self.max_levels - 1)
+        """Range of the signed spike counter ``c``."""
+        return (-self.max_settle, self.max_t_in + self.max_settle)
 
     def describe(self) -> str:
-        return (f"I in {list(self.current)}, partial sums in {list(self.partial_sum)}, theta in {list(self.theta)}, "
-                f"v0 in {list(self.v0)}, T1, T2 in [1, {self.max_levels}]")
+        return (f"I in {list(self.current)}, theta in {list(self.theta)}, v0 in {list(self.v0)}, "
+                f"T1 in [1, {self.max_t_in}], T2 in [1, {self.max_t_out}]")
 
 
 class FormalPascIf(Elaboratable):
@@ -118,8 +118,8 @@ class FormalPascIf(Elaboratable):
         wide_v = signed_bits_for(r.membrane[0] - r.current[1] - r.theta[1],
                                  r.membrane[1] + abs(r.current[0]) + r.theta[1]) + 1
         self.v_shape = signed(wide_v)
-        self.c_shape = signed(signed_bits_for(-2 * r.max_levels, 2 * r.max_levels) + 1)
-        level_bits = max(1, r.max_levels.bit_length())
+        self.c_shape = signed(signed_bits_for(-2 * r.max_settle - 2, 2 * r.max_settle + r.max_t_in + 2) + 1)
+        level_bits = max(r.max_t_in, r.max_t_out).bit_length()
         self.level_shape = unsigned(level_bits + 1)
 
         self.start = Signal()
@@ -177,7 +177,7 @@ class FormalPascIf(Elaboratable):
                 self.theta_q.eq(self.theta), self.v0_q.eq(self.v0),
                 self.t_in_q.eq(self.t_in), self.t_out_q.eq(self.t_out),
             ]
-        with m.Elif(self.step):
+        with m.Elif(self.step & (self.stage != Stage.IDLE)):
             m.d.sync += self.t.eq(Mux(self.last, 0, self.t + 1))
             with m.Switch(self.stage):
                 with m.Case(Stage.INTEGRATE):

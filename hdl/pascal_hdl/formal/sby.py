@@ -109,8 +109,12 @@ def run_proof(harness, ports, name: str, workdir, mode: str = "prove", depth: in
         found = re.search(r"DONE \((\w+), rc=", line)
         if found:
             status = found.group(1)
-    failed = sorted(set(re.findall(r"Assert failed in \S+: (.*)$", out, flags=re.M)))
-    failed += sorted(set(re.findall(r"failed assertion \S+ at (.*)$", out, flags=re.M)))
+    messages = check_messages((workdir / f"{name}.il").read_text())
+    failed = []
+    for check in re.findall(r"Assert failed in \S+: \S*check_(\d+)", out):
+        message = messages.get(check, f"check_{check}")
+        if message not in failed:
+            failed.append(message)
     job_dir = workdir / name
     trace = None
     for candidate in ("engine_0/trace.vcd", "engine_0/trace_induct.vcd"):
@@ -120,6 +124,15 @@ def run_proof(harness, ports, name: str, workdir, mode: str = "prove", depth: in
     tail = "\n".join(out.splitlines()[-40:])
     return ProofResult(name=name, mode=mode, depth=depth, status=status, seconds=seconds, workdir=job_dir,
                        trace=trace, failed=failed, log=tail)
+
+
+def check_messages(il_text: str) -> dict[str, str]:
+    """Map the number of each RTLIL ``$check`` cell to its message (Amaranth
+    puts the ``Assert`` message in the cell's FORMAT parameter)."""
+    found = {}
+    for number, message in re.findall(r'cell \$check \$(\d+)\n\s+parameter \\FORMAT "((?:[^"\\]|\\.)*)"', il_text):
+        found[number] = message
+    return found
 
 
 def read_vcd(path, signals=None) -> tuple[list[str], list[dict[str, int]]]:
