@@ -30,7 +30,10 @@ def read_npz(path) -> dict:
         with np.load(source, allow_pickle=False) as archive:
             for key in archive.files:
                 try:
-                    arrays[key] = archive[key]
+                    value = archive[key]
+                    if not isinstance(value, np.ndarray):
+                        raise NpzError(f"{source}: member '{key}' is not a .npy array; refused")
+                    arrays[key] = value
                 except ValueError as error:
                     if "pickle" in str(error):
                         raise NpzError(f"{source}: array '{key}' is a pickled object array; refused (only numeric arrays are read)") from None
