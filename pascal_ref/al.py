@@ -47,7 +47,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["ALMetric", "al_metric", "al_histogram", "cluster_1d", "levels_for_clusters", "propose_levels",
+__all__ = ["ALMetric", "LayerAL", "al_metric", "layer_metrics", "al_histogram", "cluster_1d", "levels_for_clusters", "propose_levels",
            "resolve_level_set", "LEVEL_SETS", "DIRECTIONS", "DEFAULT_LEVEL_SET"]
 
 DEFAULT_LEVEL_SET = (1, 2, 4, 8)
@@ -263,3 +263,46 @@ def propose_levels(metrics: Sequence[float], clusters: int | None = None, level_
     per_cluster = levels_for_clusters(clusters, values, direction)
     labels = cluster_1d(m, clusters)
     return [int(per_cluster[label]) for label in labels]
+
+
+# ------------------------------------------------------- whole networks
+
+
+class LayerAL(NamedTuple):
+    """The AL metric of one hidden layer, with its histogram for plots."""
+
+    name: str
+    levels: int
+    values: int            # number of activations in the histogram
+    metric: ALMetric
+    counts: np.ndarray
+    edges: np.ndarray
+
+
+def layer_metrics(network, x, bins: int = 5, batch_size: int = 256) -> list[LayerAL]:
+    """AL metric of every hidden layer's QCFS levels ``q`` over the data ``x``.
+
+    The outputs are those of the float QCFS ANN
+    (:func:`pascal_ref.ann.float_ann`), which the SNN's spike counts equal;
+    the histogram of ``q`` and of ``h = theta q`` are the same.
+    """
+    from .ann import check_input, float_ann
+
+    bins = _check_bins(bins)
+    x = check_input(network, x, "calibration data")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    names = [layer.name for layer in network.hidden_layers]
+    if not names:
+        raise ValueError(f"network '{network.name}' has no QCFS layer: nothing to measure")
+    parts = {name: [] for name in names}
+    for start in range(0, len(x), batch_size):
+        levels = float_ann(network, x[start:start + batch_size]).levels
+        for name in names:
+            parts[name].append(levels[name].ravel())
+    rows = []
+    for layer in network.hidden_layers:
+        q = np.concatenate(parts[layer.name])
+        counts, edges = al_histogram(q, bins, what=f"layer '{layer.name}'")
+        rows.append(LayerAL(layer.name, layer.levels, int(q.size), _metric_from_counts(counts), counts, edges))
+    return rows

@@ -63,7 +63,7 @@ from .ops import apply_pre_ops, conv2d
 from .snn import latency, layer_timesteps, simulate
 
 __all__ = ["t_eff", "t_eff_layers", "EnergyModel", "LayerCost", "NetworkCost", "fan_in", "layer_r",
-           "network_t_eff", "spike_counts", "network_cost", "format_cost", "OFFICIAL_R"]
+           "network_t_eff", "measure", "spike_counts", "network_cost", "format_cost", "OFFICIAL_R"]
 
 
 # ------------------------------------------------------------------ T_eff
@@ -190,25 +190,32 @@ def _events_per_output(events: np.ndarray, op) -> np.ndarray:
     raise TypeError(f"unsupported op {type(op).__name__}")  # pragma: no cover
 
 
-def spike_counts(network: Network, x, batch_size: int = 256) -> dict:
-    """Transmitted spikes of every source, measured with the SNN count engine.
+def measure(network: Network, x, batch_size: int = 256) -> tuple[dict, np.ndarray]:
+    """Transmitted spikes of every source and the readout logits, from the SNN count engine.
 
-    Returns ``{name: int64 (N, *shape)}`` for every hidden layer and, for
-    count-coded input, ``"input"`` (the input levels).  Analog input has no
-    spikes (it is multiplied).
+    Returns ``({name: int64 (N, *shape)}, logits (N, classes))``; the counts
+    cover every hidden layer and, for count-coded input, ``"input"`` (the
+    input levels).  Analog input has no spikes (it is multiplied).
     """
     x = check_input(network, x, "data")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     parts: dict = {}
+    logits = []
     for start in range(0, len(x), batch_size):
         result = simulate(network, x[start:start + batch_size], engine="count")
+        logits.append(result.logits)
         for name, counts in result.counts.items():
             parts.setdefault(name, []).append(np.asarray(counts, dtype=np.int64))
     counts = {name: np.concatenate(chunks) for name, chunks in parts.items()}
     if network.input_levels is not None:
         counts[INPUT] = input_levels_of(network, x)
-    return counts
+    return counts, np.concatenate(logits)
+
+
+def spike_counts(network: Network, x, batch_size: int = 256) -> dict:
+    """The spike counts of :func:`measure`."""
+    return measure(network, x, batch_size)[0]
 
 
 @dataclass(frozen=True)
