@@ -34,16 +34,16 @@ reference modules is not part of a state dict.
 """
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from .network import (AvgPool2d, BasicBlock, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Linear, Network,
                       NetworkError, QCFS)
+from .npzio import read_npz
 
 __all__ = ["ARCHITECTURES", "NUM_CLASSES", "StateDictError", "build", "expected_keys", "random_state_dict",
-           "load_state_dict_npz", "activation_names", "default_input_shape"]
+           "load_state_dict_npz", "load_state_dict", "activation_names", "default_input_shape"]
 
 ARCHITECTURES = ("vgg16", "resnet18", "resnet34")
 NUM_CLASSES = (10, 100, 1000)
@@ -288,6 +288,31 @@ class _Params:
             raise StateDictError(f"{self.where}: {len(extra)} unexpected key(s) not in the template: {shown}")
 
 
+def _check_missing(arch: str, slots, params: _Params):
+    """All missing keys at once (a wrong architecture shows at a glance)."""
+    missing, total = [], 0
+    for slot in slots:
+        parts = slot.parts() if isinstance(slot, _Block) else [slot]
+        for part in parts:
+            if isinstance(part, _Act):
+                total += 1
+                if not any(params.has(f"{n}.{p}") for n in (part.name, *part.aliases) for p in ("thresh", "up")):
+                    missing.append(f"{part.name}.thresh")
+                continue
+            for key, _ in part.keys():
+                total += 1
+                if not params.has(key):
+                    missing.append(key)
+    if missing:
+        shown = ", ".join(repr(k) for k in missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        present = list(params.arrays)
+        hint = ""
+        if len(missing) > total // 2:
+            hint = (f"; is this a {arch} state dict? its keys start " + ", ".join(repr(k) for k in present[:4])
+                    if present else "; the state dict is empty")
+        raise StateDictError(f"{params.where}: {len(missing)} of {total} {arch} keys missing: {shown}{hint}")
+
+
 def _make(slot, params: _Params, levels: dict[str, int]):
     if isinstance(slot, _Conv):
         weight = params.get(f"{slot.name}.weight", next(slot.keys())[1])
@@ -384,6 +409,7 @@ def build(arch: str, num_classes: int, levels, state_dict=None, rng=None, *, inp
         state_dict = random_state_dict(arch, num_classes, rng)
         source = f"random {arch}"
     params = _Params(state_dict, source)
+    _check_missing(arch, slots, params)
     layers = []
     for slot in slots:
         layers.append(_make(slot, params, levels_by_name))
@@ -399,31 +425,31 @@ def load_state_dict_npz(path) -> dict[str, np.ndarray]:
     """Read a plain state-dict ``.npz`` without ever unpickling.
 
     Every entry must be a numeric array; object arrays, strings and damaged
-    archives raise :class:`StateDictError` naming the file and the key.
+    archives raise an error naming the file and the key
+    (:class:`~pascal_ref.npzio.NpzError` or :class:`StateDictError`).
     """
     path = str(path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, EOFError) as error:
-        raise StateDictError(f"{path}: not a valid .npz (zip) archive ({error})") from None
-    except ValueError as error:
-        raise StateDictError(f"{path}: not a state-dict .npz archive ({error})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise StateDictError(f"{path}: a plain .npy array, not a state-dict .npz archive")
-    state = {}
-    with archive:
-        for key in archive.files:
-            try:
-                array = archive[key]
-            except ValueError as error:
-                if "allow_pickle" in str(error):
-                    raise StateDictError(f"{path}: array '{key}' is an object array; only numeric arrays are accepted") from None
-                raise StateDictError(f"{path}: array '{key}' cannot be read ({error})") from None
-            except (zipfile.BadZipFile, EOFError, OSError) as error:
-                raise StateDictError(f"{path}: array '{key}' is damaged ({error})") from None
-            if array.dtype.kind not in "iufb":
-                raise StateDictError(f"{path}: array '{key}' has dtype {array.dtype}; only numeric arrays are accepted")
-            state[key] = array
+    state = read_npz(path)
+    for key, array in state.items():
+        if array.dtype.kind not in "iufb":
+            raise StateDictError(f"{path}: array '{key}' has dtype {array.dtype}; only numeric arrays are accepted")
     if not state:
         raise StateDictError(f"{path}: the archive holds no arrays")
     return state
+
+
+def load_state_dict(path, key: str | None = None) -> dict[str, np.ndarray]:
+    """Read a state dict from ``.npz`` (:func:`load_state_dict_npz`) or from a
+    torch ``.pth``/``.pt``/``.ckpt``/``.tar`` file (:mod:`pascal_ref.torch_pickle`,
+    torch-free and without running the file's pickle code); ``key`` names the
+    entry of a checkpoint dict that holds the state dict."""
+    path = str(path)
+    lower = path.lower()
+    if lower.endswith(".npz"):
+        if key is not None:
+            raise StateDictError(f"{path}: key= applies to torch checkpoints, not to .npz files")
+        return load_state_dict_npz(path)
+    if lower.endswith((".pth", ".pt", ".ckpt", ".tar", ".bin")):
+        from .torch_pickle import load_state_dict_pth
+        return load_state_dict_pth(path, key)
+    raise StateDictError(f"{path}: unknown state-dict file type; expected .npz or a torch .pth/.pt file")
