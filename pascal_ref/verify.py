@@ -149,11 +149,12 @@ def format_report(report: dict) -> str:
         for path, acc in report["accuracy"].items():
             lines.append(f"  {path:<14}{100 * acc:>9.2f}%")
     lines.append("")
-    header = f"  {'layer':<20}{'L':>3}{'neurons':>10}{'float mism.':>12}{'max dist':>10}{'int mism.':>10}{'int engines':>12}{'steps':>7}"
+    width = max([20] + [len(row["layer"]) + 2 for row in report["layers"]])
+    header = f"  {'layer':<{width}}{'L':>3}{'neurons':>10}{'float mism.':>12}{'max dist':>10}{'int mism.':>10}{'int engines':>12}{'steps':>7}"
     lines.append(header)
     steps = {row["layer"]: row for row in report["timesteps"]["per_layer"]}
     for row in report["layers"]:
-        lines.append(f"  {row['layer']:<20}{row['levels']:>3}{row['neurons']:>10}{row['float_mismatches']:>12}"
+        lines.append(f"  {row['layer']:<{width}}{row['levels']:>3}{row['neurons']:>10}{row['float_mismatches']:>12}"
                      f"{row['float_max_boundary_distance']:>10.2g}{row['integer_mismatches']:>10}"
                      f"{row['integer_engine_mismatches']:>12}{steps[row['layer']]['steps']:>7}")
     f, i, q = report["float"], report["integer"], report["quantization"]
