@@ -234,3 +234,66 @@ def test_resolve_level_set():
     assert resolve_level_set("pow2") == (1, 2, 4, 8)
     assert resolve_level_set("8, 2,4") == (2, 4, 8)
     assert resolve_level_set((16, 1)) == (1, 16)
+
+
+# ------------------------------------------------------- networks and CLI
+
+
+def small_network():
+    rng = np.random.default_rng(5)
+    from pascal_ref.network import QCFS, Linear, Network
+    return Network((6,), [Linear("fc1", rng.normal(size=(8, 6))), QCFS("a1", 1.5, 4),
+                          Linear("fc2", rng.normal(size=(5, 8))), QCFS("a2", 2.0, 8),
+                          Linear("out", rng.normal(size=(3, 5)))], input_levels=4)
+
+
+def test_layer_metrics_use_the_ann_levels():
+    from pascal_ref.al import layer_metrics
+    from pascal_ref.ann import float_ann
+    net = small_network()
+    x = np.random.default_rng(6).uniform(size=(37, 6))
+    levels = float_ann(net, x).levels
+    rows = layer_metrics(net, x, batch_size=5)
+    assert [row.name for row in rows] == ["a1", "a2"] and [row.levels for row in rows] == [4, 8]
+    for row in rows:
+        assert row.values == levels[row.name].size
+        assert row.counts.tolist() == np.histogram(levels[row.name], 5)[0].tolist()
+        assert row.metric == al_metric(levels[row.name])
+    with pytest.raises(ValueError, match="bins must be >= 4"):
+        layer_metrics(net, x, bins=2)
+    with pytest.raises(ValueError, match="empty batch"):
+        layer_metrics(net, np.zeros((0, 6)))
+
+
+def test_cli_al(tmp_path, capsys):
+    import json
+    from pascal_ref.al import layer_metrics
+    from pascal_ref.cli import main
+    from pascal_ref.data import load_data
+    from pascal_ref.fileformat import load
+    from pascal_ref.models import bundled_path
+    out = tmp_path / "al.json"
+    assert main(["al", "digits-cnn", "--data", "digits", "--limit", "40", "--json", str(out),
+                 "--plot", str(tmp_path / "plots")]) == 0
+    text = capsys.readouterr().out
+    assert "act1" in text and "act2" in text and "proposed levels" in text
+    payload = json.loads(out.read_text())
+    net = load(bundled_path("digits-cnn"))
+    expected = layer_metrics(net, load_data("digits", net.input_shape, split="train", limit=40).x)
+    assert [layer["M"] for layer in payload["layers"]] == [row.metric.M for row in expected]
+    assert payload["proposed_levels"] == propose_levels([row.metric.M for row in expected])
+    assert net.with_levels(payload["proposed_levels"]).levels == payload["proposed_levels"]
+    assert (tmp_path / "plots" / "digits_cnn_al_histograms.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--bins", "3"], "bins must be >= 4"),
+    (["--clusters", "3"], "only 2 hidden layers"),
+    (["--level-set", "fibonacci"], "unknown L set"),
+    (["--level-set", "1,0"], "integer >= 1"),
+    (["--clusters", "3", "--level-set", "2,4"], "only 2 hidden layers"),
+])
+def test_cli_al_errors(argv, match, capsys):
+    from pascal_ref.cli import main
+    assert main(["al", "digits-cnn", "--data", "digits", "--limit", "20"] + argv) == 2
+    assert match in capsys.readouterr().err

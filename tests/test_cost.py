@@ -228,3 +228,36 @@ def test_format_cost_mentions_every_layer():
     net = mlp()
     text = format_cost(network_cost(net, np.full((2, 3), 0.5)))
     assert "a1" in text and "out" in text and "latency 5 timesteps" in text
+
+
+def test_cli_cost(tmp_path, capsys):
+    import json
+    from pascal_ref.cli import main
+    from pascal_ref.data import load_data
+    from pascal_ref.fileformat import load
+    from pascal_ref.models import bundled_path
+    out = tmp_path / "cost.json"
+    assert main(["cost", "digits-mlp", "--data", "digits", "--limit", "30", "--levels", "2", "--ac-pj", "0.5",
+                 "--json", str(out), "--plot", str(tmp_path)]) == 0
+    assert "latency" in capsys.readouterr().out
+    payload = json.loads(out.read_text())
+    net = load(bundled_path("digits-mlp")).with_levels([2])
+    data = load_data("digits", net.input_shape, limit=30)
+    expected = network_cost(net, data.x, energy=EnergyModel(ac_pj=0.5))
+    assert payload["levels"] == [2] and payload["latency"] == expected.latency
+    assert payload["energy_pj"] == pytest.approx(expected.energy_pj)
+    assert payload["energy_model"]["neuron_pj"] == pytest.approx(0.5 * 4 / 3)
+    assert 0.5 < payload["accuracy"] <= 1.0
+    assert (tmp_path / "digits_mlp_energy.png").exists() and (tmp_path / "digits_mlp_spikes.png").exists()
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--levels", "2,2"], "levels list has 2 entries"),
+    (["--levels", "x"], "--levels: expected an integer"),
+    (["--mac-pj", "-1"], "mac_pj must be a finite number >= 0"),
+    (["--limit", "0"], "--limit must be >= 1"),
+])
+def test_cli_cost_errors(argv, match, capsys):
+    from pascal_ref.cli import main
+    assert main(["cost", "digits-mlp", "--data", "digits", "--limit", "10"] + argv) == 2
+    assert match in capsys.readouterr().err
