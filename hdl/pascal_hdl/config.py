@@ -56,6 +56,12 @@ def _positive_int(layer: str, name: str, value, maximum: int) -> int:
     return int(value)
 
 
+def _identifier(name: str) -> str:
+    """A model name as a signal-name identifier (non-alphanumerics become ``_``)."""
+    text = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
+    return text if text.isidentifier() else "l_" + text
+
+
 def pack_words(values: np.ndarray, width: int) -> list[int]:
     """Pack rows of signed or unsigned integers into unsigned words, element 0 in the low bits."""
     mask = (1 << width) - 1
@@ -297,32 +303,33 @@ class CoreConfig:
         ``lanes``: None (defaults: min(out, 8) hidden, min(out, 16) readout),
         an int for every layer (capped at the layer's size) or one int per layer.
         """
-        network = model.network
-        if network.input_levels is None:
-            raise HardwareError(f"network '{network.name}': analog input is not supported by the core; "
-                                "use count-coded input (input_levels)")
-        if len(network.input_shape) != 1:
-            raise HardwareError(f"network '{network.name}': input shape {network.input_shape} is not a vector; "
-                                "the core supports Linear layers on (features,) inputs only")
+        network = getattr(model, "network", None)
+        if network is None or not hasattr(model, "layers"):
+            raise TypeError(f"from_integer_network: expected an IntegerNetwork, got {type(model).__name__}")
         layers = model.layers
         if lanes is None or isinstance(lanes, (int, np.integer)):
             lanes = [None if lanes is None else int(lanes)] * len(layers)
         lanes = list(lanes)
         if len(lanes) != len(layers):
             raise HardwareError(f"lanes has {len(lanes)} entries, the model has {len(layers)} layers")
-        configs = []
-        for layer, lane_count in zip(layers, lanes):
+        for layer in layers:
             if len(layer.synapses) != 1:
                 raise HardwareError(f"layer '{layer.name}': {len(layer.synapses)} synapses (residual block); "
                                     "the core supports chains of Linear layers only")
             synapse = layer.synapses[0]
             op_type = type(synapse.op).__name__
             if op_type != "Linear":
-                raise HardwareError(f"layer '{layer.name}': {op_type} is not supported by the core (Linear only)")
+                raise HardwareError(f"layer '{layer.name}': {op_type} '{synapse.op.name}' is not supported by the core (Linear only)")
             bad = [type(p).__name__ for p in synapse.pre_ops if type(p).__name__ != "Flatten"]
             if bad:
                 raise HardwareError(f"layer '{layer.name}': {', '.join(bad)} before the Linear op is not supported "
                                     "(no pooling in the core)")
+        if network.input_levels is None:
+            raise HardwareError(f"network '{network.name}': analog input is not supported by the core; "
+                                "use count-coded input (input_levels), which keeps the core multiplier-free")
+        configs = []
+        for layer, lane_count in zip(layers, lanes):
+            synapse = layer.synapses[0]
             if synapse.input_min != 0:
                 raise HardwareError(f"layer '{layer.name}': input levels from {synapse.input_min}; the core takes counts >= 0")
             out = layer.output_shape[0]
@@ -330,12 +337,10 @@ class CoreConfig:
                 lane_count = min(out, DEFAULT_READOUT_LANES if layer.is_readout else DEFAULT_HIDDEN_LANES)
             lane_count = min(lane_count, out)
             configs.append(LayerConfig(
-                name=layer.name.replace(".", "_"), weight=np.asarray(synapse.weight), t_in=int(synapse.input_max),
+                name=_identifier(layer.name), weight=np.asarray(synapse.weight), t_in=int(synapse.input_max),
                 t_out=layer.levels, theta=None if layer.is_readout else np.asarray(layer.theta),
                 v0=np.asarray(layer.bias if layer.is_readout else layer.v0), lanes=lane_count))
-        core_name = name if name is not None else "".join(ch if ch.isalnum() else "_" for ch in network.name)
-        if not core_name.isidentifier():
-            core_name = "core_" + core_name
+        core_name = name if name is not None else _identifier(network.name)
         return cls(core_name, int(np.prod(network.input_shape)), int(network.input_levels), tuple(configs))
 
     @property
