@@ -140,7 +140,7 @@ def test_unsupported_models_are_rejected():
     rng = np.random.default_rng(0)
     conv = Network((1, 4, 4), [Conv2d("conv1", rng.normal(size=(2, 1, 3, 3))), QCFS("act1", 1.0, 2), Flatten("flat"),
                                Linear("fc", rng.normal(size=(3, 8)))], input_levels=4)
-    with pytest.raises(HardwareError, match="'act1': Conv2d is not supported"):
+    with pytest.raises(HardwareError, match="'act1': Conv2d 'conv1' is not supported"):
         CoreConfig.from_integer_network(quantize(conv))
     pooled = Network((1, 4, 4), [AvgPool2d("pool", 2), Flatten("flat"), Linear("fc1", rng.normal(size=(5, 4))),
                                  QCFS("act1", 1.0, 2), Linear("fc2", rng.normal(size=(3, 5)))], input_levels=4)
