@@ -19,7 +19,8 @@ Layout and key names follow the PASCAL repository (CIFAR stems):
   blocks with ``residual_function`` = ``[Conv2d, BatchNorm2d, IF, Conv2d,
   BatchNorm2d]``, ``shortcut`` = ``[Conv2d(1x1), BatchNorm2d]`` where the
   shape changes (else identity) and the block activation ``act``;
-  ``avg_pool`` (adaptive, to 1x1), ``fc``.
+  ``avg_pool`` (adaptive, to 1x1), ``fc`` (its flatten, a ``view`` in the
+  reference ``forward``, is the layer ``fc.flatten``, as the exporter names it).
 
 An activation's threshold is read from ``<name>.thresh`` (PASCAL, QCFS) or
 ``<name>.up`` (the older QCFS code, whose block activation is called
@@ -198,7 +199,7 @@ def _resnet_slots(arch: str, num_classes: int) -> list:
                 shortcut_bn=_BatchNorm(f"{name}.shortcut.1", channels) if needs_shortcut else None,
                 act2=_Act(f"{name}.act", aliases=(f"{name}.relu",))))
             in_channels = channels
-    slots += [_Plain(GlobalAvgPool("avg_pool")), _Plain(Flatten("flatten")), _Linear("fc", 512, num_classes)]
+    slots += [_Plain(GlobalAvgPool("avg_pool")), _Plain(Flatten("fc.flatten")), _Linear("fc", 512, num_classes)]
     return slots
 
 
