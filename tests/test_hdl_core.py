@@ -100,6 +100,7 @@ def test_core_matches_integer_golden_model(p_valid, p_ready):
     assert any(golden.levels["act1"].ravel()) and not all(r["rejected"] for r in results)
     if p_valid == 1.0 and p_ready == 1.0:
         np.testing.assert_array_equal([r["cycles"] for r in results], expected_cycles(config, levels))
+        assert max(r["cycles"] for r in results) <= config.worst_case_cycles()
 
 
 def test_rejected_event_is_reported_in_the_result():
@@ -134,6 +135,8 @@ def test_digits_model_config_and_cycles():
     cycles = expected_cycles(config, levels)
     ideal = config.ideal_cycles(levels)
     assert np.all(cycles >= ideal) and np.all(cycles < 1.1 * ideal + 400)
+    full = np.full((1, 64), 16)
+    assert cycles.max() < expected_cycles(config, full)[0] <= config.worst_case_cycles()
 
 
 def test_unsupported_models_are_rejected():

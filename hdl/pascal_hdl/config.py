@@ -366,11 +366,26 @@ class CoreConfig:
         return hidden, logits, np.argmax(logits, axis=1)
 
     def ideal_cycles(self, levels) -> np.ndarray:
-        """Synaptic events divided by lanes, per sample: ``sum_layers sum_j count_j * groups``."""
+        """The engine's bound per sample: synaptic events divided by lanes,
+        ``sum_layers (input spikes * out_features / lanes)`` (float; the engines
+        need ``groups = ceil(out/lanes)`` cycles per spike, plus overheads)."""
         counts = np.asarray(levels)
-        total = np.zeros(len(counts), dtype=np.int64)
+        total = np.zeros(len(counts), dtype=np.float64)
         for layer in self.layers:
-            total += counts.sum(axis=1) * layer.groups
+            total += counts.sum(axis=1) * layer.out_features / layer.lanes
             if not layer.is_readout:
                 counts = layer.forward(counts)
         return total
+
+    def worst_case_cycles(self) -> int:
+        """Upper bound of the cycles of any sample (every input and every hidden count at its maximum,
+        every stall counted), for inputs sent as :func:`pascal_hdl.engine.sample_events` does
+        (nonzero counts, or the single all-zero event): ``1 + sum_layers (in*T1*groups + out)
+        + sum_hidden groups*(2+T2) + groups_readout``. In every cycle of a sample at least one
+        engine issues an accumulation, runs a neuron/readout step or offers an output, so the
+        terms add up."""
+        total = 1
+        for layer in self.layers:
+            total += layer.in_features * layer.t_in * layer.groups + layer.out_features
+            total += layer.groups * (1 if layer.is_readout else 2 + layer.t_out)
+        return int(total)

@@ -87,6 +87,18 @@ class NetworkCore(wiring.Component):
                 "valid": Out(1), "payload": Out(event_layout(layer.out_features, layer.t_out))}))
         super().__init__(members)
 
+    @property
+    def cycle_model(self) -> dict:
+        """How the cycles of a sample are predicted (for manifests); exact figures: :func:`expected_cycles`."""
+        return {
+            "model": "pascal_hdl.core.expected_cycles(config, levels): exact, cycle-level CoreModel",
+            "per_input_event": "max(1, count * groups) cycles",
+            "per_group_hidden": "READ 1 + START 1 + RUN T2 + one EMIT cycle per neuron (+ back-pressure)",
+            "per_group_readout": "READ 1 + one COLLECT cycle per neuron",
+            "cycles_counted": "first input event accepted -> first cycle the result is valid",
+            "worst_case": self.config.worst_case_cycles(),
+        }
+
     def monitor(self, layer_name: str):
         """The monitor interface of a hidden layer."""
         return getattr(self, f"monitor_{layer_name}")
