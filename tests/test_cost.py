@@ -261,3 +261,18 @@ def test_cli_cost_errors(argv, match, capsys):
     from pascal_ref.cli import main
     assert main(["cost", "digits-mlp", "--data", "digits", "--limit", "10"] + argv) == 2
     assert match in capsys.readouterr().err
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 64), st.floats(0, 10), st.floats(0, 10))
+def test_t_eff_bounds_and_monotone(levels, r1, r2):
+    # T_eff_l - T = T (4T - 2) r / (1 + T r) >= 0, and T_eff_l < 5T - 2 + 1e-9 (its limit as r -> inf)
+    low, high = sorted((r1, r2))
+    a, b = t_eff_layers([levels, levels], [low, high])
+    assert levels - 1e-9 <= a <= b + 1e-9
+    assert b <= 5 * levels - 2 + 1e-9
+    assert a - levels == pytest.approx(levels * (4 * levels - 2) * low / (1 + levels * low), abs=1e-9)
