@@ -17,6 +17,7 @@ extra).
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,7 +46,12 @@ def _check_chunk(result, size: int, start: int):
 
 
 def _leaves(result):
-    if isinstance(result, dict):
+    if result is None:
+        return
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        for item in dataclasses.fields(result):
+            yield from _leaves(getattr(result, item.name))
+    elif isinstance(result, dict):
         for value in result.values():
             yield from _leaves(value)
     elif isinstance(result, (tuple, list)):
@@ -56,8 +62,13 @@ def _leaves(result):
 
 
 def _concatenate(parts: list):
-    """Join per-chunk results of the same structure (array, tuple, list or dict of them)."""
+    """Join per-chunk results of the same structure (array, tuple, list, dict or dataclass of them)."""
     first = parts[0]
+    if first is None:
+        return None
+    if dataclasses.is_dataclass(first) and not isinstance(first, type):
+        return type(first)(**{item.name: _concatenate([getattr(p, item.name) for p in parts])
+                              for item in dataclasses.fields(first) if item.init})
     if isinstance(first, dict):
         return {key: _concatenate([p[key] for p in parts]) for key in first}
     if isinstance(first, (tuple, list)):

@@ -1,0 +1,86 @@
+"""Sharding a data set over dask.distributed gives the single-process results, sample by sample."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed", reason="needs the 'dist' extra (dask.distributed)")
+
+from pascal_ref.distributed import DistributedError, map_samples
+from pascal_ref.fast import count_engine, count_plan, timestep_engine
+from pascal_ref.network import QCFS, AvgPool2d, Conv2d, Flatten, Linear, Network
+from pascal_ref.quantize import quantize
+from pascal_ref.snn import SnnResult
+
+
+def _network() -> Network:
+    rng = np.random.default_rng(5)
+    layers = [Conv2d("c1", rng.normal(0, 0.5, (4, 2, 3, 3)), rng.normal(0, 0.1, 4), 1, 1), QCFS("a1", 0.8, 4),
+              AvgPool2d("p1", 2), Conv2d("c2", rng.normal(0, 0.4, (5, 4, 3, 3)), None, 1, 1), QCFS("a2", 0.7, 2),
+              Flatten("f"), Linear("out", rng.normal(0, 0.3, (3, 5 * 3 * 3)), rng.normal(0, 0.1, 3))]
+    return Network((2, 6, 6), layers, input_levels=None, name="small")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return quantize(_network(), input_bound=1.0)
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return np.random.default_rng(9).uniform(0, 1, (37, 2, 6, 6))
+
+
+def _assert_results_equal(a: SnnResult, b: SnnResult):
+    np.testing.assert_array_equal(a.integer_logits, b.integer_logits)
+    np.testing.assert_array_equal(a.logits, b.logits)
+    assert set(a.counts) == set(b.counts)
+    for name in a.counts:
+        np.testing.assert_array_equal(a.counts[name], b.counts[name])
+
+
+def test_two_worker_cluster_equals_single_process(model, samples):
+    plan = count_plan(model)
+    single = count_engine(plan, samples)                       # one batch, one process
+    local = map_samples(count_engine, samples, shared=(plan,), chunk_size=8, progress=False)
+    sharded = map_samples(count_engine, samples, shared=(plan,), workers=2, chunk_size=8, progress=False)
+    assert isinstance(sharded, SnnResult) and sharded.integer_logits.shape == (37, 3)
+    _assert_results_equal(single, local)
+    _assert_results_equal(single, sharded)
+
+
+def test_cluster_keeps_sample_order_with_labels_and_small_window(model, samples):
+    labels = np.arange(len(samples))
+
+    def predict(m, x, y):
+        return {"index": y, "prediction": timestep_engine(m, x).predictions}
+
+    expected = timestep_engine(model, samples).predictions
+    out = map_samples(predict, (samples, labels), shared=(model,), workers=2, chunk_size=5, max_in_flight=1,
+                      progress=False)
+    np.testing.assert_array_equal(out["index"], labels)
+    np.testing.assert_array_equal(out["prediction"], expected)
+
+
+def test_worker_errors_reach_the_caller(model, samples):
+    def broken(m, x):
+        raise ValueError("layer 'c1': broken on purpose")
+
+    with pytest.raises(ValueError, match="broken on purpose"):
+        map_samples(broken, samples, shared=(model,), workers=2, chunk_size=16, progress=False)
+
+
+def test_results_must_have_one_row_per_sample(samples):
+    with pytest.raises(DistributedError, match="one row per sample"):
+        map_samples(lambda x: x.sum(), samples, chunk_size=10, progress=False)
+
+
+@pytest.mark.parametrize("kwargs", [{"chunk_size": 0}, {"workers": 0}, {"chunk_size": 2.5}])
+def test_bad_arguments(samples, kwargs):
+    with pytest.raises(ValueError):
+        map_samples(lambda x: x, samples, progress=False, **kwargs)
+
+
+def test_mismatched_sample_arrays(samples):
+    with pytest.raises(ValueError, match="array #1 has 3 rows"):
+        map_samples(lambda x, y: x, (samples, np.zeros(3)), progress=False)
