@@ -125,11 +125,17 @@ class NetworkCore(wiring.Component):
             self.i.ready.eq(first.i.ready & (state != _State.WAIT)),
         ]
         accept = self.i.valid & self.i.ready
+        # The first engine drops a bad event at least one cycle after it was accepted
+        # here, so the flag of a sample is cleared before any of its events can set it.
+        with m.If(accept & (state == _State.IDLE)):
+            m.d.sync += rejected.eq(0)
+        with m.Elif(first.rejected):
+            m.d.sync += rejected.eq(1)
         with m.If(accept):
             with m.If(state == _State.IDLE):
-                m.d.sync += [cycles.eq(1), rejected.eq(first.rejected)]
+                m.d.sync += cycles.eq(1)
             with m.Else():
-                m.d.sync += [cycles.eq(cycles + 1), rejected.eq(rejected | first.rejected)]
+                m.d.sync += cycles.eq(cycles + 1)
             m.d.sync += state.eq(_State.INPUT)
             with m.If(self.i.payload.last):
                 m.d.sync += state.eq(_State.WAIT)
@@ -187,7 +193,7 @@ class CoreModel:
         ready = [e.in_ready() for e in engines]
         payloads = [e.out_payload if v else None for e, v in zip(engines, valid)]
         result_valid = valid[-1]
-        rejected_before = engines[0].rejected
+        rejecting = engines[0].rejecting()
         accepted, _ = engines[0].step(accept, in_payload if accept else None, ready[1] if len(engines) > 1 else out_ready)
         for index in range(1, len(engines)):
             handed = valid[index - 1] and ready[index]
@@ -196,12 +202,12 @@ class CoreModel:
             out = ready[index + 1] if index + 1 < len(engines) else out_ready
             engines[index].step(handed, payloads[index - 1], out)
         taken = result_valid and out_ready
+        if accept and self.state == _State.IDLE:
+            self.rejected = False
+        elif rejecting:
+            self.rejected = True
         if accept:
-            rejected_now = engines[0].rejected != rejected_before
-            if self.state == _State.IDLE:
-                self.cycles, self.rejected = 1, rejected_now
-            else:
-                self.cycles, self.rejected = self.cycles + 1, self.rejected or rejected_now
+            self.cycles = 1 if self.state == _State.IDLE else self.cycles + 1
             self.state = _State.WAIT if in_payload["last"] else _State.INPUT
         elif self.state != _State.IDLE and not result_valid:
             self.cycles += 1

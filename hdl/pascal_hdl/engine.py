@@ -87,19 +87,22 @@ class LayerEngine(wiring.Component):
     Members
     -------
     i : In(stream.Signature(event_layout(in_features, t_in)))
-        Input events. ``ready`` depends on the engine state only.
+        Input events, through a one-event input register (``ready`` while it is
+        empty or being emptied; it depends on the engine state only).
     o : Out(stream.Signature(...))
         Hidden layer: events ``event_layout(out_features, t_out)`` in increasing
         index order, only nonzero counts plus always the last neuron (with
         ``last`` set). Readout: one ``result_layout(out_features, logit_width)``
         per sample. ``valid`` depends on the engine state only.
     rejected : Out(1)
-        An input event is accepted and dropped in this cycle (index out of
-        range or not increasing, count above ``t_in``).
+        An input event is taken from the input register and dropped in this
+        cycle (index out of range or not increasing, count above ``t_in``).
 
     Timing (with ``i`` always valid and ``o`` always ready; :class:`EngineModel`
-    reproduces it cycle by cycle): an event takes ``max(1, count * groups)``
-    cycles; after the last one, per group: READ 1, START 1, RUN ``T2``, then one
+    reproduces it cycle by cycle): an event enters the input register in the
+    cycle it is accepted and is processed from the next cycle on, taking
+    ``max(1, count * groups)`` cycles (the register refills meanwhile, so
+    back-to-back events leave no gap); after the last one, per group: READ 1, START 1, RUN ``T2``, then one
     EMIT cycle per neuron up to the last one (hidden), or READ 1 and one COLLECT
     cycle per neuron, then RESULT (readout).
     """
@@ -149,9 +152,17 @@ class LayerEngine(wiring.Component):
         run_steps = Signal(range(max(cfg.t_out or 1, 2)))
 
         # ---------------------------------------------------------------- accumulate
-        payload = self.i.payload
-        m.d.comb += self.i.ready.eq((phase == Phase.ACCUMULATE) & ~busy)
-        accept = self.i.valid & self.i.ready
+        # Input register: the event is taken from `buffer`, so no combinational path runs
+        # from the producer (another engine's output multiplexer) into the address logic.
+        buffered = Signal()
+        payload = Signal.like(self.i.payload)
+        can_take = (phase == Phase.ACCUMULATE) & ~busy
+        m.d.comb += self.i.ready.eq(~buffered | can_take)
+        accept = buffered & can_take
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [buffered.eq(1), payload.eq(self.i.payload)]
+        with m.Elif(accept):
+            m.d.sync += buffered.eq(0)
         bad = (payload.index >= cfg.in_features) | (payload.count > cfg.t_in) | (~first & (payload.index <= prev_index))
         count = Signal.like(payload.count)
         m.d.comb += [count.eq(Mux(bad, 0, payload.count)), self.rejected.eq(accept & bad)]
@@ -321,9 +332,22 @@ class EngineModel:
         self.group = self.lane = self.neuron = self.run_steps = 0
         self.outputs = None
         self.rejected = 0
+        self.buffer = None                 # the input register
+
+    def can_take(self) -> bool:
+        return self.phase == Phase.ACCUMULATE and self.busy_cycles == 0
 
     def in_ready(self) -> bool:
-        return self.phase == Phase.ACCUMULATE and self.busy_cycles == 0
+        return self.buffer is None or self.can_take()
+
+    def _bad(self, event) -> bool:
+        cfg = self.config
+        return (event["index"] >= cfg.in_features or event["count"] > cfg.t_in
+                or (not self.first and event["index"] <= self.prev_index))
+
+    def rejecting(self) -> bool:
+        """The ``rejected`` output in this cycle."""
+        return self.buffer is not None and self.can_take() and self._bad(self.buffer)
 
     def _value(self, n: int) -> int:
         return int(self.outputs[n])
@@ -370,10 +394,14 @@ class EngineModel:
         accepted = bool(in_valid) and self.in_ready()
         taken = bool(out_ready) and self.out_valid()
         phase = self.phase
+        event = self.buffer if self.can_take() else None
         if accepted:
-            index, count, last = int(in_payload["index"]), int(in_payload["count"]), bool(in_payload["last"])
-            bad = index >= cfg.in_features or count > cfg.t_in or (not self.first and index <= self.prev_index)
-            if bad:
+            self.buffer = {key: in_payload[key] for key in ("index", "count", "last")}
+        elif event is not None:
+            self.buffer = None
+        if event is not None:
+            index, count, last = int(event["index"]), int(event["count"]), bool(event["last"])
+            if self._bad(event):
                 self.rejected += 1
                 count = 0
             else:
