@@ -10,10 +10,12 @@ Used for the layer engine and the network core (``test_cosim_engine.py``,
   prefixes, ``i``/``o``), ``ready_prob`` (probability that the sink is ready
   in a cycle), ``seed``, ``samples`` (outputs to wait for, counted by
   ``end_bit`` of the output payload, or every output beat when ``end_bit``
-  is -1), ``limit`` (cycle budget).
+  is -1), ``limit`` (cycle budget), ``monitors`` (optional: prefixes of
+  observation ports with ``__valid``/``__payload``).
 
-Writes ``record.npz``: every output beat taken (payload limbs, cycle) and the
-cycle every input beat was accepted.  Valid is held with a stable payload
+Writes ``record.npz``: every output beat taken (payload limbs, cycle), the
+cycle every input beat was accepted, and every monitor beat (monitor number,
+payload, cycle).  Valid is held with a stable payload
 until the beat is accepted (the stream contract); ready is random.
 """
 from __future__ import annotations
@@ -61,6 +63,9 @@ async def stream(dut):
     o_ready = getattr(dut, f"{config['out_prefix']}__ready")
     o_payload = getattr(dut, f"{config['out_prefix']}__payload")
     out_limbs = max(1, -(-len(o_payload) // LIMB))
+    monitors = [(getattr(dut, f"{name}__valid"), getattr(dut, f"{name}__payload"))
+                for name in config.get("monitors", [])]
+    seen = []          # (monitor, payload, cycle)
 
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
@@ -105,7 +110,11 @@ async def stream(dut):
             out_cycles.append(cycle)
             if end_bit < 0 or (value >> end_bit) & 1:
                 done += 1
+        for number, (valid, payload) in enumerate(monitors):
+            if int(valid.value):
+                seen.append((number, int(payload.value.to_unsigned()), cycle))
         cycle += 1
     np.savez(run_dir / "record.npz", outputs=np.asarray(outputs, dtype=np.int64).reshape(-1, out_limbs),
              out_cycles=np.asarray(out_cycles, dtype=np.int64), in_cycles=np.asarray(in_cycles, dtype=np.int64),
-             cycles=np.int64(cycle), accepted=np.int64(nxt))
+             cycles=np.int64(cycle), accepted=np.int64(nxt),
+             monitor=np.asarray(seen, dtype=np.int64).reshape(-1, 3))
