@@ -381,11 +381,11 @@ class CoreConfig:
         """Upper bound of the cycles of any sample (every input and every hidden count at its maximum,
         every stall counted), for inputs sent as :func:`pascal_hdl.engine.sample_events` does
         (nonzero counts, or the single all-zero event): ``1 + sum_layers (in*T1*groups + out)
-        + sum_hidden groups*(2+T2) + groups_readout``. In every cycle of a sample at least one
+        + sum_hidden groups*(2+T2) + groups_readout + 1``. In every cycle of a sample at least one
         engine issues an accumulation, runs a neuron/readout step or offers an output, so the
         terms add up."""
         total = 1
         for layer in self.layers:
             total += layer.in_features * layer.t_in * layer.groups + layer.out_features
-            total += layer.groups * (1 if layer.is_readout else 2 + layer.t_out)
+            total += layer.groups + 1 if layer.is_readout else layer.groups * (2 + layer.t_out)
         return int(total)

@@ -52,6 +52,7 @@ class Phase(enum.Enum, shape=3):
     EMIT = 4       # hidden: send the group's counts, one neuron per cycle
     COLLECT = 5    # readout: one logit per cycle, running argmax
     RESULT = 6     # readout: offer {logits, cls}
+    FINISH = 7     # readout: last logit through the compare stage
 
 
 def event_layout(features: int, levels: int) -> data.StructLayout:
@@ -104,7 +105,7 @@ class LayerEngine(wiring.Component):
     ``max(1, count * groups)`` cycles (the register refills meanwhile, so
     back-to-back events leave no gap); after the last one, per group: READ 1, START 1, RUN ``T2``, then one
     EMIT cycle per neuron up to the last one (hidden), or READ 1 and one COLLECT
-    cycle per neuron, then RESULT (readout).
+    cycle per neuron, then FINISH 1 and RESULT (readout).
     """
 
     def __init__(self, config: LayerConfig):
@@ -286,12 +287,24 @@ class LayerEngine(wiring.Component):
         logits = Signal(data.ArrayLayout(signed(lw), cfg.out_features))
         best = Signal(signed(lw))
         cls = Signal(range(max(cfg.out_features, 2)))
+        # Two-stage pipeline (Fmax): COLLECT registers lane mux + bias addition,
+        # the next cycle compares and stores; FINISH drains the last logit.
         logit = Signal(signed(lw))
-        m.d.comb += logit.eq(Array(acc_lanes)[lane] + p_rd.data.word_select(lane, lw).as_signed())
+        logit_index = Signal.like(neuron)
+        logit_valid = Signal()
+        m.d.sync += [
+            logit.eq(Array(acc_lanes)[lane] + p_rd.data.word_select(lane, lw).as_signed()),
+            logit_index.eq(neuron),
+            logit_valid.eq(phase == Phase.COLLECT),
+        ]
+        with m.If(logit_valid):
+            m.d.sync += logits[logit_index].eq(logit)
+            with m.If((logit_index == 0) | (logit > best)):
+                m.d.sync += [best.eq(logit), cls.eq(logit_index)]
         m.d.comb += [self.o.payload.logits.eq(logits), self.o.payload.cls.eq(cls)]
 
-        def result():
-            m.d.sync += phase.eq(Phase.RESULT)
+        def finish():
+            m.d.sync += phase.eq(Phase.FINISH)
 
         with m.Switch(phase):
             with m.Case(Phase.READ):
@@ -299,10 +312,9 @@ class LayerEngine(wiring.Component):
             with m.Case(Phase.COLLECT):
                 with m.If(lane == 0):
                     m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(group), a_wr.data.eq(0)]
-                m.d.sync += logits[neuron].eq(logit)
-                with m.If((neuron == 0) | (logit > best)):
-                    m.d.sync += [best.eq(logit), cls.eq(neuron)]
-                next_lane(result)
+                next_lane(finish)
+            with m.Case(Phase.FINISH):
+                m.d.sync += phase.eq(Phase.RESULT)
             with m.Case(Phase.RESULT):
                 m.d.comb += self.o.valid.eq(1)
                 with m.If(self.o.ready):
@@ -428,7 +440,9 @@ class EngineModel:
             if taken or not self.out_valid():
                 self._next_lane(self._end_sample)
         elif phase == Phase.COLLECT:
-            self._next_lane(lambda: setattr(self, "phase", Phase.RESULT))
+            self._next_lane(lambda: setattr(self, "phase", Phase.FINISH))
+        elif phase == Phase.FINISH:
+            self.phase = Phase.RESULT
         elif phase == Phase.RESULT and taken:
             self._end_sample()
         return accepted, taken
