@@ -28,6 +28,10 @@ A ``Linear`` that receives a ``(C, H, W)`` tensor gets an implicit
 the names of parameter-free helper modules that do nothing in ANN mode (for
 example the PASCAL models' ``merge`` and ``expand``).  Layer names are the
 qualified module names.
+
+Because a ``forward`` can do what the module tree does not show, the export
+is checked by default: a float64 copy of the module and the exported network
+run one random batch and must agree (:func:`check_export`).
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ except ImportError as error:  # pragma: no cover - exercised only without torch
 
 from . import network as ir
 
-__all__ = ["QCFS", "BasicBlock", "ExportError", "export", "is_qcfs", "qcfs_parameters", "state_dict_arrays"]
+__all__ = ["QCFS", "BasicBlock", "ExportError", "export", "check_export", "is_qcfs", "qcfs_parameters", "state_dict_arrays"]
 
 
 class ExportError(ValueError):
@@ -288,7 +292,45 @@ def _is_basic_block(module) -> bool:
             and (is_qcfs(getattr(module, "act", None)) or is_qcfs(getattr(module, "relu", None))))
 
 
-def export(model, input_shape, *, input_levels: int | None = None, name: str | None = None, skip=(), path=None) -> ir.Network:
+def check_export(model, network: ir.Network, batch: int = 2, seed: int = 0, tolerance: float = 1e-6) -> float:
+    """Run a float64 copy of ``model`` (eval mode) and ``float_ann`` on one random
+    batch; raise :class:`ExportError` if the logits differ by more than
+    ``tolerance * max(1, max|logit|)``.  Returns the largest difference.
+
+    This catches modules whose ``forward`` is not the sequence of their
+    children (an unrecognised skip connection, a reordered forward), which
+    the registration-order walk cannot see.
+    """
+    import copy
+
+    from .ann import float_ann
+
+    rng = np.random.default_rng(seed)
+    shape = (batch,) + network.input_shape
+    if network.input_levels is not None:   # inputs on the count-coding grid, seen alike by both
+        x = rng.integers(0, network.input_levels + 1, shape) / network.input_levels
+    else:
+        x = rng.normal(size=shape)
+    probe = copy.deepcopy(model).double().eval()
+    try:
+        with torch.no_grad():
+            expected = probe(torch.tensor(x)).numpy()
+    except Exception as error:
+        raise ExportError(f"checking the export: the module's forward failed on a float64 probe input of shape {shape} "
+                          f"({type(error).__name__}: {error}); pass check=False to skip the check") from None
+    logits = float_ann(network, x).logits
+    if expected.shape != logits.shape:
+        raise ExportError(f"checking the export: the module returns shape {expected.shape}, the exported network {logits.shape}")
+    difference = float(np.max(np.abs(expected - logits)))
+    if not difference <= tolerance * max(1.0, float(np.max(np.abs(expected)))):
+        raise ExportError(f"checking the export: logits differ by up to {difference:.3g} from the module's own forward; "
+                          "its forward is probably not the sequence of its children (unsupported skip connection "
+                          "or ordering); pass check=False only if you know why")
+    return difference
+
+
+def export(model, input_shape, *, input_levels: int | None = None, name: str | None = None, skip=(), path=None,
+           check: bool = True) -> ir.Network:
     """Translate a QCFS ``nn.Module`` into a validated :class:`~pascal_ref.network.Network`.
 
     Parameters
@@ -300,6 +342,8 @@ def export(model, input_shape, *, input_levels: int | None = None, name: str | N
     skip : qualified module names or module classes to ignore (parameter-free
         helpers with no effect in ANN mode).
     path : when given, also save the network there (``pascal_ref.fileformat``).
+    check : compare against the module's own forward on a random batch
+        (:func:`check_export`); needs a forward that runs on CPU in float64.
     """
     if not isinstance(model, nn.Module):
         raise ExportError(f"export needs a torch.nn.Module, got {type(model).__name__}")
@@ -311,6 +355,8 @@ def export(model, input_shape, *, input_levels: int | None = None, name: str | N
         raise ExportError(f"model {type(model).__name__} has no exportable layers")
     network = ir.Network(input_shape, walker.layers, input_levels=input_levels,
                          name=name or type(model).__name__.lower())
+    if check:
+        check_export(model, network)
     if path is not None:
         from .fileformat import save
         save(network, path)

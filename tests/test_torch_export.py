@@ -320,6 +320,36 @@ def test_export_saves_a_model_file(tmp_path, torch, tx):
 # ---------------------------------------------------------- exporter errors
 
 
+def test_export_check_catches_a_forward_the_tree_does_not_show(torch, tx):
+    nn = torch.nn
+
+    class Residual(nn.Module):        # a skip connection hidden in forward
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.act1, self.fc2, self.act2, self.out = (nn.Linear(6, 6), tx.QCFS(4), nn.Linear(6, 6),
+                                                                   tx.QCFS(4), nn.Linear(6, 3))
+
+        def forward(self, x):
+            h = self.act1(self.fc1(x))
+            return self.out(self.act2(self.fc2(h) + h))
+
+    torch.manual_seed(0)
+    model = Residual()
+    with pytest.raises(ValueError, match="logits differ by up to .* not the sequence of its children"):
+        tx.export(model, (6,))
+    network = tx.export(model, (6,), check=False)      # the unchecked walk gives the plain chain
+    assert [layer.name for layer in network.neuron_layers] == ["act1", "act2", "out"]
+    assert tx.check_export(nn.Sequential(*model.children()), network) <= TOLERANCE
+
+    class Broken(nn.Sequential):
+        def forward(self, x):
+            raise RuntimeError("needs CUDA")
+
+    with pytest.raises(ValueError, match="forward failed on a float64 probe input.*needs CUDA.*check=False"):
+        tx.export(Broken(nn.Linear(2, 2), tx.QCFS(2), nn.Linear(2, 2)), (2,))
+
+
+
 def test_exporter_errors_name_the_module(torch, tx, pascal):
     nn = torch.nn
     cases = [

@@ -280,6 +280,7 @@ def test_real_state_dict_and_checkpoint(tmp_path, torch):
     assert np.array_equal(params["3.weight"], model[3].weight.detach().numpy())
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")     # torch.jit.script/save
 def test_real_torch_pickles_of_code_are_refused(tmp_path, torch):
     marker = tmp_path / "pwned"
 
