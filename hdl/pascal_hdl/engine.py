@@ -247,13 +247,17 @@ class LayerEngine(wiring.Component):
                                 max_t_in=1, max_t_out=cfg.t_out)
             m.submodules[f"neuron{k}"] = unit
             word = p_rd.data.word_select(k, cfg.v0_width + cfg.theta_width)
+            # S registered in START, used in INTEGRATE: no memory bypass logic before the adder.
+            current = Signal(signed(cfg.acc_width), name=f"current{k}")
+            with m.If(phase == Phase.START):
+                m.d.sync += current.eq(acc_lanes[k])
             m.d.comb += [
                 unit.start.eq(phase == Phase.START),
                 unit.v0.eq(word[:cfg.v0_width].as_signed()),
                 unit.theta.eq(word[cfg.v0_width:]),
                 unit.t_in.eq(1),
                 unit.t_out.eq(cfg.t_out),
-                unit.current.eq(acc_lanes[k]),
+                unit.current.eq(current),
             ]
             units.append(unit)
         counts = Array(unit.count for unit in units)
