@@ -256,6 +256,18 @@ def test_digits_models_equivalence(torch, tx, kind):
     assert bundled.input_levels == network.input_levels == 16
 
 
+def test_training_script_smoke(tmp_path, torch, capsys):
+    """A few epochs of the bundled models' training run, export and save."""
+    script = _train_digits_module()
+    script.main(["--model", "mlp", "--epochs", "3", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    diff = float(out.split("max |logit diff| vs torch float64 ")[1].split()[0])
+    assert diff <= TOLERANCE
+    network = load(tmp_path / "digits_mlp.npz")
+    _, _, x_test, y_test = load_digits_split()
+    assert np.mean(float_ann(network, x_test).predictions == y_test) > 0.6
+
+
 @pytest.mark.parametrize("arch", ["vgg16", "resnet18"])
 def test_pascal_layout_equivalence_and_template(tmp_path, torch, tx, pascal, arch):
     """torch forward == float_ann(export) <= 1e-9; export == template built from the state-dict .npz."""
