@@ -113,6 +113,26 @@ def test_template_from_hand_built_pth(tmp_path):
     assert network.by_name["conv2_x.0.act"].activation.lam == pytest.approx(float(state["conv2_x.0.act.thresh"][0]), abs=0)
 
 
+def test_convert_command_reads_pth_and_refuses_hostile_files(tmp_path, capsys):
+    from pascal_ref.cli import main
+    from pascal_ref.fileformat import load
+
+    state = random_state_dict("resnet18", 10, rng=2)
+    source = write_pth(tmp_path / "r18.pth", state)
+    output = tmp_path / "model.npz"
+    argv = ["convert", str(source), "--arch", "resnet18", "--classes", "10", "--levels", "2", "--input-shape", "3,8,8",
+            "-o", str(output), "-q"]
+    assert main(argv) == 0
+    assert load(output).levels == [2] * 17
+    marker = tmp_path / "pwned"
+    body = b"\x80\x02" + _global("os", "system") + b"(" + _str(f"touch {marker}") + b"tR."
+    evil = write_pth(tmp_path / "evil.pth", {}, pickle_bytes=body)
+    argv[1], argv[-2] = str(evil), str(tmp_path / "evil_model.npz")
+    assert main(argv) == 2
+    assert "refusing to load global 'os.system'" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "evil_model.npz").exists()
+
+
 MARKER_COMMANDS = [
     ("os", "system"), ("posix", "system"), ("builtins", "eval"), ("builtins", "exec"),
     ("subprocess", "check_call"), ("torch", "load"), ("numpy.core.multiarray", "_reconstruct"), ("torch._utils", "evil"),
