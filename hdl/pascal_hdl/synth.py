@@ -62,6 +62,7 @@ class Target:
     ram: tuple                # nextpnr cell types of block RAM
     dsp: tuple                # nextpnr cell types of DSP blocks
     io: str
+    lutram: tuple = ()        # nextpnr cell types of distributed (LUT) RAM
 
 
 TARGETS = {
@@ -92,6 +93,7 @@ TARGETS = {
         ram=("DP16KD",),
         dsp=("MULT18X18D", "ALU54B"),
         io="TRELLIS_IO",
+        lutram=("TRELLIS_RAMW",),
     ),
 }
 
@@ -269,6 +271,7 @@ def synthesize(build_dir, target: str, freq_mhz: float | None = None, out_dir=No
         "ram_blocks": used(spec.ram), "ram_blocks_available": available(spec.ram),
         "ram_by_type": {k: util[k]["used"] for k in spec.ram if k in util},
         "dsp": used(spec.dsp), "dsp_available": available(spec.dsp),
+        "lutram_cells": used(spec.lutram),
         "io": used((spec.io,)), "io_available": available((spec.io,)),
         "wrapper_fold_bits": fold_bits,
         "yosys_cells": dict(sorted(stat.items())),
@@ -301,7 +304,7 @@ def format_report(result: dict) -> str:
     lines = [f"{result['top']} on {result['target']}: " + ("fits" if result["fits"] else "DOES NOT FIT"),
              f"  logic cells {result['logic_cells']}/{result['logic_cells_available']}  "
              f"LUT4 {result['lut4']}  FF {result['ff']}  RAM {result['ram_blocks']}/{result['ram_blocks_available']} "
-             f"{result['ram_by_type']}  DSP {result['dsp']}/{result['dsp_available']}  IO {result['io']}/{result['io_available']}",
+             f"{result['ram_by_type']}  LUTRAM {result.get('lutram_cells', 0)}  DSP {result['dsp']}/{result['dsp_available']}  IO {result['io']}/{result['io_available']}",
              f"  Fmax {result['fmax_mhz']:.2f} MHz (target {result['freq_target_mhz']:g} MHz)"]
     if "cycles_per_image" in result:
         lines.append(f"  {result['cycles_per_image']:.1f} cycles/image ({result['cycles_source']}), "
