@@ -48,6 +48,7 @@ corrected by one exact integer comparison each way.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -65,7 +66,7 @@ FLOAT32_EXACT_LIMIT = 2 ** 24
 FLOAT64_EXACT_LIMIT = 2 ** 53
 PRECISIONS = ("auto", "float32", "float64", "int64")
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64}
-_IM2COL_BUDGET = 1 << 24   # elements of one im2col block (64 MiB in float32)
+_IM2COL_BUDGET = 1 << 23   # elements of one im2col block (32 MiB in float32), reused
 
 
 def gemm_precision(bound: int, requested: str = "auto") -> str:
@@ -154,18 +155,49 @@ def _flatten_source_shape(synapse) -> tuple[int, ...] | None:
 # ------------------------------------------------------------- GEMMs
 
 
-def _im2col(x: np.ndarray, kernel, stride, padding, dtype) -> np.ndarray:
-    """Channels-last patches: ``(B, H, W, C) -> (B*Ho*Wo, kh*kw*C)`` in ``dtype``."""
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    b, h, w, c = x.shape
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    padded = np.zeros((b, h + 2 * ph, w + 2 * pw, c), dtype)
-    padded[:, ph:ph + h, pw:pw + w] = x
-    cols = np.empty((b, ho, wo, kh, kw, c), dtype)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, :, :, i, j, :] = padded[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-    return cols.reshape(b * ho * wo, kh * kw * c)
+@numba.njit(cache=True)
+def _im2col_into(x, kh, kw, sh, sw, ph, pw, cols):
+    """Channels-last patches of ``x`` ``(B, H, W, C)`` into ``cols`` ``(B*Ho*Wo, kh*kw*C)``.
+
+    Padding is written as zeros in the same pass (no padded copy of ``x``).
+    Serial: it runs between two BLAS calls whose threads are still spinning.
+    """
+    batch, h, w, c = x.shape
+    out_h = (h + 2 * ph - kh) // sh + 1
+    out_w = (w + 2 * pw - kw) // sw + 1
+    r = 0
+    for b in range(batch):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                k = 0
+                for ky in range(kh):
+                    y = oy * sh - ph + ky
+                    for kx in range(kw):
+                        xx = ox * sw - pw + kx
+                        if 0 <= y < h and 0 <= xx < w:
+                            for ch in range(c):
+                                cols[r, k + ch] = x[b, y, xx, ch]
+                        else:
+                            for ch in range(c):
+                                cols[r, k + ch] = 0
+                        k += c
+                r += 1
+
+
+_workspace = threading.local()
+
+
+def _scratch(rows: int, columns: int, dtype) -> np.ndarray:
+    """A reused per-thread buffer: fresh 100 MB arrays cost a page fault per 4 KiB on every call."""
+    key = np.dtype(dtype).str
+    buffers = getattr(_workspace, "buffers", None)
+    if buffers is None:
+        buffers = _workspace.buffers = {}
+    size = rows * columns
+    buffer = buffers.get(key)
+    if buffer is None or buffer.size < size:
+        buffer = buffers[key] = np.empty(size, dtype)
+    return buffer[:size].reshape(rows, columns)
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,7 +227,9 @@ class _Gemm:
         per_sample = ho * wo * self.matrix.shape[0]
         block = max(1, _IM2COL_BUDGET // per_sample)
         for start in range(0, b, block):
-            cols = _im2col(x[start:start + block], self.kernel, self.stride, self.padding, dtype)
+            part = x[start:start + block]
+            cols = _scratch(part.shape[0] * ho * wo, self.matrix.shape[0], dtype)
+            _im2col_into(np.ascontiguousarray(part), kh, kw, sh, sw, ph, pw, cols)
             out[start:start + block].reshape(-1, out.shape[3])[:] = _matmul(cols, self.matrix)
         return out
 
@@ -250,6 +284,7 @@ class _CountLayer:
     bias: np.ndarray       # int64 (O,)
     levels: int | None
     output_shape: tuple
+    float_activation: bool     # the float64 activation kernel is exact for this layer
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,34 +324,50 @@ def count_plan(model: IntegerNetwork, precision: str = "auto") -> CountPlan:
             raise OverflowError(f"layer '{layer.name}': {error}") from None
         dtype = _DTYPES[chosen]
         gemms = tuple(_gemm_for(s, s.weight, dtype) for s in layer.synapses)
+        v0_max = int(np.abs(layer.v0).max())
+        float_activation = (chosen != "int64" and bound + v0_max < 2 ** 52 and layer.levels is not None
+                            and (layer.levels + 1) * int(layer.theta.max()) < 2 ** 52)
         layers.append(_CountLayer(layer.name, tuple(s.source for s in layer.synapses),
                                   tuple(s.pre_ops for s in layer.synapses), gemms, chosen, bound,
                                   layer.theta.astype(np.int64), layer.v0.astype(np.int64),
-                                  layer.bias.astype(np.int64), layer.levels, tuple(layer.output_shape)))
+                                  layer.bias.astype(np.int64), layer.levels, tuple(layer.output_shape),
+                                  float_activation))
     return CountPlan(model, tuple(layers))
 
 
 @numba.njit(cache=True)   # serial: BLAS threads still spin right after the GEMM
-def _qcfs_levels(acc, v0, theta, levels, out):
-    """``out[r, c] = clip(floor((acc[r, c] + v0[c]) / theta[c]), 0, levels)``, exact.
-
-    ``acc`` holds exact integers (float32/float64/int64).  The quotient is
-    estimated in float64 and corrected with exact integer comparisons.
-    """
+def _qcfs_levels_int(acc, v0, theta, levels, out):
+    """``out[r, c] = clip(floor((acc[r, c] + v0[c]) / theta[c]), 0, levels)`` in int64 (any width)."""
     rows, channels = acc.shape
     for r in range(rows):
         for c in range(channels):
-            a = np.int64(acc[r, c]) + v0[c]
-            t = theta[c]
-            q = np.int64(math.floor(a / t))
-            if q * t > a:
-                q -= 1
-            elif (q + 1) * t <= a:
-                q += 1
-            if q < 0:
-                q = 0
-            elif q > levels:
-                q = levels
+            q = (np.int64(acc[r, c]) + v0[c]) // theta[c]
+            out[r, c] = min(max(q, 0), levels)
+
+
+@numba.njit(cache=True)
+def _qcfs_levels_float(acc, v0, theta, levels, out):
+    """The same in float64, branch-free so that it vectorizes; exact when ``|acc + v0| < 2**52``
+    and ``(levels + 1) * theta < 2**52`` (:func:`count_plan` checks both).
+
+    ``a = acc + v0`` is an exact integer.  ``e = a * fl(1/theta)`` has a relative
+    error below ``2**-52``; with ``|a| < 2**52`` that is less than ``1/theta``, the
+    smallest distance of a non-integer ``a/theta`` to an integer, so ``floor(e)``
+    is the true quotient ``q`` or, when ``a/theta`` is an integer, possibly ``q - 1``.
+    After clipping, one exact comparison each way (``q*theta`` and
+    ``(q+1)*theta`` are exact integers) settles it.
+    """
+    rows, channels = acc.shape
+    v0f = v0.astype(np.float64)
+    thetaf = theta.astype(np.float64)
+    inverse = 1.0 / thetaf
+    top = float(levels)
+    for r in range(rows):
+        for c in range(channels):
+            a = np.float64(acc[r, c]) + v0f[c]
+            q = min(max(math.floor(a * inverse[c]), 0.0), top)
+            q = q - 1.0 if (q > 0.0) and (q * thetaf[c] > a) else q
+            q = q + 1.0 if (q < top) and ((q + 1.0) * thetaf[c] <= a) else q
             out[r, c] = q
 
 
@@ -355,7 +406,8 @@ def count_engine(model: IntegerNetwork | CountPlan, x=None, *, x_int=None, count
         store = np.float32 if layer.levels < FLOAT32_EXACT_LIMIT else np.int64
         q = np.empty(acc.shape, store)
         channels = acc.shape[-1]
-        _qcfs_levels(acc.reshape(-1, channels), layer.v0, layer.theta, layer.levels, q.reshape(-1, channels))
+        kernel = _qcfs_levels_float if layer.float_activation else _qcfs_levels_int
+        kernel(acc.reshape(-1, channels), layer.v0, layer.theta, layer.levels, q.reshape(-1, channels))
         values[layer.name] = q
         if counts:
             result_counts[layer.name] = _channels_first(q).astype(np.int64)
