@@ -31,12 +31,15 @@ from pascal_ref.data import load_digits_split
 from pascal_ref.fileformat import load
 from pascal_ref.models import bundled_path
 from pascal_ref.quantize import integer_ann
+from reference_models import mnist_like_images, mnist_shape_network
 from streams import decode_outputs, pack, stim_bytes, unpack
 
 pytestmark = pytest.mark.cosim
 
 IMAGES = 200
 MODEL = "digits-mlp"
+MNIST_LANES = 16
+MNIST_IMAGES = 6
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,24 @@ def digits_build():
     _, _, x_test, _ = load_digits_split()
     levels = model.encode_input(x_test)
     return folder, manifest, config, model, levels
+
+
+@pytest.fixture(scope="module")
+def mnist_build():
+    """The 784-128-10 model (random weights, L=4, count-coded input) with 16 lanes."""
+    network = mnist_shape_network()
+    folder = BUILD_ROOT / "src" / "mnist_shape_mlp"
+    manifest = generate_from_network(network, folder, lanes=MNIST_LANES)
+    config, model = core_config_from_network(network, lanes=MNIST_LANES)
+    levels = model.encode_input(mnist_like_images(MNIST_IMAGES))
+    return folder, manifest, config, model, levels
+
+
+def write_cycles(folder, stats, simulator):
+    (folder / "cosim_cycles.json").write_text(json.dumps(
+        {key: stats[key] for key in ("images", "mean_cycles_per_image", "max_cycles_per_image", "min_cycles_per_image",
+                                     "mean_ideal_cycles", "measured_over_ideal", "worst_case_cycles")}
+        | {"checked_by": "cosim/test_cosim_network.py", "simulator": simulator}, indent=2, sort_keys=True) + "\n")
 
 
 def run_core(simulator, request, digits_build, count, idle, ready_prob, seed):
@@ -133,14 +154,27 @@ def test_network_matches_integer_model(simulator, request, digits_build):
     stats["accuracy_vs_labels"] = float(np.mean(predictions == y_test[:IMAGES]))
     stats["cycles_equal_model"] = not len(bad)
     (run_dir / "summary.json").write_text(json.dumps(stats, indent=2))
-    (folder / "cosim_cycles.json").write_text(json.dumps(
-        {key: stats[key] for key in ("images", "mean_cycles_per_image", "max_cycles_per_image", "min_cycles_per_image",
-                                     "mean_ideal_cycles", "measured_over_ideal", "worst_case_cycles")}
-        | {"checked_by": "cosim/test_cosim_network.py", "simulator": simulator}, indent=2, sort_keys=True) + "\n")
+    write_cycles(folder, stats, simulator)
     bench = BUILD_ROOT / "bench"
     bench.mkdir(exist_ok=True)
     (bench / f"network-{simulator}.json").write_text(json.dumps(stats))
     print(f"\nnetwork cosim {simulator}: {IMAGES} images, {len(errors)} mismatches, "
+          f"{stats['mean_cycles_per_image']:.1f} cycles/image (ideal {stats['mean_ideal_cycles']:.1f}, "
+          f"ratio {stats['measured_over_ideal']:.3f}), build {stats['build_s']:.1f} s, run {stats['run_s']:.1f} s")
+    assert not errors, f"{len(errors)} mismatches:\n" + "\n".join(errors[:10])
+
+
+def test_mnist_shape_core(simulator, request, mnist_build):
+    """784-128-10, 16 lanes, MNIST-like random images: data and cycles equal the models."""
+    folder, manifest, config, model, levels = mnist_build
+    run_dir, stats, errors, cycles, _ = run_core(simulator, request, mnist_build, MNIST_IMAGES, 0.0, 1.0, seed=14)
+    bad = np.flatnonzero(cycles != expected_cycles(config, levels))
+    if len(bad):
+        errors.append(f"cycles differ from expected_cycles on images {bad.tolist()}")
+    stats["lit_input_fraction"] = float(np.mean(levels > 0))
+    (run_dir / "summary.json").write_text(json.dumps(stats, indent=2))
+    write_cycles(folder, stats, simulator)
+    print(f"\n784-128-10 cosim {simulator}: {MNIST_IMAGES} images, {len(errors)} mismatches, "
           f"{stats['mean_cycles_per_image']:.1f} cycles/image (ideal {stats['mean_ideal_cycles']:.1f}, "
           f"ratio {stats['measured_over_ideal']:.3f}), build {stats['build_s']:.1f} s, run {stats['run_s']:.1f} s")
     assert not errors, f"{len(errors)} mismatches:\n" + "\n".join(errors[:10])
