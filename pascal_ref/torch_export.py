@@ -207,6 +207,9 @@ class _Walker:
         elif isinstance(module, (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Hardtanh)):
             raise ExportError(f"module '{name}': {type(module).__name__} is not a QCFS activation; replace it by "
                               "pascal_ref.torch_export.QCFS (with a trained threshold) before exporting")
+        elif any(isinstance(getattr(module, attr, None), torch.Tensor) for attr in ("thresh", "up")):
+            raise ExportError(f"module '{name}': {type(module).__name__} has a threshold ('thresh'/'up') but no integer "
+                              f"attribute L, so it is not recognised as a QCFS activation; set L to its number of levels")
         else:
             hint = "" if list(module.parameters()) else f"; if it does nothing at inference pass skip=['{name}']"
             raise ExportError(f"module '{name}': unsupported module type {type(module).__name__}{hint}")

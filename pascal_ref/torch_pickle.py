@@ -141,6 +141,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _ALLOWED[(module, name)]
         if module == "torch" and name in _STORAGE_TYPES:
             return _StorageType(name, np.dtype(_STORAGE_TYPES[name]), bfloat16=name == "BFloat16Storage")
+        if module == "torch" and name.endswith("Storage"):
+            raise TorchPickleError(f"{self.source}: tensors of type torch.{name} are not supported "
+                                   f"(supported: {', '.join(sorted(_STORAGE_TYPES))})")
         raise TorchPickleError(f"{self.source}: refusing to load global '{module}.{name}': only tensors, storages "
                                "and plain containers are allowed (the file may contain code, or a whole pickled "
                                "model: save model.state_dict() instead)")

@@ -320,6 +320,31 @@ def test_old_qcfs_flavour(torch, tx, pascal):
     assert np.array_equal(float_ann(from_template, x).logits, float_ann(exported, x).logits)
 
 
+def test_our_basic_block(torch, tx):
+    nn = torch.nn
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), tx.QCFS(4),
+                          tx.BasicBlock(8, 8, L1=2, L2=4), tx.BasicBlock(8, 16, stride=2, L1=8, L2=1),
+                          nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(16, 4)).double()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+            if isinstance(module, tx.QCFS):
+                module.thresh.fill_(0.5)
+    network = tx.export(model.eval(), (3, 8, 8))
+    assert network.levels == [4, 2, 4, 8, 1]
+    assert [len(layer.synapses) for layer in network.neuron_layers] == [1, 1, 2, 1, 2, 1]
+    assert type(network.by_name["3.act"].synapses[1].op).__name__ == "Identity"
+    assert type(network.by_name["4.act"].synapses[1].op).__name__ == "Conv2d"      # 1x1 conv shortcut
+    x = np.random.default_rng(3).normal(size=(4, 3, 8, 8))
+    result = float_ann(network, x)
+    assert np.max(np.abs(result.logits - _torch_logits(torch, model, x))) <= TOLERANCE
+    for name, q in result.levels.items():
+        assert 0 < np.mean(q > 0) < 1, name
+
+
 def test_export_saves_a_model_file(tmp_path, torch, tx):
     nn = torch.nn
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), tx.QCFS(2), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16, 3)).double()
@@ -383,6 +408,10 @@ def test_exporter_errors_name_the_module(torch, tx, pascal):
     for model, shape, message in cases:
         with pytest.raises(ValueError, match=message):
             tx.export(model, shape)
+    unnamed = tx.QCFS(2)
+    del unnamed.L
+    with pytest.raises(ValueError, match="module '1': QCFS has a threshold .* but no integer attribute L"):
+        tx.export(nn.Sequential(nn.Linear(2, 2), unnamed, nn.Linear(2, 2)), (2,))
     bad = tx.QCFS(2)
     bad.thresh = nn.Parameter(torch.ones(2))
     with pytest.raises(ValueError, match="'thresh' must hold one value"):

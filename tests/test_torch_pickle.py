@@ -165,6 +165,12 @@ def test_malicious_pickle_from_python_pickler_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_unsupported_storage_type(tmp_path):
+    body = b"\x80\x02}(" + _str("w") + _tensor("0", "ComplexFloatStorage", 1, 0, (1,), (1,)) + b"u."
+    with pytest.raises(TorchPickleError, match="tensors of type torch.ComplexFloatStorage are not supported"):
+        load_pth(write_pth(tmp_path / "c.pth", {}, pickle_bytes=body, storage_overrides={"archive/data/0": b"\0" * 8}))
+
+
 def test_hostile_storage_type_and_persistent_ids(tmp_path):
     marker = tmp_path / "pwned"
     evil_type = _global("os", "system")
