@@ -98,6 +98,8 @@ CASES = [  # out, in, T1, T2 (None: readout), lanes, input density, p_valid, p_r
     (12, 20, 4, 4, 6, 0.1, 1.0, 1.0),   # sparse
     (10, 9, 4, None, 10, 0.5, 0.6, 0.5),  # readout, one group
     (10, 9, 4, None, 3, 0.7, 0.8, 0.3),   # readout, padded groups
+    (1, 1, 2, 3, 1, 0.9, 0.7, 0.7),       # one neuron, one input
+    (1, 3, 1, None, 1, 0.9, 0.7, 0.7),    # one-class readout
 ]
 
 
