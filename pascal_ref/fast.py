@@ -699,39 +699,44 @@ def _scatter(src, source_steps, analog, use_map, map_ptr, map_index, map_mult, k
 
 @numba.njit(parallel=True, cache=True)
 def _neuron_stages(currents, theta, v0, channels, levels, settle, counts, v_out, c_out):
-    """Stages 1-3 of every neuron (channels-last index ``n``, channel ``n % channels``)."""
+    """Stages 1-3 of every neuron (channels-last index ``n = p * channels + channel``)."""
     batch, steps, neurons = currents.shape
+    pixels = neurons // channels
     for b in numba.prange(batch):
         v = v_out[b]
         c = c_out[b]
-        for n in range(neurons):
-            v[n] = v0[n % channels]
-            c[n] = 0
+        for p in range(pixels):
+            for ch in range(channels):
+                v[p * channels + ch] = v0[ch]
+                c[p * channels + ch] = 0
         for t in range(steps):           # stage 1: integrate; spikes stay inside
             row = currents[b, t]
-            for n in range(neurons):
-                th = theta[n % channels]
-                value = v[n] + row[n]
-                if value >= th:
-                    value -= th
-                    c[n] += 1
+            for p in range(pixels):
+                base = p * channels
+                for ch in range(channels):
+                    th = theta[ch]
+                    value = v[base + ch] + row[base + ch]
+                    fire = value >= th
+                    v[base + ch] = value - th if fire else value
+                    c[base + ch] += 1 if fire else 0
+        for p in range(pixels):          # stage 2: settle, excitatory or inhibitory
+            for ch in range(channels):
+                n = p * channels + ch
+                th = theta[ch]
+                value = v[n]
+                count = c[n]
+                for s in range(settle):
+                    if value >= th:
+                        value -= th
+                        count += 1
+                    elif value < 0:
+                        value += th
+                        count -= 1
+                    else:
+                        break            # stable: later steps change nothing
                 v[n] = value
-        for n in range(neurons):         # stage 2: settle, excitatory or inhibitory
-            th = theta[n % channels]
-            value = v[n]
-            count = c[n]
-            for s in range(settle):
-                if value >= th:
-                    value -= th
-                    count += 1
-                elif value < 0:
-                    value += th
-                    count -= 1
-                else:
-                    break                # stable: later steps change nothing
-            v[n] = value
-            c[n] = count
-            counts[b, n] = min(max(count, 0), levels)   # stage 3: a burst of this length
+                c[n] = count
+                counts[b, n] = min(max(count, 0), levels)   # stage 3: a burst of this length
 
 
 def timestep_engine(model: IntegerNetwork, x=None, *, x_int=None, state: bool = False, return_stats: bool = False):
