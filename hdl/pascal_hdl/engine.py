@@ -28,8 +28,9 @@ Event-driven: a silent input is simply not sent (one handshake cycle if it is
 sent with count 0); a spike costs ``groups`` cycles. Events of one sample must
 have strictly increasing indices, counts in ``[0, T1]`` and indices below
 ``in_features``; others are dropped and flagged on ``rejected`` (this also keeps
-the accumulators within their derived widths). The engine accepts the next
-sample's events once it has sent the last output of the current one.
+the accumulators within their derived widths). The engine processes the next
+sample's events once it has sent the last output of the current one (the
+first of them may wait in the one-event input register meanwhile).
 """
 from __future__ import annotations
 
@@ -450,17 +451,6 @@ class EngineModel:
         elif phase == Phase.RESULT and taken:
             self._end_sample()
         return accepted, taken
-
-
-def check_engine_input(config: LayerConfig, counts) -> np.ndarray:
-    """Validate one sample of input counts ``(in_features,)`` for an engine."""
-    counts = np.asarray(counts)
-    if counts.dtype.kind not in "iu" or counts.shape != (config.in_features,):
-        raise HardwareError(f"layer '{config.name}': a sample must be {config.in_features} integer counts, "
-                            f"got {counts.dtype} {counts.shape}")
-    if counts.min() < 0 or counts.max() > config.t_in:
-        raise HardwareError(f"layer '{config.name}': counts must lie in [0, {config.t_in}]")
-    return counts.astype(np.int64)
 
 
 def sample_events(counts) -> list[dict]:
