@@ -139,19 +139,10 @@ def _build_core(config: CoreConfig):
 
 
 def _expected_cycles(config: CoreConfig, core) -> dict:
-    """Cycle figures the design states; cosim checks the measured ones against them."""
-    info = {"ideal_formula": "sum over layers of (input spikes * groups)  (synaptic events / lanes)"}
-    for attr in ("cycle_model", "expected_cycles"):
-        model = getattr(core, attr, None) or getattr(config, attr, None)
-        if isinstance(model, dict):
-            info.update(model)
-    worst = getattr(core, "worst_case_cycles", None)
-    if worst is None:
-        worst = getattr(config, "worst_case_cycles", None)
-    if callable(worst):
-        worst = worst()
-    if worst is not None:
-        info["worst_case"] = int(worst)
+    """Cycle figures of the design (``NetworkCore.cycle_model``); cosim checks the measured ones."""
+    info = dict(core.cycle_model)
+    info["worst_case"] = int(config.worst_case_cycles())
+    info["ideal_formula"] = "sum over layers of input spikes * groups (synaptic events / lanes)"
     full = np.full((1, config.input_features), config.input_levels, dtype=np.int64)
     info["ideal_all_inputs_full"] = int(config.ideal_cycles(full)[0])
     return info
