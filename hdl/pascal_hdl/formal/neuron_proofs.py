@@ -201,11 +201,20 @@ class NeuronContractHarness(Elaboratable):
         s_bits = signed_bits_for(r.max_t_in * r.current[0], r.max_t_in * r.current[1]) + 1
         total = Signal(signed(s_bits), name="S")
         sent = Signal(range(r.max_t_out + 2), name="sent")
+        # released: theta per excitatory spike, minus theta per inhibitory spike
+        # of stages 1 and 2, as observed on the spike ports (so v + released
+        # must stay v0 + S: a linear invariant, no multiplier for the solver).
+        r_bits = signed_bits_for(r.counter[0] * r.theta[1], (max(r.counter[1], r.max_t_out) + 1) * r.theta[1]) + 1
+        released = Signal(signed(r_bits), name="released")
         with m.If(accepted):
-            m.d.sync += [total.eq(0), sent.eq(0)]
+            m.d.sync += [total.eq(0), sent.eq(0), released.eq(0)]
         with m.Else():
             with m.If(integrate):
                 m.d.sync += total.eq(total + dut.current)
+            with m.If((integrate | settle) & dut.excitatory):
+                m.d.sync += released.eq(released + inputs.theta)
+            with m.If(settle & dut.inhibitory):
+                m.d.sync += released.eq(released - inputs.theta)
             with m.If(transmit & dut.spike):
                 m.d.sync += sent.eq(sent + 1)
 
@@ -219,12 +228,38 @@ class NeuronContractHarness(Elaboratable):
 
         with m.If(running):
             m.d.comb += [
-                Assert(v + c * theta == charge, "no overflow: v + c*theta == v0 + S"),
+                Assert(v + released == charge, "no overflow: v + (theta per net spike) == v0 + S"),
                 Assert((v >= dut.widths.v_min) & (v <= dut.widths.v_max), "no overflow: v within widths"),
                 Assert((c >= dut.widths.c_min) & (c <= dut.widths.c_max), "no overflow: c within widths"),
                 Assert((total >= done_1 * r.current[0]) & (total <= done_1 * r.current[1]), "S bounds"),
                 Assert(~dut.ready | transmit, "ready only in IDLE or TRANSMIT"),
             ]
+        # multiple[k] = k*theta by repeated addition, latched at start and held;
+        # the chain is re-asserted every cycle.  The solver then sees released
+        # + theta and multiple[k] as the same adder (a product c*theta of two
+        # unknowns is out of its reach at these widths).
+        multiple = {}
+        chain = {0: 0}
+        for k in range(1, max(r.counter[1], r.max_t_out) + 2):
+            chain[k] = chain[k - 1] + dut.theta
+        for k in range(-1, r.counter[0] - 1, -1):
+            chain[k] = chain[k + 1] - dut.theta
+        for k in sorted(chain):
+            multiple[k] = Signal(signed(r_bits), name=f"multiple_{k}" if k >= 0 else f"multiple_m{-k}",
+                                 init=k * r.theta[0])  # theta_q starts at theta_min
+        for k in sorted(chain):
+            with m.If(accepted):
+                m.d.sync += multiple[k].eq(chain[k])
+            if k == 0:
+                m.d.comb += Assert(multiple[k] == 0, "multiple[0] == 0")
+            elif k > 0:
+                m.d.comb += Assert(multiple[k] == multiple[k - 1] + theta, f"multiple[{k}] == multiple[{k - 1}] + theta")
+            else:
+                m.d.comb += Assert(multiple[k] == multiple[k + 1] - theta, f"multiple[{k}] == multiple[{k + 1}] - theta")
+        # c counts the net spikes: released == c*theta, split on the value of c.
+        with m.If(running):
+            for k in range(r.counter[0], r.counter[1] + 1):
+                m.d.comb += Assert((c != k) | (released == multiple[k]), f"released == {k}*theta when c == {k}")
         _stage_invariants(m, stage=dut.stage, step=step, v=v, c=c, inputs=inputs,
                           integrate=integrate, settle=settle, transmit=transmit, prefix="design")
         with m.If(~running):
@@ -250,10 +285,11 @@ class NeuronContractHarness(Elaboratable):
                 m.d.comb += Assert(((v >= 0) & (v < theta)) | ((v >= theta) & (c >= t_out)) | ((v < 0) & (c <= 0)),
                                    "settled: 0 <= v < theta unless clipped")
             with m.If(step == t_out - 1):
-                m.d.comb += [
-                    Assert((now == 0) | (charge >= now * theta), "count: n == 0 or v0 + S >= n*theta"),
-                    Assert((now == t_out) | (charge < (now + 1) * theta), "count: n == T2 or v0 + S < (n+1)*theta"),
-                ]
+                # n == clip(floor((v0 + S) / theta), 0, T2), split on the value of n.
+                for n in range(r.max_t_out + 1):
+                    m.d.comb += Assert((now != n) | (((n == 0) | (charge >= multiple[n]))
+                                                     & ((t_out == n) | (charge < multiple[n + 1]))),
+                                       f"count: n == clip(floor((v0 + S)/theta), 0, T2) when n == {n}")
                 with m.If(~accepted):
                     m.d.comb += Assert(dut.count == now, "count port == spikes transmitted")
         return m
