@@ -1,10 +1,12 @@
-"""Sharding a data set over dask.distributed gives the single-process results, sample by sample."""
+"""Sharding a data set over dask.distributed gives the single-process results, sample by sample.
+
+Needs the ``dist`` extra (dask.distributed) in the test environment: without
+it these tests fail at import rather than being skipped.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-pytest.importorskip("distributed", reason="needs the 'dist' extra (dask.distributed)")
 
 from pascal_ref.distributed import DistributedError, map_samples
 from pascal_ref.fast import count_engine, count_plan, timestep_engine
