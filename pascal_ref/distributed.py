@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["map_samples", "DistributedError"]
+__all__ = ["map_samples", "evaluate_sharded", "DistributedError"]
 
 
 class DistributedError(RuntimeError):
@@ -76,8 +76,9 @@ def _concatenate(parts: list):
     return np.concatenate([np.asarray(p) for p in parts], axis=0)
 
 
-def _run_chunk(fn, shared, chunk, start):
-    return _check_chunk(fn(*shared, *chunk), len(chunk[0]), start)
+def _run_chunk(fn, shared, chunk, start, check=True):
+    result = fn(*shared, *chunk)
+    return _check_chunk(result, len(chunk[0]), start) if check else result
 
 
 def _package_version() -> str:
@@ -95,7 +96,8 @@ def _progress_bar(total: int, enabled: bool, description: str):
 
 def map_samples(fn: Callable, samples, *, shared: Sequence[Any] = (), workers: int | None = None,
                 scheduler: str | None = None, chunk_size: int = 32, progress: bool = True,
-                description: str = "samples", max_in_flight: int | None = None):
+                description: str = "samples", max_in_flight: int | None = None,
+                combine: Callable[[list], Any] | None = None):
     """Apply ``fn`` to a data set in chunks, possibly on a dask cluster; results in sample order.
 
     Parameters
@@ -126,11 +128,15 @@ def map_samples(fn: Callable, samples, *, shared: Sequence[Any] = (), workers: i
     max_in_flight : int or None
         Chunks submitted but not yet collected (bounds the memory of the
         client and the scheduler); default four per worker thread.
+    combine : callable or None
+        Called with the list of chunk results in sample order instead of
+        concatenating them (per-chunk results need not have one row per
+        sample then: statistics, counters).
 
     Returns
     -------
     The chunk results concatenated along the first axis, with the structure
-    ``fn`` returns.
+    ``fn`` returns (or ``combine(chunk_results)``).
     """
     if not isinstance(samples, tuple):
         samples = (samples,)
@@ -148,15 +154,17 @@ def map_samples(fn: Callable, samples, *, shared: Sequence[Any] = (), workers: i
         raise ValueError("map_samples: the data set is empty")
     starts = list(range(0, count, chunk_size))
     shared = tuple(shared)
+    check = combine is None
+    finish = _concatenate if combine is None else combine
 
     if workers is None and scheduler is None:
         parts = []
         with _progress_bar(count, progress, description) as bar:
             for start in starts:
                 chunk = _slice(samples, start, min(start + chunk_size, count))
-                parts.append(_run_chunk(fn, shared, chunk, start))
+                parts.append(_run_chunk(fn, shared, chunk, start, check))
                 bar.update(len(chunk[0]))
-        return _concatenate(parts)
+        return finish(parts)
 
     try:
         from distributed import Client, LocalCluster, as_completed
@@ -187,7 +195,7 @@ def map_samples(fn: Callable, samples, *, shared: Sequence[Any] = (), workers: i
             if start is None:
                 return False
             chunk = _slice(samples, start, min(start + chunk_size, count))
-            future = client.submit(_run_chunk, fn, tuple(shared_futures), chunk, start, pure=False)
+            future = client.submit(_run_chunk, fn, tuple(shared_futures), chunk, start, check, pure=False)
             future.start = start  # read back when it completes
             futures.add(future)
             return True
@@ -199,9 +207,9 @@ def map_samples(fn: Callable, samples, *, shared: Sequence[Any] = (), workers: i
             for future in futures:
                 result = future.result()  # re-raises the worker's exception
                 results[future.start] = result
-                bar.update(len(next(_leaves(result))))
+                bar.update(min(chunk_size, count - future.start))
                 submit_next()
-        return _concatenate([results[start] for start in starts])
+        return finish([results[start] for start in starts])
     finally:
         client.close()
         if cluster is not None:
@@ -216,3 +224,53 @@ def _check_versions(client) -> None:
     if wrong:
         raise DistributedError(f"map_samples: pascal-ref {mine} here, but workers run " +
                                ", ".join(f"{w}: {v}" for w, v in sorted(wrong.items())))
+
+
+def _evaluate_chunk(network, model, engine, x):
+    from .verify import evaluate
+    return evaluate(network, x, model, engine, batch_size=len(x))
+
+
+def _merge_evaluations(parts):
+    """Join per-chunk :class:`~pascal_ref.verify.Evaluation` objects in sample order.
+
+    Logits are concatenated; the layer statistics are sums of integers and a
+    maximum, so the result equals one ``evaluate`` over the whole data set
+    with ``batch_size`` equal to the chunk size.
+    """
+    from .verify import Evaluation
+    merged = Evaluation()
+    merged.logits = {path: np.concatenate([p.logits[path] for p in parts]) for path in parts[0].logits}
+    merged.integer_logits = {path: np.concatenate([p.integer_logits[path] for p in parts])
+                             for path in parts[0].integer_logits}
+    layers = {}
+    for name, first in parts[0].layers.items():
+        row = dict(first)
+        for part in parts[1:]:
+            other = part.layers[name]
+            for key, value in other.items():
+                if key in ("layer", "levels"):
+                    continue
+                row[key] = max(row[key], value) if key == "float_max_boundary_distance" else row[key] + value
+        layers[name] = row
+    merged.layers = layers
+    return merged
+
+
+def evaluate_sharded(network, x, model=None, engine: str = "timestep", batch_size: int = 64,
+                     workers: int | None = None, scheduler: str | None = None, progress: bool = False):
+    """:func:`pascal_ref.verify.evaluate` with the data set sharded by :func:`map_samples`.
+
+    Each chunk of ``batch_size`` samples is one ``evaluate`` call on a
+    worker; the result equals ``evaluate(network, x, model, engine,
+    batch_size)`` in one process (same batches, integer statistics summed).
+    Pass it to ``verify(..., evaluation=...)`` for the report.
+    """
+    from .quantize import quantize
+    from .verify import default_input_bound
+    x = np.asarray(x)
+    if model is None:
+        model = quantize(network, input_bound=default_input_bound(network, x))
+    return map_samples(_evaluate_chunk, x, shared=(network, model, engine), workers=workers, scheduler=scheduler,
+                       chunk_size=batch_size, progress=progress, description=f"evaluate {network.name}",
+                       combine=_merge_evaluations)

@@ -86,3 +86,22 @@ def test_bad_arguments(samples, kwargs):
 def test_mismatched_sample_arrays(samples):
     with pytest.raises(ValueError, match="array #1 has 3 rows"):
         map_samples(lambda x, y: x, (samples, np.zeros(3)), progress=False)
+
+
+def test_sharded_evaluation_equals_evaluate(model, samples):
+    from pascal_ref.distributed import evaluate_sharded
+    from pascal_ref.verify import evaluate
+    network = model.network
+    labels = np.random.default_rng(2).integers(0, 3, len(samples))
+    single = evaluate(network, samples, model, "count", batch_size=10)
+    sharded = evaluate_sharded(network, samples, model, "count", batch_size=10, workers=2)
+    assert set(single.logits) == set(sharded.logits)
+    for path in single.logits:
+        np.testing.assert_array_equal(sharded.logits[path], single.logits[path])
+    for path in single.integer_logits:
+        np.testing.assert_array_equal(sharded.integer_logits[path], single.integer_logits[path])
+    assert sharded.layers == single.layers
+    assert sum(row["integer_spikes"] for row in single.layers.values()) > 0
+    from pascal_ref.verify import verify
+    report = verify(network, samples, labels, model, "count", evaluation=sharded)
+    assert report["ok"] and report["samples"] == len(samples)
