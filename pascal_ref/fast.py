@@ -41,9 +41,15 @@ when the bound is below ``2**24``, float64 below ``2**53``, and exact int64
 algorithms would break this argument: numpy's ``matmul`` (OpenBLAS/MKL
 ``gemm``) uses neither, and this module never calls a convolution library.
 
-The neuron division is exact as well: ``a = S + v0`` and ``theta`` are
-integers below ``2**53``; ``floor(a / theta)`` is computed in float64 and
-corrected by one exact integer comparison each way.
+Average pooling sums levels before the GEMM (the quantizer's ``input_max``
+already counts the summed window), max pooling only selects, and the
+partial results of several synapses are added in the same type: all are
+sums of the same terms, inside the same bound.
+
+The neuron division is exact as well: with ``|S + v0| < 2**52`` and
+``(L + 1) * theta < 2**52`` (checked per layer), ``floor((S + v0) / theta)``
+is estimated in float64 and settled by one exact comparison each way (see
+``_qcfs_levels_float``); otherwise an int64 kernel divides.
 """
 from __future__ import annotations
 
