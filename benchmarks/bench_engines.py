@@ -267,7 +267,7 @@ def _reset_peak() -> bool:
 def report(args, levels, stats: dict, times: dict, memory: dict | None) -> dict:
     med = {engine: statistics.median(values) for engine, values in times.items()}
     lines = [f"{args.model}, L = {levels}, batch {args.batch}, {args.repeats} rounds, {os.cpu_count()} CPUs, "
-             f"one process per engine, numba threads {_numba_threads()}"]
+             f"one process per engine, threads per engine: {args.threads or 'library default'}"]
     lines.append(f"  {'engine':<18}{'median s':>10}{'min s':>9}{'max s':>9}")
     for engine, values in times.items():
         lines.append(f"  {engine:<18}{med[engine]:>10.3f}{min(values):>9.3f}{max(values):>9.3f}")
@@ -293,7 +293,7 @@ def report(args, levels, stats: dict, times: dict, memory: dict | None) -> dict:
     if runs:
         runs = runs[1:] or runs                          # drop the warm-up
         rates = [events / seconds for events, seconds, _, _ in runs]
-        threads = _numba_threads()
+        threads = args.threads or _numba_threads()
         events, _, macs, spikes = runs[0]
         samples = stats["timestep_batch"]
         out["timestep"] = {"batch": samples, "synaptic_events": events, "input_macs": macs,
@@ -334,6 +334,8 @@ def main(argv=None) -> int:
     parser.add_argument("--pascal-repo", default=None, help="checkout of BrainSeek-Lab/PASCAL (never modified)")
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--memory-engines", default="count,timestep,float32_ann,torch_ann,pascal_snn")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads per engine (BLAS, OpenMP, torch, Numba); 0: library defaults (all cores)")
     parser.add_argument("--json", default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.engines:
@@ -344,6 +346,10 @@ def main(argv=None) -> int:
     unknown = set(engines) - set(ALL_ENGINES)
     if unknown:
         raise SystemExit(f"unknown engines: {', '.join(sorted(unknown))}")
+    if args.threads:
+        # Read by every library when the engine processes start (they inherit the environment).
+        for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            os.environ[variable] = str(args.threads)
     memory_engines = [e for e in args.memory_engines.split(",") if e in engines] if args.memory else []
     times, memory, stats = time_engines(args, engines, memory_engines)
     from pascal_ref import templates

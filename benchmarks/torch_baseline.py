@@ -8,8 +8,9 @@
   silent or not), spreads its bias over the input steps, then loops the
   PASC-IF stages over time with whole-tensor operations.  Residual inputs of
   unequal train lengths add the shortcut's total at step 0, as the reference
-  does.  The firing comparison uses the reference's tolerance
-  (``v >= theta - 8e-5``).  It is a cost model of the reference, not a
+  does.  The first layer (analog input) computes QCFS on its current and
+  sends the burst, as the reference's first layer does.  The firing
+  comparison uses the reference's tolerance (``v >= theta - 8e-5``).  It is a cost model of the reference, not a
   verified path (its float counts are not checked here).
 """
 from __future__ import annotations
@@ -138,8 +139,22 @@ class TorchDenseSnn(torch.nn.Module):
             currents = currents + layer.bias_view(currents.ndim - 1).unsqueeze(0) / layer.steps
             if layer.readout:
                 return currents.mean(0)
-            trains[layer.name] = self._pasc_if(currents, layer)
+            if self.input_levels is None and all(s.source == INPUT for s in layer.synapses):
+                trains[layer.name] = self._analog_first_layer(currents[0], layer)
+            else:
+                trains[layer.name] = self._pasc_if(currents, layer)
         raise AssertionError("network without readout")
+
+    @staticmethod
+    def _analog_first_layer(current: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        """The reference's first layer: QCFS on the analog current, then an L-step burst."""
+        value = torch.floor(torch.clamp(current / layer.lam, 0, 1) * layer.levels + layer.phi) * layer.theta
+        out = []
+        for _ in range(layer.levels):
+            spike = (value - layer.theta >= -TOLERANCE).to(value.dtype) * layer.theta
+            value = value - spike
+            out.append(spike)
+        return torch.stack(out)
 
     @staticmethod
     def _pasc_if(currents: torch.Tensor, layer: _Layer) -> torch.Tensor:
