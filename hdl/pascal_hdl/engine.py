@@ -104,9 +104,10 @@ class LayerEngine(wiring.Component):
     reproduces it cycle by cycle): an event enters the input register in the
     cycle it is accepted and is processed from the next cycle on, taking
     ``max(1, count * groups)`` cycles (the register refills meanwhile, so
-    back-to-back events leave no gap); after the last one, per group: READ 1, START 1, RUN ``T2``, then one
-    EMIT cycle per neuron up to the last one (hidden), or READ 1 and one COLLECT
-    cycle per neuron, then FINISH 1 and RESULT (readout).
+    back-to-back events leave no gap); after the last one, per group: READ 1,
+    START 1, RUN ``T2``, then one EMIT cycle per neuron up to the last one
+    (hidden), or READ 1 and one COLLECT cycle per neuron, then FINISH 1 and
+    RESULT (readout).
     """
 
     def __init__(self, config: LayerConfig):
@@ -154,8 +155,8 @@ class LayerEngine(wiring.Component):
         run_steps = Signal(range(max(cfg.t_out or 1, 2)))
 
         # ---------------------------------------------------------------- accumulate
-        # Input register: the event is taken from `buffer`, so no combinational path runs
-        # from the producer (another engine's output multiplexer) into the address logic.
+        # Input register (`buffered`, `payload`): no combinational path runs from the
+        # producer (another engine's output multiplexer) into the address logic.
         buffered = Signal()
         payload = Signal.like(self.i.payload)
         can_take = (phase == Phase.ACCUMULATE) & ~busy
