@@ -194,3 +194,20 @@ def test_readout_ties_go_to_the_first_maximum():
     logits = config.forward(counts)
     assert (logits[:2, 1] == logits[:2, 4]).all() and (logits[:2, 1] == logits[:2].max(axis=1)).all()
     assert [o["cls"] for o in outputs] == [1, 1, 2] == list(np.argmax(logits, axis=1))
+
+
+@pytest.mark.parametrize("readout", [False, True])
+def test_accumulators_reach_their_worst_case_without_overflow(readout):
+    weight = np.array([[127] * 9, [-128] * 9, [127, -128] * 4 + [0]])
+    theta = None if readout else np.array([1, 1, 1000])
+    v0 = np.array([3, -3, 0])
+    config = LayerConfig("extreme", weight, 5, None if readout else 6, theta, v0, lanes=2)
+    lo, hi = config.current_range
+    assert (lo, hi) == (-128 * 9 * 5, 127 * 9 * 5)
+    assert config.acc_width == 14 and lo < -(1 << 12) and hi > (1 << 12)   # one bit fewer would overflow
+    counts = np.array([[5] * 9, [0] * 9, [5, 0] * 4 + [5]])
+    events = [e for sample in counts for e in sample_events(sample)]
+    outputs, _, _ = run_engine(config, events, len(counts), 4, 1.0, 1.0)
+    expected = contract_outputs(config, counts)
+    got = [o["logits"] for o in outputs] if readout else to_counts(config, outputs)
+    np.testing.assert_array_equal(got, expected)
