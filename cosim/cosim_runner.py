@@ -7,11 +7,12 @@ the golden model.  The cocotb testbench modules (``*_tb.py``, never
 exchange data with the pytest side through ``.npz``/``.json`` files in the
 run folder, named in the environment variable ``COSIM_RUN_DIR``.
 
-Builds are shared: one build folder per (design, simulator), named from the
-design and the SHA-256 of its sources, under ``cosim/sim_build/`` (git
-ignored).  A stamp file makes a second test with the same design reuse the
-build, and a file lock serializes concurrent builders (``pytest -n``).  Each
-test gets its own run folder named from the test id.
+Builds are shared: one build folder per (design, simulator, sources), named
+from the design and the SHA-256 of its sources, under ``cosim/sim_build/``
+(git ignored).  A stamp file makes a second test with the same design reuse
+the build, and a file lock serializes concurrent builders (``pytest -n``,
+or several sessions in one checkout).  Each test gets its own run folder
+named from the test id.
 """
 from __future__ import annotations
 
@@ -169,6 +170,31 @@ def _build(simulator: str, sources: list[Path], toplevel: str, build_dir: Path) 
         return time.monotonic() - start
 
 
+_RUN_LOCKS: dict[str, object] = {}
+
+
+def _claim_run_dir(name: str) -> Path:
+    """``runs/<name>``, emptied; ``runs/<name>.<pid>`` if another session holds it (shared checkout)."""
+    runs = BUILD_ROOT / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    previous = _RUN_LOCKS.pop(name, None)
+    if previous is not None:
+        previous.close()
+    handle = open(runs / f"{name}.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        run_dir = runs / name
+    except BlockingIOError:
+        handle.close()
+        handle, run_dir = None, runs / f"{name}.{os.getpid()}"
+    if handle is not None:
+        _RUN_LOCKS[name] = handle   # held until this process reuses the name or exits
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
 def simulate(simulator: str, design: str, sources: list[Path], toplevel: str, test_module: str,
              run_name: str, inputs: dict | None = None, env: dict | None = None) -> tuple[Path, dict]:
     """Build (or reuse) ``design`` for ``simulator`` and run a cocotb module on it.
@@ -176,9 +202,10 @@ def simulate(simulator: str, design: str, sources: list[Path], toplevel: str, te
     Parameters
     ----------
     design : a name for the design; the build folder is
-        ``sim_build/<design>-<simulator>``, shared by all tests passing the
-        same name (the stamp makes a changed source rebuild).
-    run_name : the run folder ``sim_build/runs/<run_name>`` (from the test id).
+        ``sim_build/<design>-<simulator>-<source digest>``, shared by all
+        tests with the same sources.
+    run_name : the run folder ``sim_build/runs/<run_name>`` (from the test id;
+        ``<run_name>.<pid>`` while another session uses that name).
     inputs : ``{file name: bytes}`` written into the run folder first.
 
     Returns the run folder and ``{"build_s", "run_s"}`` wall times.
@@ -188,12 +215,11 @@ def simulate(simulator: str, design: str, sources: list[Path], toplevel: str, te
     if simulator not in SIMULATORS:
         raise ValueError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
     setup_tools()
-    build_dir = BUILD_ROOT / f"{safe_name(design)}-{simulator}"
+    # The digest in the name: a session with other sources never deletes a build in use.
+    digest = _digest(sources, simulator, toplevel)[:12]
+    build_dir = BUILD_ROOT / f"{safe_name(design)}-{simulator}-{digest}"
     build_s = _build(simulator, sources, toplevel, build_dir)
-    run_dir = BUILD_ROOT / "runs" / safe_name(run_name)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    run_dir = _claim_run_dir(safe_name(run_name))
     for name, data in (inputs or {}).items():
         (run_dir / name).write_bytes(data)
     pythonpath = os.pathsep.join([str(COSIM_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
