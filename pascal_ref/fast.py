@@ -254,9 +254,14 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _synapse_bound(weight: np.ndarray, input_min: int, input_max: int) -> np.ndarray:
-    """Per output channel ``sum_k |w_ck| * max|x|``, as exact Python integers."""
-    flat = np.abs(weight.reshape(weight.shape[0], -1).astype(object))
-    return flat.sum(axis=1) * max(abs(int(input_min)), abs(int(input_max)))
+    """Per output channel ``sum_k |w_ck| * max|x|``, as exact Python integers (object array)."""
+    flat = weight.reshape(weight.shape[0], -1)
+    largest = int(np.abs(flat).max(initial=0))
+    if largest * flat.shape[1] < 2 ** 62:       # the int64 row sums cannot overflow
+        sums = np.abs(flat.astype(np.int64)).sum(axis=1).astype(object)
+    else:                                       # pragma: no cover - weights beyond the quantizer's 24 bits
+        sums = np.abs(flat.astype(object)).sum(axis=1)
+    return sums * max(abs(int(input_min)), abs(int(input_max)))
 
 
 def _gemm_for(synapse, weight: np.ndarray, dtype) -> _Gemm:
