@@ -8,7 +8,7 @@ work runs, so a result depends only on its sample and its chunk, never on
 the number of workers or the order in which chunks finish: with an exact
 (integer) engine the results are identical to a single process, and with a
 float engine they are identical to an in-process run with the same
-``chunk_size``.
+``chunk_size`` on the same kind of CPU (BLAS picks its kernels per CPU).
 
 This is what ``pascal-ref run/verify ... --workers N [--scheduler ADDRESS]``
 calls; ``docs/distributed.md`` shows how to point it at a cluster of several

@@ -105,3 +105,18 @@ def test_sharded_evaluation_equals_evaluate(model, samples):
     from pascal_ref.verify import verify
     report = verify(network, samples, labels, model, "count", evaluation=sharded)
     assert report["ok"] and report["samples"] == len(samples)
+
+
+def test_workers_with_another_version_are_refused():
+    from pascal_ref.distributed import _check_versions, _package_version
+
+    class FakeClient:
+        def __init__(self, versions):
+            self.versions = versions
+
+        def run(self, fn):
+            return self.versions
+
+    _check_versions(FakeClient({"tcp://a:1": _package_version()}))
+    with pytest.raises(DistributedError, match="tcp://b:2: 0.0.0-other"):
+        _check_versions(FakeClient({"tcp://a:1": _package_version(), "tcp://b:2": "0.0.0-other"}))
