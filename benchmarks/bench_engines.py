@@ -18,7 +18,9 @@ Engines:
 
 ``torch_ann``        PyTorch float32 QCFS ANN forward (BatchNorm folded), same weights.
 ``pascal_ann``       the reference implementation's model in ANN mode (``set_train()``:
-                     QCFS activations, BatchNorm unfolded), with ``--pascal-repo``.
+                     QCFS activations, BatchNorm unfolded), with ``--pascal-repo``; its
+                     ResNet blocks are told their input and output L are equal, as
+                     their time-dimension bookkeeping does not apply without time.
 ``torch_dense_snn``  PyTorch SNN computed as the reference does: every timestep a dense pass.
 ``pascal_snn``       the reference implementation's own SNN on the CPU, with ``--pascal-repo``.
 ``float32_ann``      our float32 QCFS ANN on the fast kernels (:func:`pascal_ref.fast.float_ann_fast`).
@@ -163,6 +165,9 @@ class Setup:
         import torch
         net, x = self._pascal_model(args), self._torch_input()
         net.set_train()      # ANN mode: QCFS activations (T = 0), no time dimension
+        for module in net.modules():
+            if hasattr(module, "T_new"):   # ResNet block: unequal L would take the per-timestep path
+                module.T = module.T_new
         net.eval()
 
         def run():
