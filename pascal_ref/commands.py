@@ -31,6 +31,22 @@ def _add_model_options(parser, data_required=True):
     parser.add_argument("--engine", choices=("timestep", "count"), default="timestep",
                         help="SNN engine (the other integer engine is checked against it)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="shard the data over a local dask.distributed cluster of N worker processes")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="use an existing dask.distributed cluster (e.g. tcp://host:8786); see docs/distributed.md")
+
+
+def _evaluate(args, network, data, model):
+    """One process, or sharded over a dask cluster: the same batches, the same results."""
+    progress = sys.stderr.isatty()
+    if args.workers is None and args.scheduler is None:
+        return evaluate(network, data.x, model, args.engine, args.batch_size, progress=progress)
+    if args.workers is not None and args.workers < 1:
+        raise CommandError(f"--workers must be >= 1, got {args.workers}")
+    from .distributed import evaluate_sharded
+    return evaluate_sharded(network, data.x, model, args.engine, args.batch_size, workers=args.workers,
+                            scheduler=args.scheduler, progress=progress)
 
 
 def _prepare(args):
@@ -52,7 +68,8 @@ def _write_json(path: str, payload: dict) -> None:
 
 def _verify(args):
     network, data, model = _prepare(args)
-    report = verify(network, data.x, data.y, model, args.engine, args.batch_size, progress=sys.stderr.isatty())
+    report = verify(network, data.x, data.y, model, args.engine, args.batch_size,
+                    evaluation=_evaluate(args, network, data, model))
     report["data"] = data.name
     if args.json:
         _write_json(args.json, report)
@@ -70,7 +87,7 @@ def register_verify(subparsers):
 
 def _run(args):
     network, data, model = _prepare(args)
-    ev = evaluate(network, data.x, model, args.engine, args.batch_size, progress=sys.stderr.isatty())
+    ev = _evaluate(args, network, data, model)
     samples = []
     for index in range(len(data.x)):
         entry = {"index": index}

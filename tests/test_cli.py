@@ -73,3 +73,12 @@ def test_bad_data_is_one_clear_line(model_file, tmp_path, capsys, make_data, mes
 def test_bad_model_is_one_clear_line(tmp_path, capsys):
     assert main(["info", str(tmp_path / "missing.npz")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_verify_over_a_local_cluster_equals_one_process(tmp_path):
+    pytest.importorskip("distributed")
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    assert main(["run", "digits-mlp", "--data", "digits", "--limit", "100", "--batch-size", "32", "--json", str(one)]) == 0
+    assert main(["run", "digits-mlp", "--data", "digits", "--limit", "100", "--batch-size", "32", "--workers", "2",
+                 "--json", str(two)]) == 0
+    assert json.loads(one.read_text()) == json.loads(two.read_text())
