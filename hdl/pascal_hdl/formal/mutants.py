@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Mutation", "MutationError", "load_mutant", "NEURON_MUTATIONS"]
+__all__ = ["Mutation", "MutationError", "load_mutant", "NEURON_MUTATIONS", "ENGINE_MUTATIONS"]
 
 _serial = itertools.count()
 
@@ -81,4 +81,17 @@ NEURON_MUTATIONS = (
              "signed_width(v_min, v_max), signed_width(c_min, c_max)",
              "signed_width(v_min, v_max) - 1, signed_width(c_min, c_max)",
              "the membrane register one bit narrower than its derived width (overflow)"),
+)
+
+ENGINE_MUTATIONS = (
+    Mutation("subtract_weight", "pascal_hdl.engine",
+             "a_wr.data.word_select(k, aw).eq(acc_lanes[k] + weight)",
+             "a_wr.data.word_select(k, aw).eq(acc_lanes[k] - weight)",
+             "the accumulator subtracts the weight instead of adding it"),
+    Mutation("stale_accumulator", "pascal_hdl.engine",
+             "a_rd = acc.read_port(transparent_for=(a_wr,))", "a_rd = acc.read_port()",
+             "the accumulator read port not transparent: a back-to-back spike reads the old sum"),
+    Mutation("accept_equal_index", "pascal_hdl.engine",
+             "(~first & (payload.index <= prev_index))", "(~first & (payload.index < prev_index))",
+             "an event repeating the previous index is accumulated instead of dropped"),
 )

@@ -23,7 +23,7 @@ from amaranth.back import rtlil
 
 __all__ = ["ProofResult", "run_proof", "read_vcd", "sby_command", "format_trace"]
 
-MODES = ("prove", "bmc")
+MODES = ("prove", "bmc", "cover")
 
 
 @dataclass
@@ -47,13 +47,14 @@ class ProofResult:
     failed: list[str] = field(default_factory=list)
     log: str = ""
     engine: str = ""
+    cover_steps: list[int] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return self.status == "PASS"
 
     def summary(self) -> str:
-        what = "k-induction" if self.mode == "prove" else "bounded model check"
+        what = {"prove": "k-induction", "bmc": "bounded model check", "cover": "cover"}[self.mode]
         return f"{self.name}: {self.status} ({what}, depth {self.depth}, {self.engine}, {self.seconds:.1f} s)"
 
 
@@ -90,7 +91,7 @@ def _solver_shims(workdir: Path) -> Path:
 
 
 def write_job(harness, ports, name: str, workdir: Path, mode: str, depth: int,
-              engine: str | None = None, timeout: int | None = None) -> Path:
+              engine: str | None = None, timeout: int | None = None, flatten_memories: bool = False) -> Path:
     """Write ``<name>.il`` and ``<name>.sby`` into ``workdir``; return the .sby path."""
     engine = engine or default_engine()
     if mode not in MODES:
@@ -106,7 +107,9 @@ def write_job(harness, ports, name: str, workdir: Path, mode: str, depth: int,
     sby = "\n".join([
         "[options]", *options, "",
         "[engines]", engine, "",
-        "[script]", f"read_rtlil {name}.il", f"prep -top {name}", "",
+        "[script]", f"read_rtlil {name}.il", f"prep -top {name}",
+        # Memories as flip-flops (ROMs fold into constants): plain bit-vectors for the solver.
+        *(["memory_map", "opt -fast"] if flatten_memories else []), "",
         "[files]", f"{name}.il", "",
     ])
     path = workdir / f"{name}.sby"
@@ -115,12 +118,12 @@ def write_job(harness, ports, name: str, workdir: Path, mode: str, depth: int,
 
 
 def run_proof(harness, ports, name: str, workdir, mode: str = "prove", depth: int = 4,
-              engine: str | None = None, timeout: int | None = None) -> ProofResult:
+              engine: str | None = None, timeout: int | None = None, flatten_memories: bool = False) -> ProofResult:
     """Run one proof; ``mode`` ``prove`` is k-induction with ``depth`` k, ``bmc``
     a bounded check of ``depth`` cycles from the initial state."""
     workdir = Path(workdir)
     engine = engine or default_engine()
-    sby_file = write_job(harness, ports, name, workdir, mode, depth, engine, timeout)
+    sby_file = write_job(harness, ports, name, workdir, mode, depth, engine, timeout, flatten_memories)
     began = time.monotonic()
     # smtbmc starts the solver by name (yices-smt2, z3): find the venv's copies.
     env = dict(os.environ)
@@ -146,9 +149,11 @@ def run_proof(harness, ports, name: str, workdir, mode: str = "prove", depth: in
         if (job_dir / candidate).exists() and status != "PASS":
             trace = job_dir / candidate
             break
+    cover_steps = [int(step) for step in re.findall(r"reached cover statement .* step (\d+)", out)]
     tail = "\n".join(out.splitlines()[-40:])
     return ProofResult(name=name, mode=mode, depth=depth, status=status, seconds=seconds, workdir=job_dir,
-                       trace=trace, failed=failed, log=tail, engine=engine)
+                       trace=trace, failed=failed, log=tail, engine=engine,
+                       cover_steps=cover_steps)
 
 
 def check_messages(il_text: str) -> dict[str, str]:
@@ -167,10 +172,16 @@ def read_vcd(path, signals=None) -> tuple[list[str], list[dict[str, int]]]:
     ``signals``: keep only names ending in one of these (hierarchy stripped
     to the last dotted part); None keeps all.  ``x`` bits read as 0.
     """
+    names, rows, _ = _read_vcd(path, signals)
+    return names, rows
+
+
+def _read_vcd(path, signals=None):
     ids: dict[str, list[str]] = {}
     widths: dict[str, int] = {}
     scope: list[str] = []
     values: dict[str, int] = {}
+    changed = False
     samples: list[tuple[int, dict[str, int]]] = []
     now = None
     with open(path) as f:
@@ -192,15 +203,18 @@ def read_vcd(path, signals=None) -> tuple[list[str], list[dict[str, int]]]:
                 if now is not None:
                     samples.append((now, dict(values)))
                 now = int(line[1:])
+                changed = False
             elif line[0] in "01xz" and len(line) > 1 and not line.startswith("$"):
+                changed = True
                 for full in ids.get(line[1:], []):
                     values[full] = 1 if line[0] == "1" else 0
             elif line[0] in "bB":
                 bits, code = line[1:].split()
                 number = int(bits.replace("x", "0").replace("z", "0"), 2)
+                changed = True
                 for full in ids.get(code, []):
                     values[full] = number
-    if now is not None:
+    if now is not None and changed:  # a bare closing timestamp is not a cycle
         samples.append((now, dict(values)))
     names = sorted(widths)
     if signals is not None:
@@ -208,7 +222,7 @@ def read_vcd(path, signals=None) -> tuple[list[str], list[dict[str, int]]]:
         names = [n for n in names if any(n == w or n.endswith("." + w) or n.endswith(w) for w in wanted)]
     # yosys-smtbmc writes one time step per cycle, clock high at 10*k, low at 10*k+5.
     rows = [{n: vals.get(n, 0) for n in names} for t, vals in samples if t % 10 == 0]
-    return names, rows
+    return names, rows, widths
 
 
 def as_signed(value: int, width: int) -> int:
@@ -218,10 +232,11 @@ def as_signed(value: int, width: int) -> int:
 def format_trace(path, columns: dict[str, tuple[str, int | None]]) -> str:
     """A counterexample as a text table, one line per cycle.
 
-    ``columns``: header -> (VCD signal name suffix, signed width or None for
-    unsigned).  Used by the mutation tests and documented in docs/formal.md.
+    ``columns``: header -> (VCD signal name suffix, signed width, or True for
+    signed at the VCD's width, or None for unsigned).  Used by the mutation
+    tests and documented in docs/formal.md.
     """
-    names, rows = read_vcd(path)
+    names, rows, widths = _read_vcd(path)
     picked = {}
     for header, (suffix, _) in columns.items():
         matches = [n for n in names if n == suffix or n.endswith("." + suffix)]
@@ -233,7 +248,9 @@ def format_trace(path, columns: dict[str, tuple[str, int | None]]) -> str:
         cells = []
         for header, (_, signed_width) in columns.items():
             value = row[picked[header]]
-            if signed_width:
+            if signed_width is True:
+                value = as_signed(value, widths[picked[header]])
+            elif signed_width:
                 value = as_signed(value, signed_width)
             cells.append(f"{value:>8}")
         lines.append(f"{cycle:>5} " + " ".join(cells))
