@@ -29,6 +29,14 @@ def model():
 
 
 @pytest.fixture(scope="module")
+def cluster_address():
+    """A 2-worker local cluster shared by the tests that pass ``scheduler=`` (the ``--scheduler`` path)."""
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture(scope="module")
 def samples():
     return np.random.default_rng(9).uniform(0, 1, (37, 2, 6, 6))
 
@@ -51,25 +59,25 @@ def test_two_worker_cluster_equals_single_process(model, samples):
     _assert_results_equal(single, sharded)
 
 
-def test_cluster_keeps_sample_order_with_labels_and_small_window(model, samples):
+def test_cluster_keeps_sample_order_with_labels_and_small_window(model, samples, cluster_address):
     labels = np.arange(len(samples))
 
     def predict(m, x, y):
         return {"index": y, "prediction": timestep_engine(m, x).predictions}
 
     expected = timestep_engine(model, samples).predictions
-    out = map_samples(predict, (samples, labels), shared=(model,), workers=2, chunk_size=5, max_in_flight=1,
-                      progress=False)
+    out = map_samples(predict, (samples, labels), shared=(model,), scheduler=cluster_address, workers=2,
+                      chunk_size=5, max_in_flight=1, progress=False)
     np.testing.assert_array_equal(out["index"], labels)
     np.testing.assert_array_equal(out["prediction"], expected)
 
 
-def test_worker_errors_reach_the_caller(model, samples):
+def test_worker_errors_reach_the_caller(model, samples, cluster_address):
     def broken(m, x):
         raise ValueError("layer 'c1': broken on purpose")
 
     with pytest.raises(ValueError, match="broken on purpose"):
-        map_samples(broken, samples, shared=(model,), workers=2, chunk_size=16, progress=False)
+        map_samples(broken, samples, shared=(model,), scheduler=cluster_address, chunk_size=16, progress=False)
 
 
 def test_results_must_have_one_row_per_sample(samples):
@@ -88,13 +96,13 @@ def test_mismatched_sample_arrays(samples):
         map_samples(lambda x, y: x, (samples, np.zeros(3)), progress=False)
 
 
-def test_sharded_evaluation_equals_evaluate(model, samples):
+def test_sharded_evaluation_equals_evaluate(model, samples, cluster_address):
     from pascal_ref.distributed import evaluate_sharded
     from pascal_ref.verify import evaluate
     network = model.network
     labels = np.random.default_rng(2).integers(0, 3, len(samples))
     single = evaluate(network, samples, model, "count", batch_size=10)
-    sharded = evaluate_sharded(network, samples, model, "count", batch_size=10, workers=2)
+    sharded = evaluate_sharded(network, samples, model, "count", batch_size=10, scheduler=cluster_address)
     assert set(single.logits) == set(sharded.logits)
     for path in single.logits:
         np.testing.assert_array_equal(sharded.logits[path], single.logits[path])
