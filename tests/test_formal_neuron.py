@@ -43,19 +43,6 @@ def test_neuron_equivalence_large(config, tmp_path):
     _check(prove_neuron(config, "equivalence", tmp_path))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("config", [MEDIUM, LARGE, *BUNDLED_T2_8], ids=lambda c: c.name)
-def test_neuron_contract_slow(config, tmp_path):
-    """The contract proof for the wider counter ranges: minutes each (see docs/formal.md)."""
-    _check(prove_neuron(config, "contract", tmp_path))
-
-
-@pytest.mark.parametrize("config", [MEDIUM, *BUNDLED_T2_8], ids=lambda c: c.name)
-def test_neuron_contract_bounded(config, tmp_path):
-    """Bounded check of the headline contract properties over the longest schedule."""
-    _check(prove_neuron(config, "contract", tmp_path, mode="bmc", depth=config.schedule_depth()))
-
-
 @pytest.mark.parametrize("proof", NEURON_PROOFS)
 @pytest.mark.parametrize("mutation", NEURON_MUTATIONS, ids=lambda m: m.name)
 def test_neuron_mutant_has_counterexample(mutation, proof, tmp_path):
