@@ -43,6 +43,15 @@ def test_neuron_equivalence_large(config, tmp_path):
     _check(prove_neuron(config, "equivalence", tmp_path))
 
 
+@pytest.mark.parametrize("config", [SMALL, *BUNDLED], ids=lambda c: c.name)
+def test_neuron_contract_not_vacuous(config, tmp_path):
+    """The assumptions leave the interesting runs: clipped low (after inhibitory
+    spikes), clipped high at the longest T2, and unclipped, all reach their end."""
+    result = prove_neuron(config, "cover", tmp_path, mode="cover", depth=config.schedule_depth())
+    _check(result)
+    assert len(result.cover_steps) == 3, result.log
+
+
 @pytest.mark.parametrize("proof", NEURON_PROOFS)
 @pytest.mark.parametrize("mutation", NEURON_MUTATIONS, ids=lambda m: m.name)
 def test_neuron_mutant_has_counterexample(mutation, proof, tmp_path):

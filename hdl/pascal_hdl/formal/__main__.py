@@ -24,6 +24,8 @@ def main(argv=None) -> int:
     jobs = []
     for config in [SMALL, *bundled]:
         jobs += [(config, "contract", "prove"), (config, "equivalence", "prove")]
+    for config in [SMALL, *bundled]:
+        jobs.append((config, "cover", "cover"))
     for config in [LARGE, *bundled_t2_8]:
         jobs.append((config, "equivalence", "prove"))
     if args.slow:
@@ -32,7 +34,7 @@ def main(argv=None) -> int:
             jobs.append((config, "contract", "prove"))
     failures = 0
     for config, proof, mode in jobs:
-        depth = config.schedule_depth() if mode == "bmc" else 1
+        depth = config.schedule_depth() if mode in ("bmc", "cover") else 1
         result = prove_neuron(config, proof, args.workdir, mode=mode, depth=depth,
                               name=f"neuron_{proof}_{mode}_{config.name}")
         failures += not result.passed

@@ -41,7 +41,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, Signal, signed
+from amaranth.hdl import Assert, Assume, Cover, Elaboratable, Module, Mux, Signal, signed
 
 from .reference import FormalPascIf, NeuronRanges, Stage as RefStage, signed_bits_for
 from .sby import ProofResult, format_trace, run_proof
@@ -352,6 +352,13 @@ class NeuronContractHarness(Elaboratable):
                                        f"count: n == clip(floor((v0 + S)/theta), 0, T2) when n == {n}")
                 with m.If(~accepted):
                     m.d.comb += Assert(dut.count == now, "count port == spikes transmitted")
+                # Non-vacuity (cover mode): runs end clipped low after inhibitory
+                # spikes, clipped high at the longest T2, and in between.
+                m.d.comb += [
+                    Cover((now == 0) & (c < 0)),
+                    Cover((now == t_out) & (t_out == r.max_t_out) & (v >= theta)),
+                    Cover((now > 0) & (now < t_out)),
+                ]
         return m
 
 
@@ -422,10 +429,12 @@ def prove_neuron(config: NeuronProofConfig, proof: str, workdir, module=None, de
     """
     if proof == "contract":
         harness = NeuronContractHarness(config, module, strengthen=(mode == "prove"))
+    elif proof == "cover":
+        harness = NeuronContractHarness(config, module, strengthen=False)
     elif proof == "equivalence":
         harness = NeuronEquivalenceHarness(config, module)
     else:
-        raise ValueError(f"proof must be one of {NEURON_PROOFS}, got {proof!r}")
+        raise ValueError(f"proof must be one of {NEURON_PROOFS} or 'cover', got {proof!r}")
     name = name or f"neuron_{proof}_{config.name}"
     return run_proof(harness, harness.ports, name, Path(workdir), mode=mode, depth=depth)
 
