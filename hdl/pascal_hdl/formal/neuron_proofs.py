@@ -419,7 +419,7 @@ class NeuronEquivalenceHarness(Elaboratable):
 
 
 def prove_neuron(config: NeuronProofConfig, proof: str, workdir, module=None, depth: int = 1,
-                 mode: str = "prove", name: str | None = None) -> ProofResult:
+                 mode: str = "prove", name: str | None = None, engine: str | None = None) -> ProofResult:
     """Run one neuron proof (``contract`` or ``equivalence``) for ``config``.
 
     ``mode="prove"``: k-induction with ``depth`` k (1 closes with the
@@ -436,7 +436,7 @@ def prove_neuron(config: NeuronProofConfig, proof: str, workdir, module=None, de
     else:
         raise ValueError(f"proof must be one of {NEURON_PROOFS} or 'cover', got {proof!r}")
     name = name or f"neuron_{proof}_{config.name}"
-    return run_proof(harness, harness.ports, name, Path(workdir), mode=mode, depth=depth)
+    return run_proof(harness, harness.ports, name, Path(workdir), mode=mode, depth=depth, engine=engine)
 
 
 def neuron_trace_summary(result: ProofResult, config: NeuronProofConfig) -> str:

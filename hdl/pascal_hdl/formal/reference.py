@@ -12,10 +12,11 @@ property harness runs in lock step beside the hardware neuron unit::
 
 One ``step`` pulse is one step of the contract; the reference never decides
 when a step happens (the harness drives ``step`` from the design's own step
-strobe), so it fits any design timing.  Its registers are wide enough never
-to wrap for the declared ranges (checked by :meth:`FormalPascIf.bounds`), so
-comparing the design's narrower registers with them also proves that the
-design never overflows.
+strobe), so it fits any design timing.  Its registers are one bit wider than
+any value reachable in the declared ranges (:attr:`NeuronRanges.membrane`,
+:attr:`NeuronRanges.counter`, plus one step), so they never wrap, and a proof
+that the design's narrower registers equal them also proves that the design
+never overflows.
 
 This module is the spec, not a design: it is simulated only by the solver.
 """

