@@ -23,7 +23,7 @@ from pascal_ref.neuron import pasc_if
 pytestmark = pytest.mark.cosim
 
 PARAMS = dict(current_width=8, v0_width=10, theta_width=8, max_t_in=16, max_t_out=16)
-N_CASES = 2500
+N_CASES = 5000
 SLOW_CASES = 20000
 TOP = "pasc_if_neuron"
 
@@ -101,12 +101,13 @@ def run_neuron_cosim(simulator: str, request, n_cases: int, seed: int) -> None:
     np.savez(buffer, **cases)
     run_dir, times = simulate(simulator, "neuron", sources, TOP, "neuron_tb", request.node.name,
                               inputs={"cases.npz": buffer.getvalue()})
-    record = np.load(run_dir / "record.npz")
+    with np.load(run_dir / "record.npz") as archive:
+        record = {name: archive[name] for name in archive.files}  # an NpzFile re-reads on every access
     case_col = record["case"]
     errors, steps_checked = [], 0
     bounds = np.searchsorted(case_col, np.arange(n_cases + 1))
     for k in range(n_cases):
-        rows = {name: record[name][bounds[k]:bounds[k + 1]] for name in record.files}
+        rows = {name: column[bounds[k]:bounds[k + 1]] for name, column in record.items()}
         if len(rows["stage"]) == 0:
             errors.append(f"case {k}: never started")
             continue
