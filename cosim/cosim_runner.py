@@ -28,7 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 COSIM_DIR = Path(__file__).resolve().parent
-BUILD_ROOT = COSIM_DIR / "sim_build"
+# COSIM_BUILD_DIR moves every build and run folder (e.g. for a clean timed run).
+BUILD_ROOT = Path(os.environ.get("COSIM_BUILD_DIR") or COSIM_DIR / "sim_build").resolve()
 SIMULATORS = ("icarus", "verilator")
 HARNESS_VERSION = 3  # bump to rebuild every design (build flags or source patches changed)
 
