@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from pascal_hdl.formal.engine_proofs import GROUPED_ENGINE, SMALL_ENGINE, engine_trace_summary, prove_engine
+from pascal_hdl.formal.engine_proofs import (GROUPED_ENGINE, HIDDEN_ENGINE, SMALL_ENGINE, engine_trace_summary,
+                                             prove_engine)
 from pascal_hdl.formal.mutants import ENGINE_MUTATIONS, load_mutant
 
 pytestmark = pytest.mark.formal
 
-CONFIGS = [SMALL_ENGINE, GROUPED_ENGINE]
+CONFIGS = [SMALL_ENGINE, GROUPED_ENGINE, HIDDEN_ENGINE]
 
 
 def _check(result):
@@ -32,10 +33,13 @@ def test_engine_depth_covers_longest_sample(config, tmp_path):
 
 @pytest.mark.parametrize("mutation", ENGINE_MUTATIONS, ids=lambda m: m.name)
 def test_engine_mutant_has_counterexample(mutation, tmp_path):
+    hidden = "hidden engine" in mutation.description
+    config = HIDDEN_ENGINE if hidden else SMALL_ENGINE
     module = load_mutant(mutation, tmp_path / "src")
-    result = prove_engine(SMALL_ENGINE, tmp_path, module=module, name=f"mutant_{mutation.name}")
+    result = prove_engine(config, tmp_path, module=module, name=f"mutant_{mutation.name}")
     assert result.status == "FAIL", f"{mutation.description}: {result.summary()}\n{result.log}"
-    assert result.trace is not None and any("accumulation" in f for f in result.failed), result.failed
+    assert result.trace is not None and result.failed
+    assert any(("count 0" if hidden else "accumulation") in f for f in result.failed), result.failed
     print(f"{mutation.name} ({mutation.description}): {result.summary()}")
     print("failed:", "; ".join(result.failed))
-    print(engine_trace_summary(result, SMALL_ENGINE))
+    print(engine_trace_summary(result, config))

@@ -1,5 +1,8 @@
 """Property harness for the layer engine's accumulation (``pascal_hdl.engine``).
 
+(Readout engines: the logits; hidden engines: the output counts, see
+:meth:`EngineAccumulationHarness._hidden_checks`.)
+
 The engine's accumulators are observable on the ports of a readout engine:
 its result is ``logits[n] = bias[n] + S[n]``, ``S[n]`` the synaptic current
 of neuron ``n`` accumulated spike by spike (the hidden engines share that
@@ -34,7 +37,7 @@ from .reference import signed_bits_for
 from .sby import ProofResult, format_trace, run_proof
 
 __all__ = ["EngineProofConfig", "EngineAccumulationHarness", "prove_engine", "engine_trace_summary", "SMALL_ENGINE",
-           "GROUPED_ENGINE"]
+           "GROUPED_ENGINE", "HIDDEN_ENGINE"]
 
 
 def engine_module():
@@ -43,24 +46,30 @@ def engine_module():
 
 @dataclass(frozen=True)
 class EngineProofConfig:
-    """A small readout layer: ``weight (out, in)``, ``bias (out,)``, ``t_in``, ``lanes``."""
+    """A small layer: ``weight (out, in)``, ``bias (out,)`` (readout) or ``v0``
+    (hidden, with ``theta`` and ``t_out``), ``t_in``, ``lanes``."""
 
     name: str
     weight: tuple
     bias: tuple
     t_in: int
     lanes: int
+    theta: tuple | None = None
+    t_out: int | None = None
 
     def layer(self):
         config = importlib.import_module("pascal_hdl.config")
+        theta = None if self.theta is None else np.array(self.theta, dtype=np.int64)
         return config.LayerConfig(name=self.name, weight=np.array(self.weight, dtype=np.int64), t_in=self.t_in,
-                                  t_out=None, theta=None, v0=np.array(self.bias, dtype=np.int64), lanes=self.lanes)
+                                  t_out=self.t_out, theta=theta, v0=np.array(self.bias, dtype=np.int64),
+                                  lanes=self.lanes)
 
     def samples_depth(self) -> int:
         """Cycles of the longest sample without stalls, plus the result and margin."""
         layer = self.layer()
-        return (1 + layer.in_features * max(1, layer.t_in * layer.groups) + 2
-                + layer.groups + layer.out_features + 3)
+        tail = (layer.groups * (2 + layer.t_out) + layer.out_features if self.t_out
+                else layer.groups + layer.out_features)
+        return 1 + layer.in_features * max(1, layer.t_in * layer.groups) + 2 + tail + 3
 
     def describe(self) -> str:
         layer = self.layer()
@@ -73,6 +82,10 @@ class EngineProofConfig:
 # that a burst hits the same accumulator word in back-to-back cycles.
 SMALL_ENGINE = EngineProofConfig("small_engine", weight=((127, -128), (-1, -128)), bias=(-5, 100),
                                  t_in=2, lanes=2)
+# A hidden layer: accumulation, then the engine's neuron units and the sparse output.
+# Neuron 0 reaches every count 0..2 (and clips low), neuron 1 clips high.
+HIDDEN_ENGINE = EngineProofConfig("hidden_engine", weight=((30, -128), (127, -7)), bias=(40, -5), t_in=2,
+                                  lanes=2, theta=(50, 30), t_out=2)
 # One lane, two groups: a spike visits both accumulator words.
 GROUPED_ENGINE = EngineProofConfig("grouped_engine", weight=((127, -77), (-128, 1)), bias=(3, -9),
                                    t_in=2, lanes=1)
@@ -108,7 +121,10 @@ class EngineAccumulationHarness(Elaboratable):
 
         take = dut.i.valid & dut.i.ready
         index, count, last = dut.i.payload.index, dut.i.payload.count, dut.i.payload.last
-        result_taken = dut.o.valid & dut.o.ready
+        if layer.is_readout:
+            result_taken = dut.o.valid & dut.o.ready
+        else:
+            result_taken = dut.o.valid & dut.o.ready & dut.o.payload.last
 
         # Per sample: first valid event seen?, previous valid index; samples are
         # delimited by `last` at the input (the next sample's first event may
@@ -169,8 +185,46 @@ class EngineAccumulationHarness(Elaboratable):
             m.d.sync += full.eq(0)
         with m.Elif(take & ~closed & valid_event(first, prev) & (count == layer.t_in)):
             m.d.sync += full.eq(full + 1)
-        m.d.comb += Cover(dut.o.valid & (full == n_in))
+        m.d.comb += Cover(result_taken & (full == n_in))
 
+        if layer.is_readout:
+            self._readout_checks(m, dut, layer, cur, closed)
+        else:
+            self._hidden_checks(m, dut, layer, cur, closed, result_taken)
+        return m
+
+    def _hidden_checks(self, m, dut, layer, cur, closed, result_taken):
+        """Each output event's count == clip(floor((v0 + S) / theta), 0, T2);
+        neurons not sent have count 0; the last neuron is always sent, flagged."""
+        n_out = layer.out_features
+        expected = []
+        for n in range(n_out):
+            charge = cur[n] + int(layer.v0[n])
+            theta = int(layer.theta[n])
+            count = 0
+            for k in range(1, layer.t_out + 1):   # theta is a constant: compare with k*theta
+                count = Mux(charge >= k * theta, k, count)
+            expected.append(count)
+        next_index = Signal(range(n_out + 1), name="next_index")
+        index, count, last = dut.o.payload.index, dut.o.payload.count, dut.o.payload.last
+        with m.If(dut.o.valid):
+            m.d.comb += Assert(closed, "an output only after the sample's last input event")
+            m.d.comb += Assert(index >= next_index, "outputs in increasing index order")
+            m.d.comb += Assert(last == (index == n_out - 1), "last flags the last neuron")
+            for n in range(n_out):
+                with m.If(index == n):
+                    m.d.comb += Assert(count == expected[n],
+                                       f"neuron {n}: count == clip(floor((v0 + S)/theta), 0, T2)")
+                    for k in range(n):
+                        with m.If(next_index <= k):
+                            m.d.comb += Assert(expected[k] == 0, f"neuron {k} skipped only with count 0")
+        with m.If(result_taken):
+            m.d.sync += next_index.eq(0)
+        with m.Elif(dut.o.valid & dut.o.ready):
+            m.d.sync += next_index.eq(index + 1)
+
+    def _readout_checks(self, m, dut, layer, cur, closed):
+        n_out = layer.out_features
         logits = dut.o.payload.logits
         with m.If(dut.o.valid):
             m.d.comb += Assert(closed, "a result only after the sample's last event")
@@ -184,7 +238,6 @@ class EngineAccumulationHarness(Elaboratable):
                         beaten = (logits[k] > logits[n]) | ((k < n) & (logits[k] == logits[n]))
                         m.d.comb += Assert((cls != n) | ~beaten, f"cls == {n} only if it is the first maximum")
             m.d.comb += Assert(cls < n_out, "cls < classes")
-        return m
 
 
 def prove_engine(config: EngineProofConfig, workdir, module=None, depth: int | None = None,
@@ -206,7 +259,12 @@ def engine_trace_summary(result: ProofResult, config: EngineProofConfig) -> str:
     columns = {"i.valid": ("i__valid", None), "i.ready": ("i__ready", None), "index": ("i__payload.index", None),
                "count": ("i__payload.count", None), "last": ("i__payload.last", None),
                "o.valid": ("o__valid", None), "o.ready": ("o__ready", None)}
+    if layer.is_readout:
+        for n in range(layer.out_features):
+            columns[f"logit{n}"] = (f"o__payload.logits<{n}>", layer.logit_width)
+    else:
+        columns.update({"o.index": ("o__payload.index", None), "o.count": ("o__payload.count", None),
+                        "o.last": ("o__payload.last", None)})
     for n in range(layer.out_features):
-        columns[f"logit{n}"] = (f"o__payload.logits<{n}>", layer.logit_width)
         columns[f"S{n}"] = (f"S_{n}", True)
     return format_trace(result.trace, columns)

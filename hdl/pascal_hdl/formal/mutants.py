@@ -94,4 +94,7 @@ ENGINE_MUTATIONS = (
     Mutation("accept_equal_index", "pascal_hdl.engine",
              "(~first & (payload.index <= prev_index))", "(~first & (payload.index < prev_index))",
              "an event repeating the previous index is accumulated instead of dropped"),
+    Mutation("emit_zero_skipped_wrong", "pascal_hdl.engine",
+             "wanted = (count != 0) | is_last", "wanted = (count > 1) | is_last",
+             "a hidden neuron with count 1 is skipped as if silent (hidden engine)"),
 )
