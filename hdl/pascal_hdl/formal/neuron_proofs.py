@@ -1,6 +1,7 @@
 """Property harnesses for the hardware PASC-IF neuron unit (``pascal_hdl.neuron``).
 
-Two independent proofs per configuration, both k-induction (unbounded):
+Two independent proofs per configuration, both k-induction (unbounded) with
+k = 1, or bounded from reset (``mode="bmc"``, used for the mutants):
 
 ``contract``
     The design alone against the closed form of the contract's theorem.
@@ -18,16 +19,25 @@ Two independent proofs per configuration, both k-induction (unbounded):
       same run (bursts only), and ``count`` port == spikes transmitted;
     * ``settled``: at the first TRANSMIT step ``0 <= v < theta``, or the
       count is clipped (``v >= theta`` and ``c >= T2``, or ``v < 0`` and ``c <= 0``);
-    * ``no overflow``: ``v + c*theta == v0 + S`` in wide arithmetic in every
-      cycle of a run (a wrap of ``v`` or ``c`` breaks it) and ``v``, ``c``
-      within the ranges the unit declares (``widths``);
+    * ``no overflow``: ``v + released == v0 + S`` in wide arithmetic in every
+      cycle of a run, ``released`` adding ``theta`` per excitatory and
+      subtracting it per inhibitory spike seen on the ports, and ``c`` == the
+      net number of those spikes (a wrap of ``v`` or ``c`` breaks one of
+      them); ``v``, ``c`` within the ranges the unit declares (``widths``);
     * the step schedule: each stage lasts ``T1``, ``max(T1,T2)-1``, ``T2`` steps.
 
     The inductive strengthening is the contract's proof sketch written as
     assertions: after INTEGRATE step ``t``, ``v >= theta`` implies ``c >= 1``
     (the last step fired) and ``v < 0`` implies ``c <= t-1``; after ``k``
     SETTLE steps ``v >= theta`` implies ``c >= 1+k`` and ``v < 0`` implies
-    ``c <= T1-1-k``; plus ``t``-dependent bounds of ``v``, ``c`` and ``S``.
+    ``c <= T1-1-k``; plus ``t``-dependent bounds of ``v``, ``c`` and ``S``,
+    and ``released == k*theta`` when the net spike count is ``k``.
+    Products with ``theta`` are written as ``multiple[k]``: ``k*theta`` by
+    repeated addition, latched at start (see ``elaborate``), so the solver
+    never meets a product of two unknowns.
+
+    The ``count`` port is checked in every cycle but the one accepting the
+    next run's ``start`` (it reads the live ``T2`` port; see docs/formal.md).
 
 ``equivalence``
     The design and :class:`~pascal_hdl.formal.reference.FormalPascIf` (the
