@@ -376,7 +376,7 @@ def _qcfs_levels_float(acc, v0, theta, levels, out):
     for r in range(rows):
         for c in range(channels):
             a = np.float64(acc[r, c]) + v0f[c]
-            q = min(max(math.floor(a * inverse[c]), 0.0), top)
+            q = min(max(np.floor(a * inverse[c]), 0.0), top)
             q = q - 1.0 if (q > 0.0) and (q * thetaf[c] > a) else q
             q = q + 1.0 if (q < top) and ((q + 1.0) * thetaf[c] <= a) else q
             out[r, c] = q
@@ -454,18 +454,30 @@ def float_ann_fast(network: Network, x, dtype=np.float32) -> np.ndarray:
         for synapse, gemm in zip(layer.synapses, gemms):
             part = gemm(_pre_ops_channels_last(values[synapse.source], synapse.pre_ops, integer=False))
             z = part if z is None else np.add(z, part, out=z)
-        z += layer.bias.astype(dtype)
         if layer.is_readout:
+            z += layer.bias.astype(dtype)
             return z.reshape(z.shape[0], -1)
         act = layer.activation
-        z /= dtype(act.lam)
-        z *= dtype(act.levels)
-        z += dtype(act.phi)
-        np.floor(z, out=z)
-        np.clip(z, 0, act.levels, out=z)
-        z *= dtype(act.theta)
+        constants = np.array([act.lam, act.levels, act.phi, act.theta], dtype)
+        _qcfs_values(z.reshape(-1, z.shape[-1]), layer.bias.astype(dtype), constants)
         values[layer.name] = z
     raise AssertionError("network without readout")  # pragma: no cover
+
+
+@numba.njit(cache=True)
+def _qcfs_values(z, bias, constants):
+    """In place, in the dtype of ``z``: ``h = clip(floor((z + b) / lam * L + phi), 0, L) * theta``.
+
+    One pass (the numpy expression takes six); the operations and their
+    order are those of :func:`pascal_ref.ann.float_ann`.
+    """
+    lam, levels, phi, theta = constants[0], constants[1], constants[2], constants[3]
+    zero = constants[0] - constants[0]
+    rows, channels = z.shape
+    for r in range(rows):
+        for c in range(channels):
+            scaled = (z[r, c] + bias[c]) / lam * levels + phi
+            z[r, c] = min(max(np.floor(scaled), zero), levels) * theta
 
 
 _float_plans: dict = {}
