@@ -14,8 +14,11 @@ from importlib.metadata import entry_points
 __all__ = ["main", "build_parser", "CommandError"]
 
 
-class CommandError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+class CommandError(ValueError):
+    """A user-facing error: printed as one line, exit status 2.
+
+    A ValueError so that it is caught even when ``python -m pascal_ref.cli``
+    loads a second copy of this module."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (CommandError, ValueError, TypeError, OSError, KeyError) as error:
+    except (ValueError, TypeError, OSError, KeyError) as error:
         # Library errors are written to name the layer/array/file; show them plainly.
         print(f"pascal-ref {args.command}: error: {error}", file=sys.stderr)
         return 2
