@@ -44,9 +44,12 @@ def _evaluate(args, network, data, model):
         return evaluate(network, data.x, model, args.engine, args.batch_size, progress=progress)
     if args.workers is not None and args.workers < 1:
         raise CommandError(f"--workers must be >= 1, got {args.workers}")
-    from .distributed import evaluate_sharded
-    return evaluate_sharded(network, data.x, model, args.engine, args.batch_size, workers=args.workers,
-                            scheduler=args.scheduler, progress=progress)
+    from .distributed import DistributedError, evaluate_sharded
+    try:
+        return evaluate_sharded(network, data.x, model, args.engine, args.batch_size, workers=args.workers,
+                                scheduler=args.scheduler, progress=progress)
+    except DistributedError as error:
+        raise CommandError(str(error)) from None
 
 
 def _prepare(args):

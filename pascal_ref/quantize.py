@@ -187,8 +187,15 @@ def _effective_weight(network: Network, synapse: Synapse, input_step: float) -> 
 
 
 def _term_bounds(weight: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per output channel min/max of ``sum_j w_j x_j`` with ``x_j`` in [lo, hi]."""
+    """Per output channel min/max of ``sum_j w_j x_j`` with ``x_j`` in [lo, hi].
+
+    int64 when ``sum |w| * max(|lo|, |hi|)`` fits in 62 bits (always, for
+    weights of at most 24 bits and realistic fan-ins), Python ints otherwise.
+    """
     flat = weight.reshape(weight.shape[0], -1)
+    magnitude = max(abs(lo), abs(hi))
+    if int(np.abs(flat).sum(axis=1).max(initial=0)) * magnitude >= 2 ** 62:
+        flat = flat.astype(object)
     low = np.minimum(flat * lo, flat * hi).sum(axis=1)
     high = np.maximum(flat * lo, flat * hi).sum(axis=1)
     return low, high
@@ -242,7 +249,7 @@ def quantize(network: Network, weight_bits: int = 8, per_channel: bool = True, i
             lo, hi = _level_range(network, synapse.source, input_range)
             pool = pool_size(synapse.pre_ops, synapse.input_shape)
             in_lo, in_hi = lo * pool, hi * pool
-            low, high = _term_bounds(w_int.astype(object), in_lo, in_hi)
+            low, high = _term_bounds(w_int, in_lo, in_hi)
             cur_lo, cur_hi = cur_lo + low, cur_hi + high
             synapses.append(IntSynapse(synapse.source, synapse.pre_ops, synapse.op, w_int, in_lo, in_hi,
                                        synapse.input_shape, synapse.op_input_shape))
