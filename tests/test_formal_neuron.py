@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from pascal_hdl.formal.mutants import NEURON_MUTATIONS, load_mutant
-from pascal_hdl.formal.neuron_proofs import (LARGE, MEDIUM, NEURON_PROOFS, SMALL, bundled_neuron_configs,
+from pascal_hdl.formal.neuron_proofs import (LARGE, MEDIUM, NEURON_PROOFS, SMALL, WIDE, bundled_neuron_configs,
                                              neuron_trace_summary, prove_neuron)
 from pascal_hdl.formal.reference import NeuronRanges
 
@@ -32,7 +32,7 @@ def test_bundled_models_emit_neuron_units():
 
 
 @pytest.mark.parametrize("proof", NEURON_PROOFS)
-@pytest.mark.parametrize("config", [SMALL, *BUNDLED], ids=lambda c: c.name)
+@pytest.mark.parametrize("config", [SMALL, WIDE, *BUNDLED], ids=lambda c: c.name)
 def test_neuron_k_induction(config, proof, tmp_path):
     """k-induction (unbounded): every input sequence, every run, from any reachable state."""
     _check(prove_neuron(config, proof, tmp_path))
@@ -69,7 +69,7 @@ def test_neuron_mutant_has_counterexample(mutation, proof, tmp_path):
 
 def test_ranges_cover_the_design_widths():
     # The reference's declared membrane range is the design's derived range.
-    for config in [SMALL, MEDIUM, LARGE, *BUNDLED]:
+    for config in [SMALL, MEDIUM, LARGE, WIDE, *BUNDLED]:
         widths = config.widths()
         ranges = config.ranges
         assert ranges.membrane == (widths.v_min, widths.v_max), config.name

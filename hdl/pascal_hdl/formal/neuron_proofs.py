@@ -57,7 +57,7 @@ from .reference import FormalPascIf, NeuronRanges, Stage as RefStage, signed_bit
 from .sby import ProofResult, format_trace, run_proof
 
 __all__ = ["NeuronProofConfig", "NeuronContractHarness", "NeuronEquivalenceHarness", "prove_neuron",
-           "NEURON_PROOFS", "design_module", "bundled_neuron_configs", "neuron_trace_summary", "SMALL", "MEDIUM", "LARGE"]
+           "NEURON_PROOFS", "design_module", "bundled_neuron_configs", "neuron_trace_summary", "SMALL", "MEDIUM", "LARGE", "WIDE"]
 
 NEURON_PROOFS = ("contract", "equivalence")
 
@@ -114,6 +114,8 @@ SMALL = NeuronProofConfig("small", current_width=4, v0_width=4, theta_width=3, m
                           origin="small: every T1, T2 <= 4 (stage 1 with several steps)")
 LARGE = NeuronProofConfig("large", current_width=24, v0_width=20, theta_width=16, max_t_in=1, max_t_out=16,
                           origin="large: 24-bit currents, 16-bit theta, T2 <= 16, T1 = 1 as the engine runs it")
+WIDE = NeuronProofConfig("wide", current_width=24, v0_width=20, theta_width=16, max_t_in=1, max_t_out=4,
+                         origin="large widths: 24-bit currents, 20-bit v0, 16-bit theta, T2 <= 4, T1 = 1")
 MEDIUM = NeuronProofConfig("medium", current_width=8, v0_width=8, theta_width=6, max_t_in=8, max_t_out=8,
                            origin="medium: every T1, T2 <= 8")
 
