@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .network import INPUT, Network, NeuronLayer
+from .network import INPUT, Identity, Network, NeuronLayer
 from .ops import apply_op, apply_pre_ops, channel_view
 
 __all__ = ["AnnResult", "float_ann", "check_input", "input_levels_of"]
@@ -68,8 +68,6 @@ def layer_input(layer: NeuronLayer, values: dict, integer: bool, weights=None):
     total = None
     for index, synapse in enumerate(layer.synapses):
         weight = synapse.op.weight if weights is None else weights[index]
-        if weight is None:  # float identity shortcut
-            weight = np.ones(synapse.op.channels)
         part = apply_op(apply_pre_ops(values[synapse.source], synapse.pre_ops, integer), synapse.op, weight)
         total = part if total is None else total + part
     return total
@@ -83,7 +81,7 @@ def float_ann(network: Network, x, dtype=np.float64) -> AnnResult:
     values = {INPUT: x.astype(dtype)}
     levels, pre = {}, {}
     for layer in network.neuron_layers:
-        z = layer_input(layer, values, integer=False, weights=_float_weights(layer, dtype))
+        z = layer_input(layer, values, integer=False, weights=float_weights(layer, dtype))
         z = z + channel_view(layer.bias.astype(dtype), z.ndim)
         if layer.is_readout:
             return AnnResult(logits=z, levels=levels, preactivations=pre)
@@ -95,5 +93,7 @@ def float_ann(network: Network, x, dtype=np.float64) -> AnnResult:
     raise AssertionError("network without readout")  # pragma: no cover
 
 
-def _float_weights(layer: NeuronLayer, dtype):
-    return [None if not hasattr(s.op, "weight") else s.op.weight.astype(dtype, copy=False) for s in layer.synapses]
+def float_weights(layer: NeuronLayer, dtype=np.float64) -> list:
+    """Each synapse's float weight; an identity shortcut is a gain of 1 per channel."""
+    return [np.ones(s.op.channels, dtype) if isinstance(s.op, Identity) else s.op.weight.astype(dtype, copy=False)
+            for s in layer.synapses]

@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 from .npzio import NpzError, read_npz
-from .network import (LAYER_TYPES, AvgPool2d, BasicBlock, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Linear,
+from .network import (LAYER_TYPES, AvgPool2d, BasicBlock, BatchNorm, Conv2d, Linear,
                       MaxPool2d, Network, NetworkError, QCFS)
 
 __all__ = ["save", "load", "ModelFileError", "FORMAT", "FORMAT_VERSION", "network_to_graph", "network_from_graph"]

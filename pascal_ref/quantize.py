@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .ann import AnnResult, check_input, input_levels_of, layer_input
-from .network import INPUT, Conv2d, GlobalAvgPool, Identity, Linear, MaxPool2d, Network, NetworkError, NeuronLayer, Synapse
-from .ops import apply_op, apply_pre_ops, channel_view, pool_size
+from .network import INPUT, Conv2d, Identity, Linear, Network, Synapse
+from .ops import channel_view, pool_size
 
 __all__ = ["quantize", "IntegerNetwork", "IntNeuronLayer", "IntSynapse", "integer_ann", "QuantizationError", "signed_bits"]
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ann import check_input, input_levels_of
-from .network import INPUT, Identity, Network
+from .ann import check_input, float_weights, input_levels_of
+from .network import INPUT, Network
 from .neuron import PascIfResult, neuron_count, pasc_if
 from .ops import apply_op, apply_pre_ops, channel_view
 from .quantize import IntegerNetwork
@@ -81,7 +81,7 @@ class _Model:
     def weights(self, layer):
         if self.integer:
             return [s.weight for s in layer.synapses]
-        return [np.ones(s.op.channels) if isinstance(s.op, Identity) else s.op.weight for s in layer.synapses]
+        return float_weights(layer)
 
     def theta(self, layer):
         return layer.theta if self.integer else np.full(layer.channels, layer.activation.theta)
@@ -91,17 +91,10 @@ class _Model:
             return layer.v0
         return layer.activation.phi * layer.activation.theta + layer.bias
 
-    def bias(self, layer):
-        return layer.bias
-
-    def levels(self, layer):
-        return layer.levels
-
     def input_counts(self, x):
-        """Input as (levels or values, train length)."""
+        """Integer levels (integer model, count coding) or real values (float analog input)."""
         if self.integer:
-            x_int = self.model.encode_input(x)
-            return x_int
+            return self.model.encode_input(x)
         x = check_input(self.network, x)
         return input_levels_of(self.network, x) if self.network.input_levels is not None else x
 
@@ -142,7 +135,7 @@ def simulate(model, x, engine: str = "count", trace: bool = False) -> SnnResult:
         trains = {INPUT: inputs[None] if m.integer else inputs[None].astype(np.float64)}
     else:
         trains = {INPUT: _burst(inputs, net.input_levels)}
-    counts_by_source = {INPUT: inputs if net.input_levels is not None or m.integer else inputs}
+    counts_by_source = {INPUT: inputs}
     counts, traces = {}, {} if trace else None
     for layer in m.layers:
         steps = net.input_steps(net.by_name[layer.name])
@@ -150,7 +143,7 @@ def simulate(model, x, engine: str = "count", trace: bool = False) -> SnnResult:
             currents = _currents(m, layer, trains, steps)
             if layer.levels is None:
                 total = currents.sum(axis=0) if not m.integer else currents.sum(axis=0, dtype=np.int64)
-                logits = total + channel_view(m.bias(layer), total.ndim)
+                logits = total + channel_view(layer.bias, total.ndim)
                 break
             shape = currents.shape[1:]
             theta = np.broadcast_to(channel_view(m.theta(layer), len(shape)), shape)
@@ -169,7 +162,7 @@ def simulate(model, x, engine: str = "count", trace: bool = False) -> SnnResult:
                 part = apply_op(apply_pre_ops(source_counts, synapse.pre_ops, m.integer), synapse.op, weight)
                 total = part if total is None else total + part
             if layer.levels is None:
-                logits = total + channel_view(m.bias(layer), total.ndim)
+                logits = total + channel_view(layer.bias, total.ndim)
                 break
             q = neuron_count(total, channel_view(m.theta(layer), total.ndim), channel_view(m.v0(layer), total.ndim), layer.levels)
             counts[layer.name] = counts_by_source[layer.name] = q
