@@ -6,7 +6,7 @@ Usage (from the repository root, venv active)::
     python benchmarks/bench_engines.py --model vgg16 --levels mixed --pascal-repo /tmp/pascal-checkout
     python benchmarks/bench_engines.py --model resnet18 --levels 4 --pascal-repo /tmp/pascal-checkout
 
-Every engine runs on the same random-weight network (``pascal_ref.templates``,
+Every engine runs on the same random-weight network (``pascal_ref.convert.templates``,
 CIFAR shape 3x32x32, 10 classes) and the same batch, each in its own process
 (built once, so thread pools of one engine never spin on the cores while
 another one runs).  Engines are timed round-robin, one run of each per round
@@ -24,7 +24,7 @@ Engines:
 ``torch_dense_snn``  PyTorch SNN computed as the reference does: every timestep a dense pass.
 ``pascal_snn``       the reference implementation's own SNN on the CPU, with ``--pascal-repo``.
 ``float32_ann``      our float32 QCFS ANN on the fast kernels (:func:`pascal_ref.fast.float_ann_fast`).
-``reference_ann``    our readable float ANN (:func:`pascal_ref.ann.float_ann`, float32), ``--with-reference``.
+``reference_ann``    our readable float ANN (:func:`pascal_ref.golden.ann.float_ann`, float32), ``--with-reference``.
 ``count``            our integer count engine (:func:`pascal_ref.fast.count_engine`, exact).
 ``timestep``         our integer timestep engine (Numba, event driven), with synaptic events/s.
 
@@ -78,7 +78,7 @@ class Setup:
 
     def __init__(self, args, engines):
         from pascal_ref import templates
-        from pascal_ref.quantize import quantize
+        from pascal_ref.golden.quantize import quantize
         self.arch = args.model
         names = templates.activation_names(args.model, 10)
         self.levels = parse_levels(args.levels, args.model, len(names))
@@ -119,7 +119,7 @@ class Setup:
         return lambda: float_ann_fast(self.network, self.x, np.float32)
 
     def _make_reference_ann(self, args):
-        from pascal_ref.ann import float_ann
+        from pascal_ref.golden.ann import float_ann
         return lambda: float_ann(self.network, self.x, dtype=np.float32)
 
     # -- PyTorch
@@ -357,7 +357,7 @@ def main(argv=None) -> int:
             os.environ[variable] = str(args.threads)
     memory_engines = [e for e in args.memory_engines.split(",") if e in engines] if args.memory else []
     times, memory, stats = time_engines(args, engines, memory_engines)
-    from pascal_ref import templates
+    from pascal_ref.convert import templates
     levels = parse_levels(args.levels, args.model, len(templates.activation_names(args.model, 10)))
     out = report(args, levels, stats, times, memory)
     if args.json:

@@ -19,9 +19,9 @@ import time
 import numpy as np
 
 from pascal_ref import float_ann, integer_ann, quantize, simulate
-from pascal_ref.templates import build
+from pascal_ref.analysis.verify import default_input_bound, format_report, verify
+from pascal_ref.convert.templates import build
 from pascal_ref.testing import calibrate
-from pascal_ref.verify import default_input_bound, format_report, verify
 
 MIXED_VGG16 = [8, 4, 4, 1, 4, 4, 1, 1, 1, 1, 1, 4, 8, 8, 8]
 

@@ -1,4 +1,4 @@
-"""PyTorch CPU baselines built from a :class:`pascal_ref.network.Network` (same weights as our engines).
+"""PyTorch CPU baselines built from a :class:`pascal_ref.ir.network.Network` (same weights as our engines).
 
 * :class:`TorchAnn`: PyTorch's own float32 QCFS ANN forward (BatchNorm
   folded, ``F.conv2d``/``F.linear``, ``q = clamp(floor(z*L/lam + phi), 0, L)``).
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pascal_ref.network import INPUT, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Identity, Linear, MaxPool2d, Network
+from pascal_ref.ir.network import INPUT, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Identity, Linear, MaxPool2d, Network
 
 __all__ = ["TorchAnn", "TorchDenseSnn"]
 

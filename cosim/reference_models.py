@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 
-from pascal_ref.fileformat import save
-from pascal_ref.network import QCFS, Linear, Network
+from pascal_ref.io.fileformat import save
+from pascal_ref.ir.network import QCFS, Linear, Network
 
 __all__ = ["mnist_shape_network", "mnist_like_images", "LIT_FRACTION"]
 

@@ -1,6 +1,6 @@
 """pytest-side helpers: pack and unpack stream payloads by their Amaranth layouts.
 
-The layouts come from the design (``pascal_hdl.engine.event_layout`` etc.),
+The layouts come from the design (``pascal_hdl.gateware.engine.event_layout`` etc.),
 so the testbench never repeats a field offset or width.
 """
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import data
-
 from stream_tb import LIMB, join_limbs, split_limbs
 
 __all__ = ["pack", "unpack", "stim_bytes", "decode_outputs"]

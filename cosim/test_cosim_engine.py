@@ -17,13 +17,14 @@ import json
 
 import numpy as np
 import pytest
-
 from cosim_runner import BUILD_ROOT, simulate, write_sources
-from pascal_hdl.config import LayerConfig
-from pascal_hdl.engine import LayerEngine, event_layout, result_layout, sample_events
-from pascal_hdl.generate import component_verilog
-from pascal_ref.neuron import pasc_if
 from streams import decode_outputs, pack, stim_bytes
+
+from pascal_hdl.flow.generate import component_verilog
+from pascal_hdl.config import LayerConfig
+from pascal_hdl.gateware.engine import LayerEngine, event_layout, result_layout
+from pascal_hdl.model.contract import layer_contract
+from pascal_hdl.model.engine import sample_events
 
 pytestmark = pytest.mark.cosim
 
@@ -65,15 +66,11 @@ def random_samples(config: LayerConfig, n_per_density: int, rng) -> np.ndarray:
 
 
 def golden(config: LayerConfig, counts: np.ndarray):
-    """Contract reference for one sample: (output counts, output trains) or (logits, class)."""
-    steps = np.arange(config.t_in)[:, None]
-    trains_in = (counts[None, :] > steps).astype(np.int64)          # (T1, in): burst coding
-    currents = trains_in @ config.weight.T                          # (T1, out): I[t] = W @ s[t]
+    """Contract reference for one sample: (output counts, output trains (out, T2)) or (logits, class)."""
+    ref = layer_contract(config, counts)
     if config.is_readout:
-        logits = currents.sum(axis=0) + config.v0
-        return logits, int(np.argmax(logits))
-    ref = pasc_if(currents, config.theta, config.v0, config.t_out)
-    return ref.counts, ref.spikes.T.astype(np.int64)                # trains (out, T2)
+        return ref.logits[0], int(ref.cls[0])
+    return ref.counts[0], ref.trains[0]
 
 
 def engine_source(name: str):

@@ -1,14 +1,14 @@
 """Co-simulation of the whole network core on the bundled digits MLP.
 
 The build folder is written by the product's own generator
-(:func:`pascal_hdl.generate.generate_from_network`, the code behind
+(:func:`pascal_hdl.flow.generate.generate_from_network`, the code behind
 ``pascal-ref hdl``), from ``pascal_ref/models/digits_mlp.npz`` quantized as
 the golden model's ``verify`` command does.  Digits test images (count coded,
 levels 0..16) stream through one simulation; per image the hidden layers'
 counts (read on the ``monitor_*`` ports), the integer logits and the class
-must equal the integer golden model (``pascal_ref.quantize.integer_ann``), and
+must equal the integer golden model (``pascal_ref.golden.quantize.integer_ann``), and
 the cycle counter in the result must equal the design's cycle model
-(``pascal_hdl.core.expected_cycles``) when the source and sink never stall.
+(``pascal_hdl.gateware.core.expected_cycles``) when the source and sink never stall.
 
 Results: ``cosim_cycles.json`` in the build folder (cycles per image,
 measured and ideal = synaptic events / lanes), and the wall times per
@@ -22,17 +22,19 @@ import time
 
 import numpy as np
 import pytest
-
 from cosim_runner import BUILD_ROOT, simulate
-from pascal_hdl.core import core_result_layout, expected_cycles
-from pascal_hdl.engine import event_layout, sample_events
-from pascal_hdl.generate import core_config_from_network, generate_from_network
-from pascal_ref.data import load_digits_split
-from pascal_ref.fileformat import load
-from pascal_ref.models import bundled_path
-from pascal_ref.quantize import integer_ann
 from reference_models import mnist_like_images, mnist_shape_network
 from streams import decode_outputs, pack, stim_bytes, unpack
+
+from pascal_hdl.flow.generate import core_config_from_network, generate_from_network
+from pascal_hdl.gateware.core import core_result_layout
+from pascal_hdl.gateware.engine import event_layout
+from pascal_hdl.model.core import expected_cycles
+from pascal_hdl.model.engine import sample_events
+from pascal_ref.golden.quantize import integer_ann
+from pascal_ref.io.bundled import bundled_path
+from pascal_ref.io.data import load_digits_split
+from pascal_ref.io.fileformat import load
 
 pytestmark = pytest.mark.cosim
 

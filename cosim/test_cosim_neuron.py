@@ -14,11 +14,12 @@ import json
 
 import numpy as np
 import pytest
-
 from cosim_runner import simulate
-from pascal_hdl.generate import component_verilog
-from pascal_hdl.neuron import PascIfNeuron, Stage
-from pascal_ref.neuron import pasc_if
+
+from pascal_hdl.flow.generate import component_verilog
+from pascal_hdl.gateware.neuron import PascIfNeuron
+from pascal_hdl.widths import Stage
+from pascal_ref.golden.neuron import pasc_if
 
 pytestmark = pytest.mark.cosim
 

@@ -4,15 +4,15 @@
    trainer of ``examples/train_digits.py`` (same data, optimizer, schedule,
    augmentation).
 2. Compute the AL metric M of every hidden layer on the digits *train*
-   split (:func:`pascal_ref.al.layer_metrics`), cluster the layers by M and
-   map the clusters to L values (:func:`pascal_ref.al.propose_levels`; both
+   split (:func:`pascal_ref.analysis.al.layer_metrics`), cluster the layers by M and
+   map the clusters to L values (:func:`pascal_ref.analysis.al.propose_levels`; both
    directions of the map are run, the default first).
 3. Fine-tune the trained network with the proposed L per layer, and, for
    comparison, with uniform L in {1, 2, 4, 8}: every configuration starts
    from the same trained weights and gets the same number of epochs.
 4. Export each one and measure on the digits *test* split with the SNN:
    accuracy, total latency in timesteps, T_eff, spikes and energy per
-   inference (:mod:`pascal_ref.cost`, default 45 nm figures).
+   inference (:mod:`pascal_ref.analysis.cost`, default 45 nm figures).
 
 Networks: ``deep`` (default), an MLP 64 -> 128 -> 96 -> 64 -> 48 -> 10 with
 four QCFS layers, so that there is something to cluster; ``cnn``, the
@@ -41,10 +41,10 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_digits  # noqa: E402  (the trainer of the bundled models)
 
-from pascal_ref.al import layer_metrics, levels_for_clusters, propose_levels, resolve_level_set  # noqa: E402
-from pascal_ref.cost import measure, network_cost  # noqa: E402
-from pascal_ref.data import load_digits_split  # noqa: E402
-from pascal_ref.torch_export import QCFS, export  # noqa: E402
+from pascal_ref.analysis.al import layer_metrics, levels_for_clusters, propose_levels, resolve_level_set  # noqa: E402
+from pascal_ref.analysis.cost import measure, network_cost  # noqa: E402
+from pascal_ref.convert.torch_export import QCFS, export  # noqa: E402
+from pascal_ref.io.data import load_digits_split  # noqa: E402
 
 UNIFORM = (1, 2, 4, 8)
 

@@ -4,7 +4,7 @@ Needs PyTorch and a local checkout (never modified; loaded by
 ``benchmarks/pascal_repo.py``).  For VGG-16, ResNet-18 and ResNet-34 it
 
 1. compares the checkout's ``state_dict()`` key names and shapes with
-   :func:`pascal_ref.templates.expected_keys` (10, 100, 1000 classes);
+   :func:`pascal_ref.convert.templates.expected_keys` (10, 100, 1000 classes);
 2. loads one random state dict into the reference model, runs it in ANN mode
    (``set_train()``: the QCFS forward) in float64 on a random CIFAR batch, and
    compares its logits with ``float_ann`` of (a) the template built from the
@@ -30,9 +30,9 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 from pascal_repo import pascal_resnet, pascal_vgg16  # noqa: E402
 
-from pascal_ref import templates  # noqa: E402
-from pascal_ref.ann import float_ann  # noqa: E402
-from pascal_ref.torch_export import export  # noqa: E402
+from pascal_ref.convert import templates  # noqa: E402
+from pascal_ref.convert.torch_export import export  # noqa: E402
+from pascal_ref.golden.ann import float_ann  # noqa: E402
 
 
 def reference_model(repo, arch, levels, num_classes):

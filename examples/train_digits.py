@@ -1,6 +1,6 @@
 """Train the bundled QCFS digits models (needs PyTorch: pip install torch==2.13.0).
 
-Data: ``pascal_ref.data.load_digits_split()``, scikit-learn's 8x8 digits,
+Data: ``pascal_ref.io.data.load_digits_split()``, scikit-learn's 8x8 digits,
 stratified 30% test split (random_state=0), x = pixel/16.  The exported
 networks use count-coded input with ``input_levels=16``: the pixels are the
 integers 0..16, so the level ``floor(16*x + 1/2)`` is the pixel itself and
@@ -14,11 +14,11 @@ Models (QCFS, L=4 everywhere):
 
 Run from the repository root (a few seconds to a minute per model on one core)::
 
-    python examples/train_digits.py                 # both, into pascal_ref/models/
+    python examples/train_digits.py                 # both, into src/pascal_ref/models/
     python examples/train_digits.py --model cnn --out-dir /tmp/models
 
 Every run prints the float accuracy of the torch model (float32) and of the
-exported network under ``pascal_ref.ann.float_ann`` (float64), and the
+exported network under ``pascal_ref.golden.ann.float_ann`` (float64), and the
 largest logit difference between the two.
 """
 from __future__ import annotations
@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pascal_ref.ann import float_ann
-from pascal_ref.data import load_digits_split
-from pascal_ref.fileformat import save
-from pascal_ref.torch_export import QCFS, export
+from pascal_ref.convert.torch_export import QCFS, export
+from pascal_ref.golden.ann import float_ann
+from pascal_ref.io.data import load_digits_split
+from pascal_ref.io.fileformat import save
 
 INPUT_LEVELS = 16
 LEVELS = 4
@@ -135,7 +135,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None, help="default: mlp 150, cnn 60")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", action="store_true", help="train on random +-1 pixel shifts (off: it lowered test accuracy here)")
-    parser.add_argument("--out-dir", default=os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pascal_ref", "models")))
+    parser.add_argument("--out-dir", default=os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "pascal_ref", "models")))
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machines are shared)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

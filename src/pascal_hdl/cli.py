@@ -1,0 +1,88 @@
+"""``pascal-ref hdl`` and ``pascal-ref synth``: plugins of the golden model's CLI.
+
+    pascal-ref hdl MODEL -o DIR [--lanes N] [--weight-bits B] [--name TOP]
+    pascal-ref synth DIR --target ice40-up5k|ecp5-25k [--freq MHz] [--json OUT]
+
+``MODEL`` is a model ``.npz`` or a bundled model name (``digits-mlp``).
+"""
+from __future__ import annotations
+
+import json
+
+__all__ = ["register_hdl", "register_synth"]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _hdl(args) -> int:
+    from pascal_ref.cli import CommandError, require_extra
+    require_extra("hdl", "pascal-ref hdl")
+    from pascal_hdl.flow.generate import generate_from_network
+    from pascal_hdl.config import HardwareError
+    from pascal_ref.io.bundled import resolve_model_path
+    from pascal_ref.io.fileformat import load
+
+    path = resolve_model_path(args.model)
+    try:
+        with open(path, "rb") as handle:
+            model_bytes = handle.read()
+    except OSError as error:
+        raise CommandError(f"cannot read model {args.model!r}: {error.strerror}") from None
+    network = load(path)
+    try:
+        manifest = generate_from_network(network, args.output, lanes=args.lanes, weight_bits=args.weight_bits,
+                                         per_channel=not args.per_layer_threshold, name=args.name,
+                                         model_bytes=model_bytes)
+    except HardwareError as error:
+        raise CommandError(f"the core cannot take model {args.model!r}: {error}") from None
+    layers = ", ".join(f"{l['name']} {l['in_features']}->{l['out_features']} x{l['lanes']} lanes"
+                       for l in manifest["layers"])
+    print(f"wrote {args.output}/{manifest['verilog'][0]} ({manifest['top']}): {layers}; "
+          f"{manifest['memory_bits']} weight bits")
+    return 0
+
+
+def register_hdl(subparsers):
+    parser = subparsers.add_parser("hdl", help="generate the spiking core's Verilog, memory images and manifest")
+    parser.add_argument("model", help="model .npz file or bundled model name (digits-mlp)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="build folder to write")
+    parser.add_argument("--lanes", type=_positive, default=None,
+                        help="neurons updated in parallel per layer (default: 8 hidden, 16 readout, capped at the size)")
+    parser.add_argument("--weight-bits", type=_positive, default=8, help="integer weight width (default 8)")
+    parser.add_argument("--per-layer-threshold", action="store_true",
+                        help="one integer threshold per layer instead of per output channel")
+    parser.add_argument("--name", default=None, help="top module name (default: from the model name)")
+    parser.set_defaults(handler=_hdl)
+
+
+def _synth(args) -> int:
+    from pascal_ref.cli import CommandError, require_extra
+    require_extra("hdl", "pascal-ref synth")
+    from pascal_hdl.flow.synth import SynthError, format_report, synthesize
+
+    try:
+        result = synthesize(args.dir, args.target, freq_mhz=args.freq, seed=args.seed)
+    except SynthError as error:
+        raise CommandError(str(error)) from None
+    print(format_report(result))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=2, sort_keys=True)
+    return 0 if result["fits"] else 1
+
+
+def register_synth(subparsers):
+    from pascal_hdl.flow.synth import TARGETS
+
+    parser = subparsers.add_parser("synth", help="synthesize a generated core (yowasp yosys + nextpnr)")
+    parser.add_argument("dir", help="build folder written by 'pascal-ref hdl'")
+    parser.add_argument("--target", required=True, choices=sorted(TARGETS))
+    parser.add_argument("--freq", type=float, default=None, help="target clock in MHz (report only; Fmax is measured)")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    parser.set_defaults(handler=_synth)

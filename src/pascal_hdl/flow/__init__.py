@@ -1,0 +1,1 @@
+"""From a model to files: Verilog, memory images and manifest generation; FPGA synthesis."""

@@ -1,0 +1,199 @@
+"""Verilog generation: a model in, a build folder out.
+
+:func:`generate` writes, for one :class:`~pascal_hdl.config.CoreConfig`::
+
+    DIR/<top>.v                 the network core (Amaranth -> Verilog, no source paths)
+    DIR/<layer>.weights.hex     weight memory image of every layer ($readmemh format)
+    DIR/<layer>.params.hex      per-group neuron parameters (v0 | theta, or the readout bias)
+    DIR/manifest.json           layers, widths, lanes, memories, ports, expected cycles
+
+The memories are initialized inside the Verilog (Amaranth writes the
+initial values inline); the ``.hex`` files hold the same words, one per line,
+most significant digit first, for inspection and for flows that load memories
+with ``$readmemh``.  ``tests/test_generate.py`` checks that both agree.
+
+Deterministic: the same model and options give the same bytes (no
+timestamps, no absolute paths, sorted JSON keys).  :func:`generate_from_network`
+takes a float :class:`pascal_ref.ir.network.Network`, quantizes it exactly as the
+golden model's ``verify`` command does (8-bit weights, per-channel
+thresholds by default) and rejects what the core cannot take with a
+:class:`~pascal_hdl.config.HardwareError` naming the layer.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+
+from pascal_hdl.config import CoreConfig, HardwareError, LayerConfig
+
+__all__ = ["component_verilog", "generate", "generate_from_network", "core_config_from_network", "verilog_ports",
+           "manifest_of", "MANIFEST_FORMAT", "MANIFEST_VERSION", "read_hex"]
+
+MANIFEST_FORMAT = "pascal-hdl-core"
+MANIFEST_VERSION = 1
+
+
+def component_verilog(component, name: str) -> str:
+    """Verilog of one Amaranth component, module ``name``, without source paths."""
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+_DECL = re.compile(r"^\s*(input|output|inout)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?(?:\[(\d+):(\d+)\]\s+)?(\\?\S+?)\s*;", re.M)
+
+
+def verilog_ports(source: str, module: str) -> list[dict]:
+    """Ports of ``module`` in a Verilog text, in header order: ``{name, direction, width}``."""
+    match = re.search(r"^module\s+" + re.escape(module) + r"\s*\(([^)]*)\);(.*?)^endmodule", source, re.M | re.S)
+    if match is None:
+        raise HardwareError(f"generated Verilog has no module {module!r}")
+    header = [name.strip() for name in match.group(1).split(",") if name.strip()]
+    decls = {m.group(4): (m.group(1), int(m.group(2)) - int(m.group(3)) + 1 if m.group(2) else 1)
+             for m in _DECL.finditer(match.group(2))}
+    ports = []
+    for name in header:
+        if name not in decls:
+            raise HardwareError(f"generated Verilog: port {name!r} of {module} has no declaration")
+        direction, width = decls[name]
+        ports.append({"name": name, "direction": direction, "width": width})
+    return ports
+
+
+def _hex_lines(words: list[int], width: int) -> str:
+    digits = max(1, -(-width // 4))
+    return "".join(f"{word:0{digits}x}\n" for word in words)
+
+
+def read_hex(path) -> list[int]:
+    """Words of a ``.hex`` memory image written by :func:`generate`."""
+    return [int(line, 16) for line in Path(path).read_text().split()]
+
+
+def _layer_entry(layer: LayerConfig) -> dict:
+    weight_width = layer.lanes * layer.weight_width
+    entry = {
+        "name": layer.name,
+        "kind": "readout" if layer.is_readout else "hidden",
+        "in_features": layer.in_features,
+        "out_features": layer.out_features,
+        "t_in": layer.t_in,
+        "t_out": layer.t_out,
+        "lanes": layer.lanes,
+        "groups": layer.groups,
+        "widths": {
+            "weight": layer.weight_width,
+            "accumulator": layer.acc_width,
+            "count_in": layer.count_in_width,
+        },
+        "current_range": list(layer.current_range),
+        "weight_memory": {"file": f"{layer.name}.weights.hex", "depth": layer.weight_depth,
+                          "word_width": weight_width, "bits": layer.weight_bits_total,
+                          "layout": "word j*groups+g holds W[g*lanes+k, j] in lane k (bits k*weight..)"},
+    }
+    if layer.is_readout:
+        entry["widths"]["logit"] = layer.logit_width
+        entry["logit_range"] = list(layer.logit_range)
+        entry["param_memory"] = {"file": f"{layer.name}.params.hex", "depth": layer.groups,
+                                 "word_width": layer.lanes * layer.logit_width, "layout": "bias per lane"}
+    else:
+        widths = layer.neuron
+        entry["widths"].update(v0=layer.v0_width, theta=layer.theta_width, membrane=widths.v_width,
+                               counter=widths.c_width)
+        entry["membrane_range"] = [widths.v_min, widths.v_max]
+        entry["param_memory"] = {"file": f"{layer.name}.params.hex", "depth": layer.groups,
+                                 "word_width": layer.lanes * (layer.v0_width + layer.theta_width),
+                                 "layout": "per lane: v0 (low bits) | theta"}
+    return entry
+
+
+def _param_width(layer: LayerConfig) -> int:
+    return layer.lanes * (layer.logit_width if layer.is_readout else layer.v0_width + layer.theta_width)
+
+
+def manifest_of(config: CoreConfig, top: str, ports: list[dict], verilog_name: str, cycles: dict,
+                source: dict | None = None) -> dict:
+    """The manifest dict (see the module docstring)."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "top": top,
+        "verilog": [verilog_name],
+        "source": source or {},
+        "input": {"features": config.input_features, "levels": config.input_levels, "encoding": "count-coded",
+                  "note": "pixel levels 0..levels as bursts (pascal_ref.ir.network input_levels)"},
+        "classes": config.classes,
+        "layers": [_layer_entry(layer) for layer in config.layers],
+        "ports": ports,
+        "expected_cycles": cycles,
+        "memory_bits": sum(layer.weight_bits_total for layer in config.layers),
+    }
+
+
+def _build_core(config: CoreConfig):
+    from pascal_hdl.gateware.core import NetworkCore  # imported here: the neuron/engine tests do not need it
+    return NetworkCore(config)
+
+
+def _expected_cycles(config: CoreConfig, core) -> dict:
+    """Cycle figures of the design (``NetworkCore.cycle_model``); cosim checks the measured ones."""
+    info = dict(core.cycle_model)
+    info["worst_case"] = int(config.worst_case_cycles())
+    info["ideal_formula"] = "sum over layers of input spikes * groups (synaptic events / lanes)"
+    full = np.full((1, config.input_features), config.input_levels, dtype=np.int64)
+    info["ideal_all_inputs_full"] = int(config.ideal_cycles(full)[0])
+    return info
+
+
+def generate(config: CoreConfig, out_dir, top: str | None = None, source: dict | None = None) -> dict:
+    """Write the build folder of ``config`` into ``out_dir``; returns the manifest."""
+    if not isinstance(config, CoreConfig):
+        raise TypeError(f"generate: expected a CoreConfig, got {type(config).__name__}")
+    top = top or config.name
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
+        raise HardwareError(f"top module name must be a Verilog identifier, got {top!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    core = _build_core(config)
+    text = component_verilog(core, top)
+    verilog_name = f"{top}.v"
+    (out / verilog_name).write_text(text)
+    for layer in config.layers:
+        (out / f"{layer.name}.weights.hex").write_text(_hex_lines(layer.weight_words(), layer.lanes * layer.weight_width))
+        (out / f"{layer.name}.params.hex").write_text(_hex_lines(layer.param_words(), _param_width(layer)))
+    manifest = manifest_of(config, top, verilog_ports(text, top), verilog_name, _expected_cycles(config, core), source)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_channel: bool = True,
+                             name: str | None = None) -> tuple[CoreConfig, object]:
+    """Quantize a float network as the golden model does and map it onto the core.
+
+    Returns ``(config, integer_model)``; raises :class:`HardwareError` for a
+    model the core cannot take.
+    """
+    from pascal_ref.ir.network import Network
+    from pascal_ref.golden.quantize import quantize
+
+    if not isinstance(network, Network):
+        raise TypeError(f"expected a pascal_ref Network, got {type(network).__name__}")
+    if network.input_levels is None:
+        raise HardwareError(f"network '{network.name}': analog input is not supported by the core; "
+                            "use count-coded input (input_levels)")
+    model = quantize(network, weight_bits=weight_bits, per_channel=per_channel)
+    return CoreConfig.from_integer_network(model, lanes=lanes, name=name), model
+
+
+def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, per_channel: bool = True,
+                          name: str | None = None, model_bytes: bytes | None = None) -> dict:
+    """Quantize, check and generate; the manifest records the options and the model's SHA-256."""
+    config, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name)
+    source = {"network": network.name, "weight_bits": weight_bits, "per_channel": per_channel,
+              "lanes": [layer.lanes for layer in config.layers]}
+    if model_bytes is not None:
+        source["model_sha256"] = hashlib.sha256(model_bytes).hexdigest()
+    return generate(config, out_dir, source=source)

@@ -1,0 +1,271 @@
+"""Property harness for the layer engine's accumulation (``pascal_hdl.gateware.engine``).
+
+(Readout engines: the logits; hidden engines: the output counts, see
+:meth:`EngineAccumulationHarness._hidden_checks`.)
+
+The engine's accumulators are observable on the ports of a readout engine:
+its result is ``logits[n] = bias[n] + S[n]``, ``S[n]`` the synaptic current
+of neuron ``n`` accumulated spike by spike (the hidden engines share that
+accumulation path and hand ``S`` to their neuron units).  The harness feeds
+the engine free input events (any index, any count, any ``last``, any
+``valid``; any ``ready`` on the output) and keeps its own sum, straight
+from the definition::
+
+    S[n] = sum over the sample's valid events (j, c_j) of c_j * W[n, j]
+
+where an event is valid as the engine documents it: ``j < in_features``,
+``c_j <= T1`` and ``j`` greater than the previous valid index of the sample
+(others are dropped).  A sample ends with the event flagged ``last``.
+Property ``accumulation``: whenever a result is offered, every logit equals
+``bias[n] + S[n]`` of the sample, and ``cls`` is the first maximum.
+
+Proof mode: bounded (the accumulators live in a memory that the harness
+cannot name, so no inductive invariant can speak about them); the depth
+covers the longest sample without stalls (every input at count ``T1``) plus
+the result, from reset, with every idle/back-pressure pattern that fits.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from amaranth.hdl import Assert, Assume, Cover, Elaboratable, Module, Mux, ResetSignal, Signal, signed
+
+from pascal_ref.numeric import signed_width
+
+from .sby import ProofResult, format_trace, run_proof
+
+__all__ = ["EngineProofConfig", "EngineAccumulationHarness", "prove_engine", "engine_trace_summary", "SMALL_ENGINE",
+           "GROUPED_ENGINE", "HIDDEN_ENGINE"]
+
+
+def engine_module():
+    return importlib.import_module("pascal_hdl.gateware.engine")
+
+
+@dataclass(frozen=True)
+class EngineProofConfig:
+    """A small layer: ``weight (out, in)``, ``bias (out,)`` (readout) or ``v0``
+    (hidden, with ``theta`` and ``t_out``), ``t_in``, ``lanes``."""
+
+    name: str
+    weight: tuple
+    bias: tuple
+    t_in: int
+    lanes: int
+    theta: tuple | None = None
+    t_out: int | None = None
+
+    def layer(self):
+        config = importlib.import_module("pascal_hdl.config")
+        theta = None if self.theta is None else np.array(self.theta, dtype=np.int64)
+        return config.LayerConfig(name=self.name, weight=np.array(self.weight, dtype=np.int64), t_in=self.t_in,
+                                  t_out=self.t_out, theta=theta, v0=np.array(self.bias, dtype=np.int64),
+                                  lanes=self.lanes)
+
+    def samples_depth(self) -> int:
+        """Cycles of the longest sample without stalls, plus the result and margin."""
+        layer = self.layer()
+        tail = (layer.groups * (2 + layer.t_out) + layer.out_features if self.t_out
+                else layer.groups + layer.out_features)
+        return 1 + layer.in_features * max(1, layer.t_in * layer.groups) + 2 + tail + 3
+
+    def describe(self) -> str:
+        layer = self.layer()
+        return (f"{self.name}: {layer.in_features} inputs, {layer.out_features} outputs, {layer.lanes} lanes "
+                f"({layer.groups} groups), T1 = {layer.t_in}, weights {layer.weight_width} b, "
+                f"accumulator {layer.acc_width} b, logits {layer.logit_width} b")
+
+
+# Weights at the 8-bit extremes, a zero, mixed signs; two lanes in one group so
+# that a burst hits the same accumulator word in back-to-back cycles.
+SMALL_ENGINE = EngineProofConfig("small_engine", weight=((127, -128), (-1, -128)), bias=(-5, 100),
+                                 t_in=2, lanes=2)
+# A hidden layer: accumulation, then the engine's neuron units and the sparse output.
+# Neuron 0 reaches every count 0..2 (and clips low), neuron 1 clips high.
+HIDDEN_ENGINE = EngineProofConfig("hidden_engine", weight=((30, -128), (127, -7)), bias=(40, -5), t_in=2,
+                                  lanes=2, theta=(50, 30), t_out=2)
+# One lane, two groups: a spike visits both accumulator words.
+GROUPED_ENGINE = EngineProofConfig("grouped_engine", weight=((127, -77), (-128, 1)), bias=(3, -9),
+                                   t_in=2, lanes=1)
+
+
+class EngineAccumulationHarness(Elaboratable):
+    """The ``accumulation`` property around one readout :class:`LayerEngine`."""
+
+    def __init__(self, config: EngineProofConfig, module=None):
+        self.config = config
+        self.module = module or engine_module()
+        self.layer = config.layer()
+        self.dut = self.module.LayerEngine(self.layer)
+
+    @property
+    def ports(self):
+        d = self.dut
+        return [d.i.valid, d.i.payload.as_value(), d.o.ready]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        layer = self.layer
+        weight = layer.weight
+        n_out, n_in = weight.shape
+        bound = int(np.abs(weight).sum(axis=1).max()) * layer.t_in + int(np.abs(layer.v0).max())
+        wide = signed(signed_width(-bound, bound) + 2)
+
+        # No reset after power-up: rst does not clear the accumulator memory, so a
+        # reset in the middle of a sample leaves its partial sums for the next one
+        # (found by this proof; see docs/formal.md).
+        m.d.comb += Assume(~ResetSignal())
+
+        take = dut.i.valid & dut.i.ready
+        index, count, last = dut.i.payload.index, dut.i.payload.count, dut.i.payload.last
+        if layer.is_readout:
+            result_taken = dut.o.valid & dut.o.ready
+        else:
+            result_taken = dut.o.valid & dut.o.ready & dut.o.payload.last
+
+        # Per sample: first valid event seen?, previous valid index; samples are
+        # delimited by `last` at the input (the next sample's first event may
+        # enter before the result leaves: at most one, the engine's input register).
+        first = Signal(init=1)
+        prev = Signal.like(index)
+        closed = Signal()          # `last` of the current sample has been taken
+        cur = [Signal(wide, name=f"S_{n}") for n in range(n_out)]
+        nxt = [Signal(wide, name=f"S_next_{n}") for n in range(n_out)]
+        nxt_first = Signal(init=1)
+        nxt_prev = Signal.like(index)
+        nxt_closed = Signal()
+
+        def valid_event(first_, prev_):
+            return (index < n_in) & (count <= layer.t_in) & (first_ | (index > prev_))
+
+        # c_j * W[n, j] for the event's (j, c_j), chosen from a table of constants:
+        # no multiplier, and nothing but constants for the solver to add up.
+        add = [Signal(wide, name=f"add_{n}") for n in range(n_out)]
+        for n in range(n_out):
+            term = 0
+            for j in range(n_in):
+                for spikes in range(1, layer.t_in + 1):
+                    term = Mux((index == j) & (count == spikes), spikes * int(weight[n, j]), term)
+            m.d.comb += add[n].eq(term)
+
+        def absorb(sums, first_, prev_, closed_):
+            ok = valid_event(first_, prev_)
+            with m.If(ok):
+                m.d.sync += [s.eq(s + a) for s, a in zip(sums, add)]
+                m.d.sync += [first_.eq(0), prev_.eq(index)]
+            with m.If(last):
+                m.d.sync += closed_.eq(1)
+
+        with m.If(result_taken):
+            # The current sample is done; the next one (if begun) becomes current.
+            m.d.sync += [s.eq(t) for s, t in zip(cur, nxt)]
+            m.d.sync += [first.eq(nxt_first), prev.eq(nxt_prev), closed.eq(nxt_closed)]
+            m.d.sync += [t.eq(0) for t in nxt] + [nxt_first.eq(1), nxt_closed.eq(0)]
+            with m.If(take):
+                ok = valid_event(nxt_first, nxt_prev)
+                with m.If(ok):
+                    m.d.sync += [s.eq(t + a) for s, t, a in zip(cur, nxt, add)]
+                    m.d.sync += [first.eq(0), prev.eq(index)]
+                with m.If(last):
+                    m.d.sync += closed.eq(1)
+        with m.Elif(take):
+            with m.If(closed):
+                m.d.comb += Assert(~nxt_closed, "at most one event of the next sample waits")
+                absorb(nxt, nxt_first, nxt_prev, nxt_closed)
+            with m.Else():
+                absorb(cur, first, prev, closed)
+
+        # Reachability of the longest sample within the bounded depth: every
+        # input of the sample at count T1 (checked in cover mode).
+        full = Signal(range(n_in + 1), name="full_inputs")
+        with m.If(result_taken):
+            m.d.sync += full.eq(0)
+        with m.Elif(take & ~closed & valid_event(first, prev) & (count == layer.t_in)):
+            m.d.sync += full.eq(full + 1)
+        m.d.comb += Cover(result_taken & (full == n_in))
+
+        if layer.is_readout:
+            self._readout_checks(m, dut, layer, cur, closed)
+        else:
+            self._hidden_checks(m, dut, layer, cur, closed, result_taken)
+        return m
+
+    def _hidden_checks(self, m, dut, layer, cur, closed, result_taken):
+        """Each output event's count == clip(floor((v0 + S) / theta), 0, T2);
+        neurons not sent have count 0; the last neuron is always sent, flagged."""
+        n_out = layer.out_features
+        expected = []
+        for n in range(n_out):
+            charge = cur[n] + int(layer.v0[n])
+            theta = int(layer.theta[n])
+            count = 0
+            for k in range(1, layer.t_out + 1):   # theta is a constant: compare with k*theta
+                count = Mux(charge >= k * theta, k, count)
+            expected.append(count)
+        next_index = Signal(range(n_out + 1), name="next_index")
+        index, count, last = dut.o.payload.index, dut.o.payload.count, dut.o.payload.last
+        with m.If(dut.o.valid):
+            m.d.comb += Assert(closed, "an output only after the sample's last input event")
+            m.d.comb += Assert(index >= next_index, "outputs in increasing index order")
+            m.d.comb += Assert(last == (index == n_out - 1), "last flags the last neuron")
+            for n in range(n_out):
+                with m.If(index == n):
+                    m.d.comb += Assert(count == expected[n],
+                                       f"neuron {n}: count == clip(floor((v0 + S)/theta), 0, T2)")
+                    for k in range(n):
+                        with m.If(next_index <= k):
+                            m.d.comb += Assert(expected[k] == 0, f"neuron {k} skipped only with count 0")
+        with m.If(result_taken):
+            m.d.sync += next_index.eq(0)
+        with m.Elif(dut.o.valid & dut.o.ready):
+            m.d.sync += next_index.eq(index + 1)
+
+    def _readout_checks(self, m, dut, layer, cur, closed):
+        n_out = layer.out_features
+        logits = dut.o.payload.logits
+        with m.If(dut.o.valid):
+            m.d.comb += Assert(closed, "a result only after the sample's last event")
+            for n in range(n_out):
+                m.d.comb += Assert(logits[n] == cur[n] + int(layer.v0[n]),
+                                   f"accumulation: logit[{n}] == bias[{n}] + sum of the weights of the spikes")
+            cls = dut.o.payload.cls
+            for n in range(n_out):
+                for k in range(n_out):
+                    if k != n:
+                        beaten = (logits[k] > logits[n]) | ((k < n) & (logits[k] == logits[n]))
+                        m.d.comb += Assert((cls != n) | ~beaten, f"cls == {n} only if it is the first maximum")
+            m.d.comb += Assert(cls < n_out, "cls < classes")
+
+
+def prove_engine(config: EngineProofConfig, workdir, module=None, depth: int | None = None,
+                 name: str | None = None, mode: str = "bmc") -> ProofResult:
+    """Bounded proof of the accumulation property (see the module docstring).
+
+    ``mode="cover"`` instead shows that a result for a sample with every
+    input at count ``T1`` (the longest) is reachable within ``depth``.
+    """
+    harness = EngineAccumulationHarness(config, module)
+    depth = depth or config.samples_depth()
+    name = name or f"engine_{'accumulation' if mode == 'bmc' else 'cover'}_{config.name}"
+    return run_proof(harness, harness.ports, name, Path(workdir), mode=mode, depth=depth, flatten_memories=True)
+
+
+def engine_trace_summary(result: ProofResult, config: EngineProofConfig) -> str:
+    """The counterexample of the accumulation proof as a per-cycle table."""
+    layer = config.layer()
+    columns = {"i.valid": ("i__valid", None), "i.ready": ("i__ready", None), "index": ("i__payload.index", None),
+               "count": ("i__payload.count", None), "last": ("i__payload.last", None),
+               "o.valid": ("o__valid", None), "o.ready": ("o__ready", None)}
+    if layer.is_readout:
+        for n in range(layer.out_features):
+            columns[f"logit{n}"] = (f"o__payload.logits<{n}>", layer.logit_width)
+    else:
+        columns.update({"o.index": ("o__payload.index", None), "o.count": ("o__payload.count", None),
+                        "o.last": ("o__payload.last", None)})
+    for n in range(layer.out_features):
+        columns[f"S{n}"] = (f"S_{n}", True)
+    return format_trace(result.trace, columns)

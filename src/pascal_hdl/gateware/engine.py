@@ -1,0 +1,318 @@
+"""The layer engine: event-driven synaptic accumulation and PASC-IF neurons (or the readout).
+
+Data flow of one sample through a :class:`LayerEngine`::
+
+    i: (index j, count c_j, last) events   -- a burst of c_j spikes of input j
+      -> ACCUMULATE: for each of the c_j spikes, for each group g of `lanes` neurons:
+                     acc[g][k] += W[g*lanes + k, j]            (lanes adders, no multiplier)
+      -> hidden:  NEURONS: per group, `lanes` PascIfNeuron units run with
+                     v0, theta, I[0] = acc (T1 = 1), T2 = L; then the counts are
+                     sent as o: (index n, count, last) events (zero counts skipped)
+      -> readout: COLLECT: logits[n] = acc[n] + bias[n], running argmax;
+                     o: {logits, cls}
+
+Why the whole input current in one stage-1 step. A spike train with count
+``c_j`` is a burst, so ``s_j[t] = [c_j > t]`` and the per-step currents are
+``I[t] = W @ s[t]``. The neuron depends only on ``S = sum_t I[t] = W @ c``
+(the equivalence theorem of ``docs/semantics.md`` §2 holds for any
+order of the currents over the T1 steps, and ``T1 = 1`` with ``I[0] = S`` is one
+such order followed by ``max(1, T2) - 1`` settle steps, enough to reach any
+count in ``0..T2``). Accumulating ``S`` spike by spike costs exactly one
+addition per input spike per synapse -- the same work as per-step currents --
+but needs no per-step neuron updates, no storage of input trains and only
+``T2`` neuron cycles per group. The transmitted burst and the count of every
+neuron are those of the contract; ``pasc_if(S[None], theta, v0, T2, trace=True)``
+gives every stage step of the units inside the engine.
+
+Event-driven: a silent input is simply not sent (one handshake cycle if it is
+sent with count 0); a spike costs ``groups`` cycles. Events of one sample must
+have strictly increasing indices, counts in ``[0, T1]`` and indices below
+``in_features``; others are dropped and flagged on ``rejected`` (this also keeps
+the accumulators within their derived widths). The engine processes the next
+sample's events once it has sent the last output of the current one (the
+first of them may wait in the one-event input register meanwhile).
+"""
+from __future__ import annotations
+
+from amaranth import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from pascal_hdl.config import LayerConfig
+from pascal_hdl.gateware.neuron import PascIfNeuron
+from pascal_hdl.model.engine import Phase
+
+__all__ = ["LayerEngine", "event_layout", "result_layout", "times_constant"]
+
+
+def event_layout(features: int, levels: int) -> data.StructLayout:
+    """Payload of a spike-train event: neuron ``index``, burst ``count`` (0..levels), ``last`` of the sample."""
+    return data.StructLayout({"index": range(max(features, 2)), "count": range(levels + 1), "last": 1})
+
+
+def result_layout(classes: int, logit_width: int) -> data.StructLayout:
+    """Payload of the readout: integer ``logits`` and the argmax ``cls`` (first maximum)."""
+    return data.StructLayout({"logits": data.ArrayLayout(signed(logit_width), classes), "cls": range(max(classes, 2))})
+
+
+def times_constant(value, constant: int):
+    """``value * constant`` from shifts and adders (a constant, so no multiplier is inferred)."""
+    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+    if not terms:
+        return 0
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+class LayerEngine(wiring.Component):
+    """One layer of the network core (see the module docstring for the data flow).
+
+    Parameters
+    ----------
+    config : LayerConfig
+        Weights (on-chip memory initialized from them), thresholds, ``v0``
+        or readout bias, ``T1``, ``T2``, lanes; all widths derive from it.
+
+    Members
+    -------
+    i : In(stream.Signature(event_layout(in_features, t_in)))
+        Input events, through a one-event input register (``ready`` while it is
+        empty or being emptied; it depends on the engine state only).
+    o : Out(stream.Signature(...))
+        Hidden layer: events ``event_layout(out_features, t_out)`` in increasing
+        index order, only nonzero counts plus always the last neuron (with
+        ``last`` set). Readout: one ``result_layout(out_features, logit_width)``
+        per sample. ``valid`` depends on the engine state only.
+    rejected : Out(1)
+        An input event is taken from the input register and dropped in this
+        cycle (index out of range or not increasing, count above ``t_in``).
+
+    Timing (with ``i`` always valid and ``o`` always ready; :class:`EngineModel`
+    reproduces it cycle by cycle): an event enters the input register in the
+    cycle it is accepted and is processed from the next cycle on, taking
+    ``max(1, count * groups)`` cycles (the register refills meanwhile, so
+    back-to-back events leave no gap); after the last one, per group: READ 1,
+    START 1, RUN ``T2``, then one EMIT cycle per neuron up to the last one
+    (hidden), or READ 1 and one COLLECT cycle per neuron, then FINISH 1 and
+    RESULT (readout).
+    """
+
+    def __init__(self, config: LayerConfig):
+        if not isinstance(config, LayerConfig):
+            raise TypeError(f"LayerEngine: config must be a LayerConfig, got {type(config).__name__}")
+        self.config = config
+        members = {
+            "i": In(stream.Signature(event_layout(config.in_features, config.t_in))),
+            "rejected": Out(1),
+        }
+        if config.is_readout:
+            members["o"] = Out(stream.Signature(result_layout(config.out_features, config.logit_width)))
+        else:
+            members["o"] = Out(stream.Signature(event_layout(config.out_features, config.t_out)))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+        groups, lanes = cfg.groups, cfg.lanes
+        wb, aw = cfg.weight_width, cfg.acc_width
+
+        m.submodules.weights = weights = memory.Memory(
+            shape=unsigned(lanes * wb), depth=cfg.weight_depth, init=cfg.weight_words())
+        m.submodules.acc = acc = memory.Memory(shape=unsigned(lanes * aw), depth=groups, init=[])
+        param_width = cfg.logit_width if cfg.is_readout else cfg.v0_width + cfg.theta_width
+        m.submodules.params = params = memory.Memory(
+            shape=unsigned(lanes * param_width), depth=groups, init=cfg.param_words())
+        w_rd = weights.read_port()
+        a_wr = acc.write_port()
+        # Transparent: an accumulator written back in the cycle it is read again (groups == 1).
+        a_rd = acc.read_port(transparent_for=(a_wr,))
+        p_rd = params.read_port()
+
+        phase = Signal(Phase)
+        busy = Signal()                              # issuing the remaining spikes of an event
+        base = Signal(range(cfg.weight_depth))       # j * groups of that event
+        group = Signal(range(groups))
+        repeats = Signal(range(cfg.t_in + 1))        # spikes left after the current one
+        last_seen = Signal()
+        first = Signal(init=1)                       # no event of this sample yet
+        prev_index = Signal.like(self.i.payload.index)
+        lane = Signal(range(lanes))
+        neuron = Signal(range(cfg.out_features))     # output neuron index n = group*lanes + lane
+        run_steps = Signal(range(max(cfg.t_out or 1, 2)))
+
+        # ---------------------------------------------------------------- accumulate
+        # Input register (`buffered`, `payload`): no combinational path runs from the
+        # producer (another engine's output multiplexer) into the address logic.
+        buffered = Signal()
+        payload = Signal.like(self.i.payload)
+        can_take = (phase == Phase.ACCUMULATE) & ~busy
+        m.d.comb += self.i.ready.eq(~buffered | can_take)
+        accept = buffered & can_take
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [buffered.eq(1), payload.eq(self.i.payload)]
+        with m.Elif(accept):
+            m.d.sync += buffered.eq(0)
+        bad = (payload.index >= cfg.in_features) | (payload.count > cfg.t_in) | (~first & (payload.index <= prev_index))
+        count = Signal.like(payload.count)
+        m.d.comb += [count.eq(Mux(bad, 0, payload.count)), self.rejected.eq(accept & bad)]
+
+        issue = Signal()
+        issue_addr = Signal(range(cfg.weight_depth))
+        issue_group = Signal(range(groups))
+        start_addr = times_constant(payload.index, groups)
+
+        def finish_sample_input():
+            m.d.sync += [phase.eq(Phase.READ), group.eq(0), lane.eq(0), neuron.eq(0)]
+
+        with m.If(accept):
+            m.d.sync += last_seen.eq(payload.last)
+            with m.If(~bad):
+                m.d.sync += [first.eq(0), prev_index.eq(payload.index)]
+            with m.If(count != 0):
+                m.d.comb += [issue.eq(1), issue_addr.eq(start_addr), issue_group.eq(0)]
+                m.d.sync += base.eq(start_addr)
+                if groups == 1:
+                    m.d.sync += [busy.eq(count > 1), repeats.eq(count - 2), group.eq(0)]
+                    with m.If((count == 1) & payload.last):
+                        finish_sample_input()
+                else:
+                    m.d.sync += [busy.eq(1), repeats.eq(count - 1), group.eq(1)]
+            with m.Elif(payload.last):
+                finish_sample_input()
+        with m.Elif(busy):
+            m.d.comb += [issue.eq(1), issue_addr.eq(base + group), issue_group.eq(group)]
+            with m.If(group == groups - 1):
+                with m.If(repeats == 0):
+                    m.d.sync += busy.eq(0)
+                    with m.If(last_seen):
+                        finish_sample_input()
+                with m.Else():
+                    m.d.sync += [repeats.eq(repeats - 1), group.eq(0)]
+            with m.Else():
+                m.d.sync += group.eq(group + 1)
+
+        # Read in the issue cycle, add and write back in the next one.
+        writeback = Signal()
+        writeback_group = Signal(range(groups))
+        m.d.sync += [writeback.eq(issue), writeback_group.eq(issue_group)]
+        m.d.comb += [
+            w_rd.addr.eq(issue_addr),
+            a_rd.addr.eq(Mux(issue, issue_group, group)),
+            a_rd.en.eq(issue | (phase == Phase.READ)),
+            p_rd.addr.eq(group),
+            p_rd.en.eq(phase == Phase.READ),
+        ]
+        acc_lanes = [a_rd.data.word_select(k, aw).as_signed() for k in range(lanes)]
+        with m.If(writeback):
+            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(writeback_group)]
+            for k in range(lanes):
+                weight = w_rd.data.word_select(k, wb).as_signed()
+                m.d.comb += a_wr.data.word_select(k, aw).eq(acc_lanes[k] + weight)
+
+        def end_sample():
+            m.d.sync += [phase.eq(Phase.ACCUMULATE), first.eq(1), last_seen.eq(0), group.eq(0)]
+
+        def next_lane(done):
+            m.d.sync += neuron.eq(neuron + 1)
+            with m.If(neuron == cfg.out_features - 1):
+                done()
+            with m.Elif(lane == lanes - 1):
+                m.d.sync += [lane.eq(0), group.eq(group + 1), phase.eq(Phase.READ)]
+            with m.Else():
+                m.d.sync += lane.eq(lane + 1)
+
+        if cfg.is_readout:
+            self._readout(m, phase, lane, neuron, group, acc_lanes, p_rd, a_wr, next_lane, end_sample)
+        else:
+            self._neurons(m, phase, lane, neuron, group, run_steps, acc_lanes, p_rd, a_wr, next_lane, end_sample)
+        return m
+
+    def _neurons(self, m, phase, lane, neuron, group, run_steps, acc_lanes, p_rd, a_wr, next_lane, end_sample):
+        cfg = self.config
+        units = []
+        for k in range(cfg.lanes):
+            unit = PascIfNeuron(current_width=cfg.acc_width, v0_width=cfg.v0_width, theta_width=cfg.theta_width,
+                                max_t_in=1, max_t_out=cfg.t_out)
+            m.submodules[f"neuron{k}"] = unit
+            word = p_rd.data.word_select(k, cfg.v0_width + cfg.theta_width)
+            # S registered in START, used in INTEGRATE: no memory bypass logic before the adder.
+            current = Signal(signed(cfg.acc_width), name=f"current{k}")
+            with m.If(phase == Phase.START):
+                m.d.sync += current.eq(acc_lanes[k])
+            m.d.comb += [
+                unit.start.eq(phase == Phase.START),
+                unit.v0.eq(word[:cfg.v0_width].as_signed()),
+                unit.theta.eq(word[cfg.v0_width:]),
+                unit.t_in.eq(1),
+                unit.t_out.eq(cfg.t_out),
+                unit.current.eq(current),
+            ]
+            units.append(unit)
+        counts = Array(unit.count for unit in units)
+
+        with m.Switch(phase):
+            with m.Case(Phase.READ):
+                m.d.sync += phase.eq(Phase.START)
+            with m.Case(Phase.START):
+                m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(group), a_wr.data.eq(0)]
+                m.d.sync += [phase.eq(Phase.RUN), run_steps.eq(0)]
+            with m.Case(Phase.RUN):
+                m.d.sync += run_steps.eq(run_steps + 1)
+                with m.If(run_steps == cfg.t_out - 1):
+                    m.d.sync += phase.eq(Phase.EMIT)
+            with m.Case(Phase.EMIT):
+                count = counts[lane]
+                is_last = neuron == cfg.out_features - 1
+                wanted = (count != 0) | is_last
+                m.d.comb += [
+                    self.o.valid.eq(wanted),
+                    self.o.payload.index.eq(neuron),
+                    self.o.payload.count.eq(count),
+                    self.o.payload.last.eq(is_last),
+                ]
+                with m.If(~wanted | self.o.ready):
+                    next_lane(end_sample)
+
+    def _readout(self, m, phase, lane, neuron, group, acc_lanes, p_rd, a_wr, next_lane, end_sample):
+        cfg = self.config
+        lw = cfg.logit_width
+        logits = Signal(data.ArrayLayout(signed(lw), cfg.out_features))
+        best = Signal(signed(lw))
+        cls = Signal(range(max(cfg.out_features, 2)))
+        # Two-stage pipeline (Fmax): COLLECT registers lane mux + bias addition,
+        # the next cycle compares and stores; FINISH drains the last logit.
+        logit = Signal(signed(lw))
+        logit_index = Signal.like(neuron)
+        logit_valid = Signal()
+        m.d.sync += [
+            logit.eq(Array(acc_lanes)[lane] + p_rd.data.word_select(lane, lw).as_signed()),
+            logit_index.eq(neuron),
+            logit_valid.eq(phase == Phase.COLLECT),
+        ]
+        with m.If(logit_valid):
+            m.d.sync += logits[logit_index].eq(logit)
+            with m.If((logit_index == 0) | (logit > best)):
+                m.d.sync += [best.eq(logit), cls.eq(logit_index)]
+        m.d.comb += [self.o.payload.logits.eq(logits), self.o.payload.cls.eq(cls)]
+
+        def finish():
+            m.d.sync += phase.eq(Phase.FINISH)
+
+        with m.Switch(phase):
+            with m.Case(Phase.READ):
+                m.d.sync += phase.eq(Phase.COLLECT)
+            with m.Case(Phase.COLLECT):
+                with m.If(lane == 0):
+                    m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(group), a_wr.data.eq(0)]
+                next_lane(finish)
+            with m.Case(Phase.FINISH):
+                m.d.sync += phase.eq(Phase.RESULT)
+            with m.Case(Phase.RESULT):
+                m.d.comb += self.o.valid.eq(1)
+                with m.If(self.o.ready):
+                    end_sample()
+
+

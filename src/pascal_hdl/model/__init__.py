@@ -1,0 +1,1 @@
+"""Cycle-level Python models of the gateware (no Amaranth): same handshakes, same cycles, same values."""

@@ -1,0 +1,167 @@
+"""Cycle-level Python model of the layer engine (:class:`pascal_hdl.gateware.engine.LayerEngine`).
+
+Same handshakes, same cycles and the same integer values as the gateware;
+the Amaranth tests run both side by side and compare every cycle.
+"""
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+from pascal_hdl.config import LayerConfig
+
+__all__ = ["Phase", "EngineModel", "sample_events"]
+
+
+class Phase(enum.IntEnum):
+    """Phase of a layer engine (the gateware's state register holds these values)."""
+
+    ACCUMULATE = 0
+    READ = 1       # read one group's accumulators and parameters
+    START = 2      # hidden: start the neuron units, clear the accumulators
+    RUN = 3        # hidden: T2 cycles of stage 1 and stage 2
+    EMIT = 4       # hidden: send the group's counts, one neuron per cycle
+    COLLECT = 5    # readout: one logit per cycle, running argmax
+    RESULT = 6     # readout: offer {logits, cls}
+    FINISH = 7     # readout: last logit through the compare stage
+
+
+class EngineModel:
+    """Cycle-level Python model of a :class:`LayerEngine` (same handshakes, same cycles).
+
+    Per cycle: read :meth:`in_ready`, :meth:`out_valid` and :attr:`out_payload`
+    (they depend on the state only), then call :meth:`step` with the input
+    offered and whether the output was taken. Values come from
+    :meth:`LayerConfig.forward`-style integer arithmetic on the accumulated
+    totals, so the model checks both timing and data.
+    """
+
+    def __init__(self, config: LayerConfig):
+        if not isinstance(config, LayerConfig):
+            raise TypeError(f"EngineModel: config must be a LayerConfig, got {type(config).__name__}")
+        self.config = config
+        self.phase = Phase.ACCUMULATE
+        self.total = np.zeros(config.out_features, dtype=np.int64)
+        self.busy_cycles = 0
+        self.last_seen = False
+        self.first = True
+        self.prev_index = -1
+        self.group = self.lane = self.neuron = self.run_steps = 0
+        self.outputs = None
+        self.rejected = 0
+        self.buffer = None                 # the input register
+
+    def can_take(self) -> bool:
+        return self.phase == Phase.ACCUMULATE and self.busy_cycles == 0
+
+    def in_ready(self) -> bool:
+        return self.buffer is None or self.can_take()
+
+    def _bad(self, event) -> bool:
+        cfg = self.config
+        return (event["index"] >= cfg.in_features or event["count"] > cfg.t_in
+                or (not self.first and event["index"] <= self.prev_index))
+
+    def rejecting(self) -> bool:
+        """The ``rejected`` output in this cycle."""
+        return self.buffer is not None and self.can_take() and self._bad(self.buffer)
+
+    def _value(self, n: int) -> int:
+        return int(self.outputs[n])
+
+    def out_valid(self) -> bool:
+        if self.phase == Phase.RESULT:
+            return True
+        if self.phase == Phase.EMIT:
+            return self._value(self.neuron) != 0 or self.neuron == self.config.out_features - 1
+        return False
+
+    @property
+    def out_payload(self):
+        if self.phase == Phase.RESULT:
+            return {"logits": self.outputs.copy(), "cls": int(np.argmax(self.outputs))}
+        n = self.neuron
+        return {"index": n, "count": self._value(n), "last": n == self.config.out_features - 1}
+
+    def _finish_input(self):
+        cfg = self.config
+        self.phase, self.group, self.lane, self.neuron = Phase.READ, 0, 0, 0
+        if cfg.is_readout:
+            self.outputs = self.total + cfg.v0
+        else:
+            self.outputs = np.clip((self.total + cfg.v0) // cfg.theta, 0, cfg.t_out)
+        self.total = np.zeros_like(self.total)
+
+    def _next_lane(self, done):
+        cfg = self.config
+        if self.neuron == cfg.out_features - 1:
+            done()
+        elif self.lane == cfg.lanes - 1:
+            self.lane, self.group, self.phase = 0, self.group + 1, Phase.READ
+        else:
+            self.lane += 1
+        self.neuron += 1
+
+    def _end_sample(self):
+        self.phase, self.first, self.last_seen, self.group, self.prev_index = Phase.ACCUMULATE, True, False, 0, -1
+
+    def step(self, in_valid: bool = False, in_payload=None, out_ready: bool = True) -> tuple[bool, bool]:
+        """Advance one clock cycle; return ``(input accepted, output taken)``."""
+        cfg = self.config
+        accepted = bool(in_valid) and self.in_ready()
+        taken = bool(out_ready) and self.out_valid()
+        phase = self.phase
+        event = self.buffer if self.can_take() else None
+        if accepted:
+            self.buffer = {key: in_payload[key] for key in ("index", "count", "last")}
+        elif event is not None:
+            self.buffer = None
+        if event is not None:
+            index, count, last = int(event["index"]), int(event["count"]), bool(event["last"])
+            if self._bad(event):
+                self.rejected += 1
+                count = 0
+            else:
+                self.first, self.prev_index = False, index
+                self.total += count * cfg.weight[:, index]
+            self.last_seen = last
+            cost = count * cfg.groups
+            self.busy_cycles = max(cost - 1, 0)
+            if last and cost <= 1:
+                self._finish_input()
+        elif self.busy_cycles:
+            self.busy_cycles -= 1
+            if self.busy_cycles == 0 and self.last_seen:
+                self._finish_input()
+        elif phase == Phase.READ:
+            self.phase = Phase.COLLECT if cfg.is_readout else Phase.START
+        elif phase == Phase.START:
+            self.phase, self.run_steps = Phase.RUN, 0
+        elif phase == Phase.RUN:
+            self.run_steps += 1
+            if self.run_steps == cfg.t_out:
+                self.phase = Phase.EMIT
+        elif phase == Phase.EMIT:
+            if taken or not self.out_valid():
+                self._next_lane(self._end_sample)
+        elif phase == Phase.COLLECT:
+            self._next_lane(lambda: setattr(self, "phase", Phase.FINISH))
+        elif phase == Phase.FINISH:
+            self.phase = Phase.RESULT
+        elif phase == Phase.RESULT and taken:
+            self._end_sample()
+        return accepted, taken
+
+
+def sample_events(counts) -> list[dict]:
+    """Events of one sample: the nonzero counts in index order, the last one flagged.
+
+    An all-zero sample is the single event ``(0, 0, last)``.
+    """
+    counts = np.asarray(counts)
+    nonzero = np.flatnonzero(counts)
+    if len(nonzero) == 0:
+        return [{"index": 0, "count": 0, "last": True}]
+    return [{"index": int(j), "count": int(counts[j]), "last": i == len(nonzero) - 1}
+            for i, j in enumerate(nonzero)]

@@ -1,0 +1,1 @@
+"""Analysis on top of the engines: verification, the AL metric, timesteps and energy cost."""

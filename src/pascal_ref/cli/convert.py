@@ -1,0 +1,75 @@
+"""``pascal-ref convert``: a PASCAL/QCFS state dict (.npz or .pth) -> our model ``.npz``.
+
+Torch-free: ``.npz`` state dicts are read with ``allow_pickle=False`` and
+``.pth``/``.pt`` files with the restricted unpickler of
+:mod:`pascal_ref.io.torch_pickle`.
+"""
+from __future__ import annotations
+
+from pascal_ref.cli import CommandError
+from pascal_ref.convert.templates import ARCHITECTURES, NUM_CLASSES, activation_names, build, load_state_dict
+
+__all__ = ["register_convert", "parse_levels", "parse_shape"]
+
+
+def parse_levels(text: str, arch: str, num_classes: int) -> list[int] | int:
+    """``"4"`` (all activations) or ``"8,4,4,..."`` (one per activation)."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise CommandError(f"--levels: expected an integer or a comma-separated list of integers, got {text!r}") from None
+    if len(values) == 1:
+        return values[0]
+    names = activation_names(arch, num_classes)
+    if len(values) != len(names):
+        raise CommandError(f"--levels: {arch} has {len(names)} activations ({names[0]} .. {names[-1]}), "
+                           f"got {len(values)} values")
+    return values
+
+
+def parse_shape(text: str | None):
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise CommandError(f"--input-shape: expected C,H,W, got {text!r}") from None
+    if len(shape) != 3:
+        raise CommandError(f"--input-shape: expected C,H,W, got {text!r}")
+    return shape
+
+
+def _convert(args):
+    from pascal_ref.io.fileformat import save
+
+    levels = parse_levels(args.levels, args.arch, args.classes)
+    state = load_state_dict(args.state_dict, key=args.key)
+    network = build(args.arch, args.classes, levels, state, input_levels=args.input_levels,
+                    input_shape=parse_shape(args.input_shape), name=args.name, source=args.state_dict)
+    save(network, args.output)
+    if not args.quiet:
+        print(network.summary())
+    print(f"wrote {args.output}: {args.arch}, {args.classes} classes, {len(network.levels)} activations, "
+          f"L = {','.join(map(str, network.levels))}")
+    return 0
+
+
+def register_convert(subparsers):
+    parser = subparsers.add_parser(
+        "convert", help="convert a PASCAL/QCFS state dict (.npz or .pth, no torch needed) to a model .npz",
+        description="Build a VGG-16 / ResNet-18 / ResNet-34 (BrainSeek-Lab/PASCAL layout and key names, CIFAR "
+                    "stems) from a plain state dict and save it as a model .npz.")
+    parser.add_argument("state_dict", metavar="STATE_DICT", help="state dict: .npz (np.savez of state_dict()) or torch .pth/.pt")
+    parser.add_argument("--arch", required=True, choices=ARCHITECTURES)
+    parser.add_argument("--classes", required=True, type=int, choices=NUM_CLASSES)
+    parser.add_argument("--levels", required=True,
+                        help="L per activation, comma-separated in network order (vgg16: 15, resnet18: 17, "
+                             "resnet34: 33), or one value for all")
+    parser.add_argument("-o", "--output", required=True, metavar="MODEL.npz")
+    parser.add_argument("--input-levels", type=int, default=None,
+                        help="count-coded input with this many levels (default: analog input, as the reference)")
+    parser.add_argument("--input-shape", default=None, help="C,H,W (default 3,32,32; 3,224,224 for 1000 classes)")
+    parser.add_argument("--key", default=None, help="entry of a checkpoint dict holding the state dict (e.g. state_dict)")
+    parser.add_argument("--name", default=None, help="network name (default ARCH-CLASSES)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not print the layer summary")
+    parser.set_defaults(handler=_convert)

@@ -1,0 +1,1 @@
+"""The readable golden model: QCFS ANN, PASC-IF neuron and network engines, integer quantizer, array kernels."""

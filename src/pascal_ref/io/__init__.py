@@ -1,0 +1,1 @@
+"""Files in and out: the .npz model format, safe .npz/.pth readers, data sets, bundled models."""

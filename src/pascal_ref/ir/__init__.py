@@ -1,0 +1,1 @@
+"""Intermediate representation: the validated network description (layers, compiled neuron layers)."""

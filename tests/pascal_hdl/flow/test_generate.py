@@ -1,0 +1,190 @@
+"""Verilog generation: manifest, memory images, determinism, errors; the synthesis flow.
+
+The synthesis test (marker ``synth``) runs the real yowasp tools on the
+bundled digits MLP for the iCE40 UP5K and checks that it fits.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pascal_hdl.flow.generate import (
+    MANIFEST_FORMAT,
+    core_config_from_network,
+    generate_from_network,
+    read_hex,
+    verilog_ports,
+)
+from pascal_hdl.flow.synth import NARROW_BITS, SynthError, parse_fmax, synthesize, wrapper_verilog
+from pascal_hdl.config import MAX_LANES, HardwareError
+from pascal_ref.io.bundled import bundled_path
+from pascal_ref.io.fileformat import load, save
+from pascal_ref.ir.network import QCFS, AvgPool2d, Conv2d, Flatten, Linear, Network
+
+# The console script (``python -m pascal_ref.cli`` would load a second copy of
+# the cli module whose CommandError the plugins do not raise).
+CLI = str(Path(sys.executable).with_name("pascal-ref"))
+
+
+def small_network(input_levels=3, levels=2, seed=0, hidden=12, inputs=10, classes=4, name="small_mlp"):
+    rng = np.random.default_rng(seed)
+    return Network((inputs,), [
+        Linear("fc1", rng.normal(0, 0.5, (hidden, inputs)), rng.normal(0, 0.1, hidden)),
+        QCFS("act1", 1.5, levels),
+        Linear("fc2", rng.normal(0, 0.5, (classes, hidden)), rng.normal(0, 0.1, classes)),
+    ], input_levels=input_levels, name=name)
+
+
+def folder_bytes(folder) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def memory_inits(verilog: str) -> dict[str, dict[str, list[int]]]:
+    """``{module: {memory: [words]}}`` from the inline initial blocks of the Verilog."""
+    result = {}
+    for match in re.finditer(r"^module\s+(\S+)\s*\((.*?)^endmodule", verilog, re.M | re.S):
+        memories: dict[str, dict[int, int]] = {}
+        for mem, index, base, value in re.findall(r"^\s*(\w+)\[(\d+)\] = \d+'([hd])([0-9a-f]+);", match.group(2), re.M):
+            memories.setdefault(mem, {})[int(index)] = int(value, 16 if base == "h" else 10)
+        result[match.group(1).lstrip("\\")] = {m: [w[i] for i in sorted(w)] for m, w in memories.items()}
+    return result
+
+
+def test_manifest_layers_ports_and_memories(tmp_path):
+    network = small_network()
+    manifest = generate_from_network(network, tmp_path, lanes=4)
+    assert manifest["format"] == MANIFEST_FORMAT and manifest["top"] == "small_mlp"
+    config, _ = core_config_from_network(network, lanes=4)
+    assert [l["name"] for l in manifest["layers"]] == ["act1", "fc2"]
+    hidden, readout = manifest["layers"]
+    assert (hidden["in_features"], hidden["out_features"], hidden["t_in"], hidden["t_out"], hidden["lanes"],
+            hidden["groups"]) == (10, 12, 3, 2, 4, 3)
+    assert (readout["kind"], readout["lanes"], readout["t_in"], readout["t_out"]) == ("readout", 4, 2, None)
+    assert hidden["widths"]["weight"] == config.layers[0].weight_width
+    assert hidden["widths"]["membrane"] == config.layers[0].neuron.v_width
+    ports = {p["name"]: p for p in manifest["ports"]}
+    assert {"clk", "rst", "i__valid", "i__ready", "i__payload", "o__valid", "o__ready", "o__payload"} <= set(ports)
+    assert ports["o__payload"]["direction"] == "output" and ports["i__payload"]["direction"] == "input"
+    text = (tmp_path / "small_mlp.v").read_text()
+    assert verilog_ports(text, "small_mlp") == manifest["ports"]
+    assert str(tmp_path) not in text and "/work" not in text  # no source paths
+    assert manifest["expected_cycles"]["worst_case"] >= manifest["expected_cycles"]["ideal_all_inputs_full"] > 0
+    # The .hex images are the words the Verilog initializes its memories with.
+    inits = memory_inits(text)
+    for index, layer in enumerate(config.layers):
+        module = f"small_mlp.layer{index}_{layer.name}"
+        assert read_hex(tmp_path / f"{layer.name}.weights.hex") == layer.weight_words() == inits[module]["weights"]
+        assert read_hex(tmp_path / f"{layer.name}.params.hex") == layer.param_words() == inits[module]["params"]
+
+
+def test_generation_is_deterministic(tmp_path):
+    network = small_network()
+    generate_from_network(network, tmp_path / "a", lanes=3)
+    generate_from_network(small_network(), tmp_path / "b", lanes=3)
+    first, second = folder_bytes(tmp_path / "a"), folder_bytes(tmp_path / "b")
+    assert first == second and len(first) == 6
+    generate_from_network(small_network(seed=1), tmp_path / "c", lanes=3)
+    assert folder_bytes(tmp_path / "c")["small_mlp.v"] != first["small_mlp.v"]
+
+
+def test_cli_hdl_writes_the_folder(tmp_path):
+    model = tmp_path / "m.npz"
+    save(small_network(), model)
+    out = tmp_path / "out"
+    proc = subprocess.run([CLI, "hdl", str(model), "-o", str(out), "--lanes", "2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [l["lanes"] for l in manifest["layers"]] == [2, 2]
+    assert len(manifest["source"]["model_sha256"]) == 64
+
+
+# ------------------------------------------------------------- what the core cannot take
+
+
+def conv_network():
+    rng = np.random.default_rng(0)
+    return Network((1, 4, 4), [Conv2d("conv1", rng.normal(0, 1, (2, 1, 3, 3))), QCFS("act1", 1.0, 2), Flatten("flat"),
+                               Linear("fc", rng.normal(0, 1, (3, 8)))], input_levels=4, name="conv_net")
+
+
+def pooled_network():
+    rng = np.random.default_rng(0)
+    return Network((2, 4, 4), [AvgPool2d("pool", 2, 2), Flatten("flat"), Linear("fc1", rng.normal(0, 1, (5, 8))),
+                               QCFS("act1", 1.0, 2), Linear("fc2", rng.normal(0, 1, (3, 5)))], input_levels=4, name="pooled")
+
+
+@pytest.mark.parametrize("network, kwargs, message", [
+    (small_network(input_levels=None), {}, r"analog input is not supported"),
+    (conv_network(), {}, r"layer 'act1': Conv2d 'conv1' is not supported by the core \(Linear only\)"),
+    (pooled_network(), {}, r"AvgPool2d before the Linear op is not supported"),
+    (small_network(), {"weight_bits": 20}, r"weights need 20 bits, more than the limit 16"),
+    (small_network(hidden=80), {"lanes": MAX_LANES + 1}, r"layer 'act1': lanes must be an integer in \[1, 64\]"),
+    (small_network(), {"lanes": [4]}, r"lanes has 1 entries, the model has 2 layers"),
+    (small_network(input_levels=300), {}, r"t_in \(input train length\) must be an integer in \[1, 256\]"),
+    (small_network(levels=1000), {}, r"t_out \(L\) must be an integer in \[1, 256\]"),
+], ids=["analog-input", "conv", "pooling", "weight-bits", "lanes", "lanes-list", "input-levels", "levels"])
+def test_unsupported_models_fail_at_generation(tmp_path, network, kwargs, message):
+    with pytest.raises(HardwareError, match=message):
+        generate_from_network(network, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_cli_hdl_reports_unsupported_model(tmp_path):
+    model = tmp_path / "conv.npz"
+    save(conv_network(), model)
+    proc = subprocess.run([CLI, "hdl", str(model), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "the core cannot take model" in proc.stderr and "Conv2d 'conv1' is not supported" in proc.stderr
+
+
+# ------------------------------------------------------------- synthesis flow
+
+
+def test_wrapper_folds_wide_ports():
+    manifest = {"top": "core", "ports": [
+        {"name": "clk", "direction": "input", "width": 1}, {"name": "rst", "direction": "input", "width": 1},
+        {"name": "i__payload", "direction": "input", "width": 20}, {"name": "o__payload", "direction": "output", "width": 19},
+        {"name": "o__valid", "direction": "output", "width": 1}]}
+    text, folded = wrapper_verilog(manifest)
+    assert folded == 19
+    assert f"input wire [{NARROW_BITS - 1}:0] bus_in" in text and f"output wire [{NARROW_BITS - 1}:0] fold_o__payload" in text
+    assert "assign fold_o__payload[0] = w_o__payload[0] ^ w_o__payload[8] ^ w_o__payload[16];" in text
+    assert "output wire o__valid" in text
+    with pytest.raises(SynthError, match="'clk' and 'rst'"):
+        wrapper_verilog({"top": "core", "ports": [{"name": "a", "direction": "input", "width": 1}]})
+
+
+def test_parse_fmax_takes_the_last_line():
+    log = ("Info: Max frequency for clock 'clk': 50.00 MHz (PASS at 12.00 MHz)\n"
+           "Info: Max frequency for clock 'clk': 47.31 MHz (PASS at 12.00 MHz)\n")
+    assert parse_fmax(log) == 47.31
+    with pytest.raises(SynthError, match="no 'Max frequency' line"):
+        parse_fmax("Info: nothing here\n")
+
+
+def test_synth_rejects_a_folder_without_manifest(tmp_path):
+    with pytest.raises(SynthError, match="no manifest.json"):
+        synthesize(tmp_path, "ice40-up5k")
+    with pytest.raises(SynthError, match="unknown target"):
+        synthesize(tmp_path, "xc7")
+
+
+@pytest.mark.synth
+def test_digits_mlp_fits_ice40_up5k(tmp_path):
+    network = load(bundled_path("digits-mlp"))
+    generate_from_network(network, tmp_path)
+    result = synthesize(tmp_path, "ice40-up5k")
+    print(f"\ndigits MLP on iCE40 UP5K: {json.dumps({k: result[k] for k in ('logic_cells', 'lut4', 'ff', 'ram_blocks', 'dsp', 'io', 'fmax_mhz', 'seconds')})}")
+    assert result["fits"]
+    assert result["logic_cells"] <= result["logic_cells_available"] and result["io"] <= result["io_available"]
+    assert result["ram_blocks"] >= 1  # the weights are in block RAM, not in logic
+    assert result["dsp"] == 0          # multiplier-free
+    assert result["fmax_mhz"] > 5

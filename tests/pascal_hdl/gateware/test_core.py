@@ -1,0 +1,171 @@
+"""Amaranth-simulator tests of the network core against the integer golden model
+(``pascal_ref.golden.quantize.integer_ann``) and, cycle by cycle, against :class:`CoreModel`."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from pascal_hdl.config import CoreConfig, HardwareError, LayerConfig
+from pascal_hdl.gateware.core import NetworkCore
+from pascal_hdl.model.core import CoreModel, expected_cycles
+from pascal_hdl.model.engine import sample_events
+from pascal_ref.golden.quantize import integer_ann, quantize
+from pascal_ref.ir.network import QCFS, AvgPool2d, Conv2d, Flatten, Linear, Network
+
+
+def random_mlp(rng, sizes, levels, input_levels=4, name="mlp"):
+    layers = []
+    for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:])):
+        weight = rng.normal(0, 1.5 / np.sqrt(fan_in), (fan_out, fan_in))
+        layers.append(Linear(f"fc{index + 1}", weight, rng.normal(0, 0.1, fan_out)))
+        if index < len(levels):
+            layers.append(QCFS(f"act{index + 1}", 0.8, levels[index]))
+    return Network((sizes[0],), layers, input_levels=input_levels, name=name)
+
+
+def run_core(config: CoreConfig, levels: np.ndarray, seed: int, p_valid: float, p_ready: float, extra_events=None):
+    """Stream the samples through the core beside :class:`CoreModel`; return results and monitored events."""
+    rng = np.random.default_rng(seed)
+    dut, model = NetworkCore(config), CoreModel(config)
+    queue = [e for sample in levels for e in sample_events(sample)] if extra_events is None else list(extra_events)
+    samples = sum(e["last"] for e in queue)
+    results = []
+    events = {layer.name: [] for layer in config.hidden}
+
+    async def testbench(ctx):
+        cycle = 0
+        while len(results) < samples:
+            offer = bool(queue) and rng.random() < p_valid
+            ready = bool(rng.random() < p_ready)
+            ctx.set(dut.i.valid, offer)
+            if offer:
+                ctx.set(dut.i.payload, queue[0])
+            ctx.set(dut.o.ready, ready)
+            assert ctx.get(dut.i.ready) == model.in_ready(), f"cycle {cycle}: i.ready"
+            assert ctx.get(dut.o.valid) == model.out_valid(), f"cycle {cycle}: o.valid"
+            for layer in config.hidden:
+                monitor = dut.monitor(layer.name)
+                if ctx.get(monitor.valid):
+                    payload = ctx.get(monitor.payload)
+                    events[layer.name].append((int(payload.index), int(payload.count), bool(payload.last)))
+            if model.out_valid() and ready:
+                payload = ctx.get(dut.o.payload)
+                got = {"logits": [int(payload.logits[k]) for k in range(config.classes)], "cls": int(payload.cls),
+                       "cycles": int(payload.cycles), "rejected": bool(payload.rejected)}
+                expected = model.out_payload
+                expected["logits"] = [int(v) for v in expected["logits"]]
+                assert got == expected, f"cycle {cycle}"
+                results.append(got)
+            accepted, _ = model.step(offer, queue[0] if offer else None, ready)
+            await ctx.tick()
+            if accepted:
+                queue.pop(0)
+            cycle += 1
+            assert cycle < 200_000, "core hangs"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    for layer in config.hidden:   # the model saw the same hand-overs
+        assert events[layer.name] == [(e["index"], e["count"], e["last"]) for e in model.events[layer.name]]
+    return results, events
+
+
+def events_to_counts(events, features):
+    counts, current = [], np.zeros(features, np.int64)
+    for index, count, last in events:
+        current[index] = count
+        if last:
+            counts.append(current)
+            current = np.zeros(features, np.int64)
+    return np.array(counts)
+
+
+@pytest.mark.parametrize("p_valid, p_ready", [(1.0, 1.0), (0.6, 0.4)])
+def test_core_matches_integer_golden_model(p_valid, p_ready):
+    rng = np.random.default_rng(11)
+    network = random_mlp(rng, [12, 9, 7, 4], levels=[3, 2])
+    model = quantize(network)
+    config = CoreConfig.from_integer_network(model, lanes=[4, 7, 2])
+    levels = rng.integers(0, 5, (10, 12)) * (rng.random((10, 12)) < 0.6)
+    levels[3] = 0
+    levels[4] = 4
+    golden = integer_ann(model, x_int=levels)
+    results, events = run_core(config, levels, 3, p_valid, p_ready)
+    np.testing.assert_array_equal([r["logits"] for r in results], golden.integer_logits)
+    np.testing.assert_array_equal([r["cls"] for r in results], np.argmax(golden.integer_logits, axis=1))
+    for layer, ref in zip(config.hidden, model.layers):
+        np.testing.assert_array_equal(events_to_counts(events[layer.name], layer.out_features), golden.levels[ref.name])
+    assert any(golden.levels["act1"].ravel()) and not all(r["rejected"] for r in results)
+    if p_valid == 1.0 and p_ready == 1.0:
+        np.testing.assert_array_equal([r["cycles"] for r in results], expected_cycles(config, levels))
+        assert max(r["cycles"] for r in results) <= config.worst_case_cycles()
+
+
+def test_rejected_event_is_reported_in_the_result():
+    rng = np.random.default_rng(2)
+    config = CoreConfig.from_integer_network(quantize(random_mlp(rng, [6, 5, 3], levels=[2])))
+    events = [{"index": 2, "count": 3, "last": False}, {"index": 1, "count": 1, "last": False},
+              {"index": 4, "count": 2, "last": True},
+              {"index": 0, "count": 4, "last": True}]
+    results, _ = run_core(config, None, 0, 1.0, 1.0, extra_events=events)
+    assert [r["rejected"] for r in results] == [True, False]
+    levels = np.array([[0, 0, 3, 0, 2, 0], [4, 0, 0, 0, 0, 0]])
+    _, logits, classes = config.forward(levels)
+    np.testing.assert_array_equal([r["logits"] for r in results], logits)
+
+
+def test_digits_model_config_and_cycles():
+    from pathlib import Path
+
+    import pascal_ref
+    from pascal_ref.io.data import load_digits_split
+    from pascal_ref.io.fileformat import load
+
+    model = quantize(load(Path(pascal_ref.__file__).parent / "models" / "digits_mlp.npz"))
+    config = CoreConfig.from_integer_network(model)
+    assert [(l.in_features, l.out_features, l.t_in, l.t_out, l.lanes) for l in config.layers] == \
+        [(64, 64, 16, 4, 8), (64, 10, 4, None, 10)]
+    _, _, x_test, _ = load_digits_split()
+    levels = model.encode_input(x_test[:20])
+    hidden, logits, _ = config.forward(levels)
+    golden = integer_ann(model, x_int=levels)
+    np.testing.assert_array_equal(logits, golden.integer_logits)
+    np.testing.assert_array_equal(hidden[0], golden.levels[model.layers[0].name])
+    cycles = expected_cycles(config, levels)
+    ideal = config.ideal_cycles(levels)
+    assert np.all(cycles >= ideal) and np.all(cycles < 1.1 * ideal + 400)
+    full = np.full((1, 64), 16)
+    assert cycles.max() < expected_cycles(config, full)[0] <= config.worst_case_cycles()
+
+
+def test_unsupported_models_are_rejected():
+    rng = np.random.default_rng(0)
+    conv = Network((1, 4, 4), [Conv2d("conv1", rng.normal(size=(2, 1, 3, 3))), QCFS("act1", 1.0, 2), Flatten("flat"),
+                               Linear("fc", rng.normal(size=(3, 8)))], input_levels=4)
+    with pytest.raises(HardwareError, match="'act1': Conv2d 'conv1' is not supported"):
+        CoreConfig.from_integer_network(quantize(conv))
+    pooled = Network((1, 4, 4), [AvgPool2d("pool", 2), Flatten("flat"), Linear("fc1", rng.normal(size=(5, 4))),
+                                 QCFS("act1", 1.0, 2), Linear("fc2", rng.normal(size=(3, 5)))], input_levels=4)
+    with pytest.raises(HardwareError, match="AvgPool2d before the Linear op is not supported"):
+        CoreConfig.from_integer_network(quantize(pooled))
+    analog = random_mlp(rng, [6, 5, 3], levels=[2], input_levels=None)
+    with pytest.raises(HardwareError, match="analog input is not supported"):
+        CoreConfig.from_integer_network(quantize(analog, input_bound=1.0))
+    wide = quantize(random_mlp(rng, [6, 5, 3], levels=[2]), weight_bits=20)
+    with pytest.raises(HardwareError, match="weights need 20 bits, more than the limit 16"):
+        CoreConfig.from_integer_network(wide)
+
+
+def test_core_config_chain_is_validated():
+    hidden = LayerConfig("fc1", np.ones((4, 3), np.int64), 4, 2, np.ones(4, np.int64), np.zeros(4, np.int64), 2)
+    readout = LayerConfig("fc2", np.ones((2, 4), np.int64), 3, None, None, np.zeros(2, np.int64), 2)
+    with pytest.raises(HardwareError, match="t_in=3 but 'fc1' sends trains of 2 steps"):
+        CoreConfig("core", 3, 4, (hidden, readout))
+    with pytest.raises(HardwareError, match="does not match input size 5"):
+        CoreConfig("core", 5, 4, (hidden, LayerConfig("fc2", np.ones((2, 4), np.int64), 2, None, None,
+                                                              np.zeros(2, np.int64), 2)))
+    with pytest.raises(HardwareError, match="only the last layer is a readout"):
+        CoreConfig("core", 3, 4, (hidden,))
