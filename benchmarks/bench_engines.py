@@ -6,7 +6,7 @@ Usage (from the repository root, venv active)::
     python benchmarks/bench_engines.py --model vgg16 --levels mixed --pascal-repo /tmp/pascal-checkout
     python benchmarks/bench_engines.py --model resnet18 --levels 4 --pascal-repo /tmp/pascal-checkout
 
-Every engine runs on the same random-weight network (``pascal_ref.convert.templates``,
+Every engine runs on the same random-weight network (``pascal_ref.testing.random_template_network``,
 CIFAR shape 3x32x32, 10 classes) and the same batch, each in its own process
 (built once, so thread pools of one engine never spin on the cores while
 another one runs).  Engines are timed round-robin, one run of each per round
@@ -40,10 +40,8 @@ resident memory just before it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,30 +58,31 @@ ALL_ENGINES = ("torch_ann", "pascal_ann", "torch_dense_snn", "pascal_snn", "floa
                "count", "timestep")
 
 
-def parse_levels(text: str, arch: str, count: int) -> list[int]:
+def parse_levels(text: str, arch: str) -> list[int]:
+    """``--levels``: ``mixed`` (the reference repo's default list) or as ``pascal-ref convert`` takes it."""
+    from pascal_ref.convert.architectures import activation_names
+    from pascal_ref.convert.levels import levels_per_activation
     if text == "mixed":
         if arch not in MIXED:
             raise SystemExit(f"no mixed list for {arch}; give --levels as comma-separated ints")
         return list(MIXED[arch])
-    values = [int(v) for v in text.split(",")]
-    if len(values) == 1:
-        return values * count
-    if len(values) != count:
-        raise SystemExit(f"{arch} has {count} activations; --levels gave {len(values)}")
-    return values
+    try:
+        return levels_per_activation(text, activation_names(arch, 10), arch, "--levels")
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 class Setup:
     """The network, its integer model, the batch, and the engines as zero-argument callables."""
 
     def __init__(self, args, engines):
-        from pascal_ref import templates
+        from pascal_ref.convert.architectures import build
         from pascal_ref.golden.quantize import quantize
+        from pascal_ref.testing import random_state_dict
         self.arch = args.model
-        names = templates.activation_names(args.model, 10)
-        self.levels = parse_levels(args.levels, args.model, len(names))
-        self.state = templates.random_state_dict(args.model, 10, rng=args.seed)
-        self.network = templates.build(args.model, 10, self.levels, self.state)
+        self.levels = parse_levels(args.levels, args.model)
+        self.state = random_state_dict(args.model, 10, rng=args.seed)
+        self.network = build(args.model, 10, self.levels, self.state)
         rng = np.random.default_rng(args.seed + 1)
         self.x = rng.uniform(0.0, 1.0, (args.batch,) + self.network.input_shape)
         self.x_timestep = self.x[:args.timestep_batch] if args.timestep_batch else self.x
@@ -357,11 +356,11 @@ def main(argv=None) -> int:
             os.environ[variable] = str(args.threads)
     memory_engines = [e for e in args.memory_engines.split(",") if e in engines] if args.memory else []
     times, memory, stats = time_engines(args, engines, memory_engines)
-    from pascal_ref.convert import templates
-    levels = parse_levels(args.levels, args.model, len(templates.activation_names(args.model, 10)))
+    levels = parse_levels(args.levels, args.model)
     out = report(args, levels, stats, times, memory)
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        from pascal_ref.cli.common import write_json
+        write_json(args.json, out)
     return 0
 
 

@@ -20,8 +20,7 @@ import numpy as np
 
 from pascal_ref import float_ann, integer_ann, quantize, simulate
 from pascal_ref.analysis.verify import default_input_bound, format_report, verify
-from pascal_ref.convert.templates import build
-from pascal_ref.testing import calibrate
+from pascal_ref.testing import calibrate, random_template_network
 
 MIXED_VGG16 = [8, 4, 4, 1, 4, 4, 1, 1, 1, 1, 1, 4, 8, 8, 8]
 
@@ -45,7 +44,7 @@ def main():
     rng = np.random.default_rng(args.seed)
     for arch in args.arch:
         levels = MIXED_VGG16 if arch == "vgg16" else 4
-        network = build(arch, 10, levels, rng=rng)
+        network = random_template_network(arch, 10, levels, rng)
         x = rng.normal(size=(args.batch,) + network.input_shape)
         network = calibrate(network, x)
         model = quantize(network, input_bound=default_input_bound(network, x))

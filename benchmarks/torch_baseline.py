@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pascal_ref.ir.network import INPUT, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Identity, Linear, MaxPool2d, Network
+from pascal_ref.ir.network import INPUT, AvgPool2d, Flatten, GlobalAvgPool, Identity, MaxPool2d, Network
 
 __all__ = ["TorchAnn", "TorchDenseSnn"]
 

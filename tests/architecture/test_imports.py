@@ -98,6 +98,6 @@ def test_core_modules_import_without_the_extras(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     first = proc.stdout.splitlines()[0]
-    assert first.startswith("2 pascal-ref hdl: error: pascal-ref hdl needs the 'hdl' extra"), first
+    assert first.startswith("2 pascal-ref hdl: error: this command needs the 'hdl' extra"), first
     assert "pip install 'pascal-ref[hdl]'" in first
     assert not (tmp_path / "x").exists()

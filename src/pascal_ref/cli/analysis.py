@@ -9,55 +9,23 @@ Both write ``--json OUT`` and, with ``--plot DIR``, PNG figures.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import numpy as np
 
 from pascal_ref.cli import CommandError, require_extra
+from pascal_ref.cli.common import add_model_argument, load_model, network_with_levels, write_json
 
 __all__ = ["register_al", "register_cost"]
 
 
 def _load(args, split: str):
-    from pascal_ref.io.bundled import BUNDLED, resolve_model_path
     from pascal_ref.io.data import load_data
-    from pascal_ref.io.fileformat import load
 
-    path = resolve_model_path(args.model)
-    if not os.path.exists(path):
-        raise CommandError(f"{args.model}: no such model file (bundled models: {', '.join(BUNDLED)})")
-    network = load(path)
+    network = load_model(args.model)
     data = load_data(args.data, network.input_shape, split=split, limit=args.limit)
     return network, data
-
-
-def _parse_levels(text: str, network):
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise CommandError(f"--levels: expected an integer or a comma-separated list of integers, got {text!r}") from None
-    if len(values) == 1:
-        values = values * len(network.hidden_layers)
-    return network.with_levels(values)
-
-
-def _write_json(path: str, payload: dict) -> None:
-    text = json.dumps(payload, indent=2, default=_jsonable)
-    if path == "-":
-        print(text)
-        return
-    with open(path, "w") as handle:
-        handle.write(text + "\n")
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def _pyplot():
@@ -70,6 +38,15 @@ def _pyplot():
 
 def _plot_dir(path: str) -> str:
     os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _save_figure(plt, fig, directory: str, filename: str) -> str:
+    """Lay out, write as PNG into ``directory``, close; the file's path."""
+    fig.tight_layout()
+    path = os.path.join(directory, filename)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path
 
 
@@ -99,7 +76,7 @@ def _al(args):
                    for row, label, level in zip(rows, labels, proposal)],
     }
     if args.json:
-        _write_json(args.json, payload)
+        write_json(args.json, payload)
     if args.json != "-":
         print(f"{network.name}: AL metric on {data.name} ({len(data)} samples), {args.bins} bins")
         head = f"{'layer':<18}{'L':>4}{'values':>10}{'A':>7}{'g':>9}{'K':>9}{'M':>10}{'cluster':>9}{'L new':>7}  histogram"
@@ -131,10 +108,7 @@ def _plot_al(rows, proposal, directory: str, name: str):
         ax.set_xlabel("level q", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"{name}: post-QCFS histograms (dashed: N/n)", fontsize=10)
-    fig.tight_layout()
-    path = os.path.join(directory, f"{name}_al_histograms.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = _save_figure(plt, fig, directory, f"{name}_al_histograms.png")
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -152,9 +126,7 @@ def register_al(subparsers):
 
 
 def _common(parser, default_split: str):
-    from pascal_ref.io.bundled import BUNDLED
-
-    parser.add_argument("model", help=f"model .npz file, or a bundled model: {', '.join(BUNDLED)}")
+    add_model_argument(parser)
     parser.add_argument("--data", required=True, help="'digits' or an .npz with arrays x (and y)")
     parser.add_argument("--split", choices=("train", "test"), default=default_split,
                         help=f"digits split (default {default_split}; ignored for .npz files)")
@@ -172,14 +144,14 @@ def _cost(args):
 
     network, data = _load(args, args.split)
     if args.levels:
-        network = _parse_levels(args.levels, network)
+        network = network_with_levels(network, args.levels)
     energy = EnergyModel(mac_pj=args.mac_pj, ac_pj=args.ac_pj, neuron_pj=args.neuron_pj)
     counts, logits = measure(network, data.x, args.batch_size)
     cost = network_cost(network, counts=counts, energy=energy)
     accuracy = None if data.y is None else float(np.mean(np.argmax(logits, axis=1) == data.y))
     payload = {"model": network.name, "data": data.name, "accuracy": accuracy, **cost.to_dict()}
     if args.json:
-        _write_json(args.json, payload)
+        write_json(args.json, payload)
     if args.json != "-":
         print(format_cost(cost))
         if accuracy is not None:
@@ -198,10 +170,7 @@ def _plot_cost(cost, directory: str):
     ax.set_xticks(positions, names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("spikes / inference")
     ax.set_title(f"{cost.name}: transmitted spikes per layer (L {cost.levels})", fontsize=10)
-    fig.tight_layout()
-    spikes_path = os.path.join(directory, f"{cost.name}_spikes.png")
-    fig.savefig(spikes_path, dpi=110)
-    plt.close(fig)
+    spikes_path = _save_figure(plt, fig, directory, f"{cost.name}_spikes.png")
 
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 3))
     e = cost.energy_model
@@ -221,10 +190,7 @@ def _plot_cost(cost, directory: str):
     ax.set_title(f"{cost.name}: energy per layer, SNN {cost.energy_pj / 1e3:.1f} nJ vs ANN "
                  f"{cost.ann_energy_pj / 1e3:.1f} nJ", fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    energy_path = os.path.join(directory, f"{cost.name}_energy.png")
-    fig.savefig(energy_path, dpi=110)
-    plt.close(fig)
+    energy_path = _save_figure(plt, fig, directory, f"{cost.name}_energy.png")
     print(f"wrote {spikes_path}, {energy_path}", file=sys.stderr)
 
 

@@ -7,24 +7,11 @@ Torch-free: ``.npz`` state dicts are read with ``allow_pickle=False`` and
 from __future__ import annotations
 
 from pascal_ref.cli import CommandError
-from pascal_ref.convert.templates import ARCHITECTURES, NUM_CLASSES, activation_names, build, load_state_dict
+from pascal_ref.convert.architectures import ARCHITECTURES, NUM_CLASSES, activation_names, build
+from pascal_ref.convert.levels import levels_per_activation
+from pascal_ref.convert.state_dict import load_state_dict
 
-__all__ = ["register_convert", "parse_levels", "parse_shape"]
-
-
-def parse_levels(text: str, arch: str, num_classes: int) -> list[int] | int:
-    """``"4"`` (all activations) or ``"8,4,4,..."`` (one per activation)."""
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise CommandError(f"--levels: expected an integer or a comma-separated list of integers, got {text!r}") from None
-    if len(values) == 1:
-        return values[0]
-    names = activation_names(arch, num_classes)
-    if len(values) != len(names):
-        raise CommandError(f"--levels: {arch} has {len(names)} activations ({names[0]} .. {names[-1]}), "
-                           f"got {len(values)} values")
-    return values
+__all__ = ["register_convert", "parse_shape"]
 
 
 def parse_shape(text: str | None):
@@ -42,7 +29,7 @@ def parse_shape(text: str | None):
 def _convert(args):
     from pascal_ref.io.fileformat import save
 
-    levels = parse_levels(args.levels, args.arch, args.classes)
+    levels = levels_per_activation(args.levels, activation_names(args.arch, args.classes), args.arch, "--levels")
     state = load_state_dict(args.state_dict, key=args.key)
     network = build(args.arch, args.classes, levels, state, input_levels=args.input_levels,
                     input_shape=parse_shape(args.input_shape), name=args.name, source=args.state_dict)

@@ -1,27 +1,22 @@
 """Core subcommands: ``demo``, ``verify``, ``run``, ``info``."""
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
 
 from pascal_ref.analysis.verify import PATHS, default_input_bound, evaluate, format_report, verify
 from pascal_ref.cli import CommandError
+from pascal_ref.cli.common import add_model_argument, load_model, write_json
 from pascal_ref.golden.quantize import quantize
-from pascal_ref.io.bundled import BUNDLED, resolve_model_path
+from pascal_ref.io.bundled import BUNDLED
 from pascal_ref.io.data import load_data
-from pascal_ref.io.fileformat import load
 
 __all__ = ["register_demo", "register_verify", "register_run", "register_info"]
 
 
-def _load_model(spec: str):
-    return load(resolve_model_path(spec))
-
-
 def _add_model_options(parser, data_required=True):
-    parser.add_argument("model", help=f"model .npz file, or a bundled model: {', '.join(BUNDLED)}")
+    add_model_argument(parser)
     parser.add_argument("--data", required=data_required, default="digits",
                         help="'digits' (the bundled digits test split) or an .npz with arrays x (and y)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N samples")
@@ -53,20 +48,11 @@ def _evaluate(args, network, data, model):
 
 
 def _prepare(args):
-    network = _load_model(args.model)
+    network = load_model(args.model)
     data = load_data(args.data, network.input_shape, limit=args.limit)
     model = quantize(network, weight_bits=args.weight_bits, per_channel=not args.per_layer_threshold,
                      input_bound=default_input_bound(network, data.x))
     return network, data, model
-
-
-def _write_json(path: str, payload: dict) -> None:
-    if path == "-":
-        json.dump(payload, sys.stdout, indent=2)
-        print()
-        return
-    with open(path, "w") as handle:
-        json.dump(payload, handle, indent=2)
 
 
 def _verify(args):
@@ -75,7 +61,7 @@ def _verify(args):
                     evaluation=_evaluate(args, network, data, model))
     report["data"] = data.name
     if args.json:
-        _write_json(args.json, report)
+        write_json(args.json, report)
     if args.json != "-":
         print(format_report(report))
     return 0 if report["ok"] else 1
@@ -102,7 +88,7 @@ def _run(args):
                 entry[path]["integer_logits"] = ev.integer_logits[path][index].tolist()
         samples.append(entry)
     payload = {"model": network.name, "data": data.name, "engine": args.engine, "paths": list(PATHS), "samples": samples}
-    _write_json(args.json, payload)
+    write_json(args.json, payload)
     if args.json != "-":
         summary = ", ".join(f"{path} {100 * np.mean(ev.predictions(path) == data.y):.2f}%" for path in PATHS) if data.y is not None else ""
         print(f"wrote {len(samples)} samples x {len(PATHS)} paths to {args.json}" + (f"; accuracy: {summary}" if summary else ""))
@@ -120,7 +106,7 @@ def _demo(args):
     names = args.models or list(BUNDLED)
     status = 0
     for name in names:
-        network = _load_model(name)
+        network = load_model(name)
         data = load_data("digits", network.input_shape, limit=args.limit)
         model = quantize(network, input_bound=default_input_bound(network, data.x))
         print(network.summary())
@@ -140,7 +126,7 @@ def register_demo(subparsers):
 
 
 def _info(args):
-    network = _load_model(args.model)
+    network = load_model(args.model)
     print(network.summary())
     if network.input_levels is not None or args.input_bound:
         print(quantize(network, weight_bits=args.weight_bits, input_bound=args.input_bound).summary())
@@ -148,7 +134,7 @@ def _info(args):
 
 def register_info(subparsers):
     parser = subparsers.add_parser("info", help="describe a model file and its integer model")
-    parser.add_argument("model")
+    add_model_argument(parser)
     parser.add_argument("--weight-bits", type=int, default=8)
     parser.add_argument("--input-bound", type=float, default=None, help="analog input range for the integer model")
     parser.set_defaults(handler=_info)

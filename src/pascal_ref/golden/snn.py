@@ -18,12 +18,13 @@
   ``1/L_in``; analog input arrives as one stage-1 step (``T1 = 1``) through
   a multiply-accumulate, as the reference computes its first layer.
 
-``engine="timestep"`` runs every stage step with :func:`pasc_if` (traces
-available). ``engine="count"`` uses the closed form of the theorem on the
-total current ``S = sum_t I[t]``, computed from the counts directly.  For the
-integer model both are exact and equal to :func:`integer_ann`; for the float
-model they accumulate in different orders than the ANN, and the differences
-are what :mod:`pascal_ref.analysis.verify` reports.
+``engine="timestep"`` (:func:`simulate_timestep`) runs every stage step with
+:func:`pasc_if` (traces available). ``engine="count"`` (:func:`simulate_count`)
+uses the closed form of the theorem on the total current ``S = sum_t I[t]``,
+computed from the counts directly.  For the integer model both are exact and
+equal to :func:`integer_ann`; for the float model they accumulate in
+different orders than the ANN, and the differences are what
+:mod:`pascal_ref.analysis.verify` reports.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from pascal_ref.golden.ops import apply_op, apply_pre_ops, channel_view
 from pascal_ref.golden.quantize import IntegerNetwork
 from pascal_ref.ir.network import INPUT, Network
 
-__all__ = ["simulate", "SnnResult", "ENGINES", "layer_timesteps", "latency"]
+__all__ = ["simulate", "simulate_timestep", "simulate_count", "SnnResult", "ENGINES", "layer_timesteps", "latency"]
 
 ENGINES = ("timestep", "count")
 
@@ -124,11 +125,22 @@ def _burst(counts: np.ndarray, length: int) -> np.ndarray:
 
 
 def simulate(model, x, engine: str = "count", trace: bool = False) -> SnnResult:
-    """Run the spiking network on a batch ``x`` (float inputs, as for the ANN)."""
+    """Run the spiking network on a batch ``x`` (float inputs, as for the ANN)
+    with one of the :data:`ENGINES`: :func:`simulate_timestep` or
+    :func:`simulate_count` (``trace=True`` needs the timestep engine)."""
     if engine not in ENGINES:
         raise PascalError(f"simulate: unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if trace and engine != "timestep":
+    if engine == "timestep":
+        return simulate_timestep(model, x, trace=trace)
+    if trace:
         raise PascalError("simulate: trace=True needs engine='timestep'")
+    return simulate_count(model, x)
+
+
+def simulate_timestep(model, x, trace: bool = False) -> SnnResult:
+    """Every stage step of every layer with :func:`pasc_if`: the layers pass
+    their per-step spike trains on; ``trace=True`` keeps each layer's
+    :class:`PascIfResult` in ``SnnResult.traces``."""
     m = _Model(model)
     net = m.network
     inputs = m.input_counts(x)
@@ -136,39 +148,50 @@ def simulate(model, x, engine: str = "count", trace: bool = False) -> SnnResult:
         trains = {INPUT: inputs[None] if m.integer else inputs[None].astype(np.float64)}
     else:
         trains = {INPUT: _burst(inputs, net.input_levels)}
-    counts_by_source = {INPUT: inputs}
     counts, traces = {}, {} if trace else None
     for layer in m.layers:
-        steps = net.input_steps(net.by_name[layer.name])
-        if engine == "timestep":
-            currents = _currents(m, layer, trains, steps)
-            if layer.levels is None:
-                total = currents.sum(axis=0) if not m.integer else currents.sum(axis=0, dtype=np.int64)
-                logits = total + channel_view(layer.bias, total.ndim)
-                break
-            shape = currents.shape[1:]
-            theta = np.broadcast_to(channel_view(m.theta(layer), len(shape)), shape)
-            v0 = np.broadcast_to(channel_view(m.v0(layer), len(shape)), shape)
-            result: PascIfResult = pasc_if(currents, theta, v0, layer.levels, trace=trace)
-            counts[layer.name] = result.counts
-            trains[layer.name] = result.spikes.astype(np.int64)
-            if trace:
-                traces[layer.name] = result
-        else:
-            total = None
-            for synapse, weight in zip(layer.synapses, m.weights(layer)):
-                source_counts = counts_by_source[synapse.source]
-                if not m.integer:
-                    source_counts = source_counts * m.spike_value(synapse.source)
-                part = apply_op(apply_pre_ops(source_counts, synapse.pre_ops, m.integer), synapse.op, weight)
-                total = part if total is None else total + part
-            if layer.levels is None:
-                logits = total + channel_view(layer.bias, total.ndim)
-                break
-            q = neuron_count(total, channel_view(m.theta(layer), total.ndim), channel_view(m.v0(layer), total.ndim), layer.levels)
-            counts[layer.name] = counts_by_source[layer.name] = q
+        currents = _currents(m, layer, trains, net.input_steps(net.by_name[layer.name]))
+        if layer.levels is None:
+            total = currents.sum(axis=0) if not m.integer else currents.sum(axis=0, dtype=np.int64)
+            return _result(m, total + channel_view(layer.bias, total.ndim), counts, traces)
+        shape = currents.shape[1:]
+        theta = np.broadcast_to(channel_view(m.theta(layer), len(shape)), shape)
+        v0 = np.broadcast_to(channel_view(m.v0(layer), len(shape)), shape)
+        result: PascIfResult = pasc_if(currents, theta, v0, layer.levels, trace=trace)
+        counts[layer.name] = result.counts
+        trains[layer.name] = result.spikes.astype(np.int64)
+        if trace:
+            traces[layer.name] = result
+    raise AssertionError("a network ends with its readout")  # pragma: no cover
+
+
+def simulate_count(model, x) -> SnnResult:
+    """The closed form: each layer's output counts from the total current
+    ``S = sum_t I[t]`` of its sources' counts (:func:`neuron_count`), no
+    steps and no traces."""
+    m = _Model(model)
+    counts_by_source = {INPUT: m.input_counts(x)}
+    counts = {}
+    for layer in m.layers:
+        total = None
+        for synapse, weight in zip(layer.synapses, m.weights(layer)):
+            source_counts = counts_by_source[synapse.source]
+            if not m.integer:
+                source_counts = source_counts * m.spike_value(synapse.source)
+            part = apply_op(apply_pre_ops(source_counts, synapse.pre_ops, m.integer), synapse.op, weight)
+            total = part if total is None else total + part
+        if layer.levels is None:
+            return _result(m, total + channel_view(layer.bias, total.ndim), counts, None)
+        q = neuron_count(total, channel_view(m.theta(layer), total.ndim), channel_view(m.v0(layer), total.ndim), layer.levels)
+        counts[layer.name] = counts_by_source[layer.name] = q
+    raise AssertionError("a network ends with its readout")  # pragma: no cover
+
+
+def _result(m: _Model, logits: np.ndarray, counts: dict, traces: dict | None) -> SnnResult:
+    """The readout's accumulated currents plus bias as logits (integer model:
+    ``integer_logits``, and ``logits`` divided by the readout scale)."""
     if m.integer:
-        return SnnResult(logits=logits / channel_view(model.readout.scale, logits.ndim), counts=counts,
+        return SnnResult(logits=logits / channel_view(m.model.readout.scale, logits.ndim), counts=counts,
                          integer_logits=logits, traces=traces)
     return SnnResult(logits=logits, counts=counts, traces=traces)
 

@@ -263,7 +263,7 @@ def test_cli_cost(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--levels", "2,2"], "levels list has 2 entries"),
+    (["--levels", "2,2"], "--levels: 2 values but digits_mlp has 1 activation (act1)"),
     (["--levels", "x"], "--levels: expected an integer"),
     (["--mac-pj", "-1"], "mac_pj must be a finite number >= 0"),
     (["--limit", "0"], "--limit must be >= 1"),

@@ -5,16 +5,15 @@ import re
 import numpy as np
 import pytest
 
-from pascal_ref import QCFS, Linear, Network, save
+from pascal_ref import save
 from pascal_ref.cli import main
+from pascal_ref.testing import random_mlp
 
 
 @pytest.fixture
 def model_file(tmp_path):
     # digits have 64 pixels: a small random MLP of that input size
-    rng = np.random.default_rng(1)
-    network = Network((64,), [Linear("fc1", rng.normal(size=(12, 64)) * 0.3), QCFS("act1", 1.0, 4),
-                              Linear("out", rng.normal(size=(10, 12)))], input_levels=16, name="cli-mlp")
+    network = random_mlp(np.random.default_rng(1), [64, 12, 10], [4], input_levels=16, name="cli-mlp", lam=1.0)
     path = tmp_path / "m.npz"
     save(network, path)
     return path
@@ -80,3 +79,25 @@ def test_verify_over_a_local_cluster_equals_one_process(tmp_path):
     assert main(["run", "digits-mlp", "--data", "digits", "--limit", "100", "--batch-size", "32", "--workers", "2",
                  "--json", str(two)]) == 0
     assert json.loads(one.read_text()) == json.loads(two.read_text())
+
+
+def test_write_json_numpy_stdout_and_no_half_files(tmp_path, capsys):
+    from pascal_ref.cli.common import write_json
+
+    payload = {"counts": np.arange(3), "mean": np.float32(0.5), "n": np.int64(7), "nested": [{"v": np.ones(2)}]}
+    out = tmp_path / "out.json"
+    write_json(out, payload)
+    text = out.read_text()
+    assert json.loads(text) == {"counts": [0, 1, 2], "mean": 0.5, "n": 7, "nested": [{"v": [1.0, 1.0]}]}
+    assert text.endswith("}\n") and list(tmp_path.iterdir()) == [out]
+    write_json("-", payload)
+    assert capsys.readouterr().out == text
+    with pytest.raises(TypeError, match="not JSON serializable: object"):
+        write_json(out, {"bad": object()})
+    assert out.read_text() == text and list(tmp_path.iterdir()) == [out]
+
+
+def test_missing_model_names_the_bundled_ones(capsys):
+    assert main(["info", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-model: no such file (bundled models: digits-mlp, digits-cnn)" in err and err.count("\n") == 1

@@ -8,10 +8,11 @@ import pytest
 
 from pascal_ref.cli import main
 from pascal_ref.convert import templates
-from pascal_ref.convert.templates import StateDictError, build, expected_keys, random_state_dict
+from pascal_ref.convert.templates import StateDictError, build, expected_keys
 from pascal_ref.golden.ann import float_ann
 from pascal_ref.io.fileformat import load
 from pascal_ref.ir.network import BasicBlock, NetworkError
+from pascal_ref.testing import random_state_dict, random_template_network
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_pascal_key_names_and_shapes():
 def test_levels_land_on_their_activations():
     names = templates.activation_names("resnet18")
     levels = [1 + i % 5 for i in range(len(names))]
-    network = build("resnet18", 10, levels, rng=0)
+    network = random_template_network("resnet18", 10, levels, rng=0)
     assert network.levels == levels
     assert [layer.name for layer in network.hidden_layers] == names
     assert network.by_name["conv3_x.0.act"].levels == levels[names.index("conv3_x.0.act")]
@@ -95,7 +96,7 @@ def test_network_structure(resnet18_state, vgg16_network):
     assert network.by_name["conv5_x.1.act"].output_shape == (512, 4, 4)
     assert network.readout.output_shape == (10,)
     assert vgg16_network.by_name["layer5.10"].output_shape == (512, 2, 2)   # before layer5.12, the pool
-    assert build("resnet18", 1000, 4, rng=0, input_shape=(3, 16, 16)).readout.output_shape == (1000,)
+    assert random_template_network("resnet18", 1000, 4, rng=0, input_shape=(3, 16, 16)).readout.output_shape == (1000,)
 
 
 def test_template_matches_batchnorm_by_hand(resnet18_state):
@@ -174,14 +175,16 @@ def test_bad_thresholds_and_levels(resnet18_state):
     state = dict(resnet18_state, **{"conv4_x.1.act.thresh": np.array([-0.5])})
     with pytest.raises(NetworkError, match="layer 'conv4_x.1.act': lam must be a finite number > 0"):
         build("resnet18", 10, 4, state)
-    with pytest.raises(ValueError, match="levels has 3 entries but the network has 17 activations"):
+    with pytest.raises(ValueError, match=r"levels: 3 values but resnet18 has 17 activations \(conv1.2 .. conv5_x.1.act\)"):
         build("resnet18", 10, [4, 4, 4], resnet18_state)
     with pytest.raises(ValueError, match="level for activation 'conv1.2' must be an integer >= 1, got 0"):
         build("resnet18", 10, [0] + [4] * 16, resnet18_state)
     with pytest.raises(ValueError, match="num_classes must be one of"):
-        build("resnet18", 7, 4, rng=0)
+        build("resnet18", 7, 4, resnet18_state)
     with pytest.raises(ValueError, match="unknown architecture 'vgg19'"):
-        build("vgg19", 10, 4, rng=0)
+        build("vgg19", 10, 4, resnet18_state)
+    with pytest.raises(ValueError, match="unknown architecture 'vgg19'"):
+        random_template_network("vgg19", 10, 4, rng=0)
 
 
 def test_num_batches_tracked_is_ignored_only_for_batchnorms(resnet18_state):

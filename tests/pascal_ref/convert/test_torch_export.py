@@ -20,6 +20,7 @@ from pascal_ref.golden.ann import float_ann
 from pascal_ref.io.bundled import resolve_model_path
 from pascal_ref.io.data import load_digits_split
 from pascal_ref.io.fileformat import load
+from pascal_ref.testing import random_state_dict
 
 TOLERANCE = 1e-9
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -148,7 +149,7 @@ def pascal(torch):
 
 def _load_random(torch, model, arch, num_classes=10, seed=0, flavour="pascal"):
     """Fill a PASCAL-layout model from the template's random state dict (strict: the key names must agree)."""
-    state = templates.random_state_dict(arch, num_classes, rng=seed)
+    state = random_state_dict(arch, num_classes, rng=seed)
     if flavour == "qcfs":
         state = {k.replace(".act.thresh", ".relu.thresh").replace(".thresh", ".up"): v for k, v in state.items()}
     model.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=True)

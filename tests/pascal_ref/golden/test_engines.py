@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from pascal_ref import float_ann, integer_ann, quantize, simulate
 from pascal_ref.analysis.verify import default_input_bound, verify
-from pascal_ref.testing import FAMILIES, random_inputs, random_network
+from pascal_ref.golden.snn import simulate_count, simulate_timestep
+from pascal_ref.testing import (
+    FAMILIES,
+    mnist_like_images,
+    mnist_shape_network,
+    random_inputs,
+    random_mlp,
+    random_network,
+)
 
 
 def check_integer_equivalence(network, x, trace=False):
@@ -130,3 +138,30 @@ def test_engine_arguments_are_checked():
         float_ann(network, np.full((1, 6), np.nan))
     with pytest.raises(TypeError, match="dtype"):
         float_ann(network, np.array([["a"] * 6]))
+
+
+@pytest.mark.parametrize("integer", [False, True])
+def test_simulate_dispatches_to_one_function_per_engine(integer):
+    rng = np.random.default_rng(9)
+    network = random_network(rng, "residual", input_levels=4)
+    x = random_inputs(network, rng, 3)
+    model = quantize(network) if integer else network
+    for via_simulate, direct in ((simulate(model, x, engine="count"), simulate_count(model, x)),
+                                 (simulate(model, x, engine="timestep", trace=True), simulate_timestep(model, x, trace=True))):
+        np.testing.assert_array_equal(via_simulate.logits, direct.logits)
+        assert via_simulate.counts.keys() == direct.counts.keys()
+        for name in direct.counts:
+            np.testing.assert_array_equal(via_simulate.counts[name], direct.counts[name])
+    assert simulate_count(model, x).traces is None and simulate_timestep(model, x).traces is None
+
+
+def test_random_mlp_and_the_mnist_shape_model():
+    network = random_mlp(np.random.default_rng(3), [12, 9, 7, 4], levels=[3, 2])
+    assert [layer.name for layer in network.layers] == ["fc1", "act1", "fc2", "act2", "fc3"]
+    assert network.levels == [3, 2] and network.input_levels == 4
+    check_integer_equivalence(network, random_inputs(network, np.random.default_rng(4), 5))
+    mnist = mnist_shape_network()
+    assert mnist.input_shape == (784,) and mnist.levels == [4] and not mnist.readout.bias.any()
+    np.testing.assert_array_equal(mnist.layers[0].weight, mnist_shape_network().layers[0].weight)
+    images = mnist_like_images(50)
+    assert images.shape == (50, 784) and 0.15 < np.mean(images > 0) < 0.23 and images.max() <= 1.0

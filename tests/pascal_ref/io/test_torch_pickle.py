@@ -14,8 +14,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from pascal_ref.convert.templates import build, load_state_dict, random_state_dict
+from pascal_ref.convert.architectures import build
+from pascal_ref.convert.state_dict import load_state_dict
 from pascal_ref.io.torch_pickle import TorchPickleError, find_state_dict, load_pth, load_state_dict_pth
+from pascal_ref.testing import random_state_dict
 
 # ----------------------------------------------- a minimal torch.save writer
 

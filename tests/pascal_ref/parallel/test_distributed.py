@@ -11,21 +11,14 @@ import pytest
 from pascal_ref.fast import count_engine, count_plan, timestep_engine
 from pascal_ref.golden.quantize import quantize
 from pascal_ref.golden.snn import SnnResult
-from pascal_ref.ir.network import QCFS, AvgPool2d, Conv2d, Flatten, Linear, Network
 from pascal_ref.parallel import DistributedError, map_samples
-
-
-def _network() -> Network:
-    rng = np.random.default_rng(5)
-    layers = [Conv2d("c1", rng.normal(0, 0.5, (4, 2, 3, 3)), rng.normal(0, 0.1, 4), 1, 1), QCFS("a1", 0.8, 4),
-              AvgPool2d("p1", 2), Conv2d("c2", rng.normal(0, 0.4, (5, 4, 3, 3)), None, 1, 1), QCFS("a2", 0.7, 2),
-              Flatten("f"), Linear("out", rng.normal(0, 0.3, (3, 5 * 3 * 3)), rng.normal(0, 0.1, 3))]
-    return Network((2, 6, 6), layers, input_levels=None, name="small")
+from pascal_ref.testing import random_network
 
 
 @pytest.fixture(scope="module")
 def model():
-    return quantize(_network(), input_bound=1.0)
+    network = random_network(np.random.default_rng(5), "conv", levels=[4, 2], input_levels=None, classes=3)
+    return quantize(network, input_bound=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +30,8 @@ def cluster_address():
 
 
 @pytest.fixture(scope="module")
-def samples():
-    return np.random.default_rng(9).uniform(0, 1, (37, 2, 6, 6))
+def samples(model):
+    return np.random.default_rng(9).uniform(0, 1, (37,) + model.network.input_shape)
 
 
 def _assert_results_equal(a: SnnResult, b: SnnResult):
