@@ -2,7 +2,9 @@
 
 :func:`neuron_widths` derives, from the declared input ranges, the membrane and
 counter ranges that no register can leave; :class:`Stage` names the stage step a
-unit executes in a cycle (the gateware and the cycle models share it).
+unit executes in a cycle (the gateware, the cycle models and the formal reference
+share it); :func:`check_int` and :func:`check_type` are the argument checks of the
+hardware constructors.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 
 from pascal_ref.numeric import signed_width
 
-__all__ = ["Stage", "NeuronWidths", "neuron_widths", "signed_width", "neuron_cycles", "check_int"]
+__all__ = ["Stage", "NeuronWidths", "neuron_widths", "signed_width", "neuron_cycles", "check_int", "check_type"]
 
 
 class Stage(enum.IntEnum):
@@ -24,11 +26,20 @@ class Stage(enum.IntEnum):
 
 
 def check_int(owner: str, name: str, value, minimum: int, maximum: int | None = None) -> int:
+    """``value`` if it is an ``int`` (not a ``bool``) in ``[minimum, maximum]``; else ``TypeError``/``ValueError``
+    naming ``owner`` and ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
         bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         raise ValueError(f"{owner}: {name} must be {bound}, got {value}")
+    return value
+
+
+def check_type(owner: str, name: str, value, kind: type):
+    """``value`` if it is a ``kind``; else a ``TypeError`` naming ``owner`` and ``name``."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{owner}: {name} must be a {kind.__name__}, got {type(value).__name__}")
     return value
 
 

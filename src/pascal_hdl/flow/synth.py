@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
 from pascal_ref.errors import PascalError
 
 __all__ = ["TARGETS", "Target", "SynthError", "synthesize", "wrapper_verilog", "tool_env", "parse_fmax",

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from amaranth.hdl import Assert, Assume, Cover, Elaboratable, Module, Mux, ResetSignal, Signal, signed
 
+from pascal_hdl.config import LayerConfig
 from pascal_ref.numeric import signed_width
 
 from .sby import ProofResult, format_trace, run_proof
@@ -45,35 +46,26 @@ def engine_module():
     return importlib.import_module("pascal_hdl.gateware.engine")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EngineProofConfig:
-    """A small layer: ``weight (out, in)``, ``bias (out,)`` (readout) or ``v0``
-    (hidden, with ``theta`` and ``t_out``), ``t_in``, ``lanes``."""
+    """A small layer under proof: a :class:`~pascal_hdl.config.LayerConfig` (validated there), whose
+    name names the proof; a readout (``t_out`` None, ``v0`` the bias) or a hidden layer."""
 
-    name: str
-    weight: tuple
-    bias: tuple
-    t_in: int
-    lanes: int
-    theta: tuple | None = None
-    t_out: int | None = None
+    layer: LayerConfig
 
-    def layer(self):
-        config = importlib.import_module("pascal_hdl.config")
-        theta = None if self.theta is None else np.array(self.theta, dtype=np.int64)
-        return config.LayerConfig(name=self.name, weight=np.array(self.weight, dtype=np.int64), t_in=self.t_in,
-                                  t_out=self.t_out, theta=theta, v0=np.array(self.bias, dtype=np.int64),
-                                  lanes=self.lanes)
+    @property
+    def name(self) -> str:
+        return self.layer.name
 
     def samples_depth(self) -> int:
         """Cycles of the longest sample without stalls, plus the result and margin."""
-        layer = self.layer()
-        tail = (layer.groups * (2 + layer.t_out) + layer.out_features if self.t_out
+        layer = self.layer
+        tail = (layer.groups * (2 + layer.t_out) + layer.out_features if not layer.is_readout
                 else layer.groups + layer.out_features)
         return 1 + layer.in_features * max(1, layer.t_in * layer.groups) + 2 + tail + 3
 
     def describe(self) -> str:
-        layer = self.layer()
+        layer = self.layer
         return (f"{self.name}: {layer.in_features} inputs, {layer.out_features} outputs, {layer.lanes} lanes "
                 f"({layer.groups} groups), T1 = {layer.t_in}, weights {layer.weight_width} b, "
                 f"accumulator {layer.acc_width} b, logits {layer.logit_width} b")
@@ -81,15 +73,15 @@ class EngineProofConfig:
 
 # Weights at the 8-bit extremes, a zero, mixed signs; two lanes in one group so
 # that a burst hits the same accumulator word in back-to-back cycles.
-SMALL_ENGINE = EngineProofConfig("small_engine", weight=((127, -128), (-1, -128)), bias=(-5, 100),
-                                 t_in=2, lanes=2)
+SMALL_ENGINE = EngineProofConfig(LayerConfig("small_engine", weight=np.array([[127, -128], [-1, -128]]), t_in=2,
+                                             t_out=None, theta=None, v0=np.array([-5, 100]), lanes=2))
 # A hidden layer: accumulation, then the engine's neuron units and the sparse output.
 # Neuron 0 reaches every count 0..2 (and clips low), neuron 1 clips high.
-HIDDEN_ENGINE = EngineProofConfig("hidden_engine", weight=((30, -128), (127, -7)), bias=(40, -5), t_in=2,
-                                  lanes=2, theta=(50, 30), t_out=2)
+HIDDEN_ENGINE = EngineProofConfig(LayerConfig("hidden_engine", weight=np.array([[30, -128], [127, -7]]), t_in=2,
+                                              t_out=2, theta=np.array([50, 30]), v0=np.array([40, -5]), lanes=2))
 # One lane, two groups: a spike visits both accumulator words.
-GROUPED_ENGINE = EngineProofConfig("grouped_engine", weight=((127, -77), (-128, 1)), bias=(3, -9),
-                                   t_in=2, lanes=1)
+GROUPED_ENGINE = EngineProofConfig(LayerConfig("grouped_engine", weight=np.array([[127, -77], [-128, 1]]), t_in=2,
+                                               t_out=None, theta=None, v0=np.array([3, -9]), lanes=1))
 
 
 class EngineAccumulationHarness(Elaboratable):
@@ -98,7 +90,7 @@ class EngineAccumulationHarness(Elaboratable):
     def __init__(self, config: EngineProofConfig, module=None):
         self.config = config
         self.module = module or engine_module()
-        self.layer = config.layer()
+        self.layer = config.layer
         self.dut = self.module.LayerEngine(self.layer)
 
     @property
@@ -256,7 +248,7 @@ def prove_engine(config: EngineProofConfig, workdir, module=None, depth: int | N
 
 def engine_trace_summary(result: ProofResult, config: EngineProofConfig) -> str:
     """The counterexample of the accumulation proof as a per-cycle table."""
-    layer = config.layer()
+    layer = config.layer
     columns = {"i.valid": ("i__valid", None), "i.ready": ("i__ready", None), "index": ("i__payload.index", None),
                "count": ("i__payload.count", None), "last": ("i__payload.last", None),
                "o.valid": ("o__valid", None), "o.ready": ("o__ready", None)}

@@ -80,8 +80,7 @@ NEURON_MUTATIONS = (
              "settle_steps.eq(Mux(self.t_in < self.t_out, self.t_in, self.t_out) - 1)",
              "stage 2 lasts min(T1,T2)-1 steps instead of max(T1,T2)-1"),
     Mutation("membrane_narrow", "pascal_hdl.gateware.neuron",
-             "signed_width(v_min, v_max), signed_width(c_min, c_max)",
-             "signed_width(v_min, v_max) - 1, signed_width(c_min, c_max)",
+             '"v": Out(signed(self.widths.v_width)),', '"v": Out(signed(self.widths.v_width - 1)),',
              "the membrane register one bit narrower than its derived width (overflow)"),
 )
 

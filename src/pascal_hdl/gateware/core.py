@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 from pascal_hdl.config import CoreConfig
 from pascal_hdl.gateware.engine import LayerEngine, event_layout
 from pascal_hdl.model.core import CoreState
+from pascal_hdl.widths import check_type
 
 __all__ = ["NetworkCore", "core_result_layout", "CYCLE_COUNTER_WIDTH"]
 
@@ -69,9 +70,8 @@ class NetworkCore(wiring.Component):
     """
 
     def __init__(self, config: CoreConfig):
-        if not isinstance(config, CoreConfig):
-            raise TypeError(f"NetworkCore: config must be a CoreConfig, got {type(config).__name__}")
-        self.config = config
+        self._MustUse__silence = True  # no "never used" warning if validation fails
+        self.config = check_type("NetworkCore", "config", config, CoreConfig)
         members = {
             "i": In(stream.Signature(event_layout(config.input_features, config.input_levels))),
             "o": Out(stream.Signature(core_result_layout(config))),
@@ -80,6 +80,7 @@ class NetworkCore(wiring.Component):
             members[f"monitor_{layer.name}"] = Out(wiring.Signature({
                 "valid": Out(1), "payload": Out(event_layout(layer.out_features, layer.t_out))}))
         super().__init__(members)
+        self._MustUse__silence = False
 
     @property
     def cycle_model(self) -> dict:

@@ -41,6 +41,7 @@ from amaranth.lib.wiring import In, Out
 from pascal_hdl.config import LayerConfig
 from pascal_hdl.gateware.neuron import PascIfNeuron
 from pascal_hdl.model.engine import Phase
+from pascal_hdl.widths import check_type
 
 __all__ = ["LayerEngine", "event_layout", "result_layout", "times_constant"]
 
@@ -100,9 +101,8 @@ class LayerEngine(wiring.Component):
     """
 
     def __init__(self, config: LayerConfig):
-        if not isinstance(config, LayerConfig):
-            raise TypeError(f"LayerEngine: config must be a LayerConfig, got {type(config).__name__}")
-        self.config = config
+        self._MustUse__silence = True  # no "never used" warning if validation fails
+        self.config = check_type("LayerEngine", "config", config, LayerConfig)
         members = {
             "i": In(stream.Signature(event_layout(config.in_features, config.t_in))),
             "rejected": Out(1),
@@ -112,6 +112,7 @@ class LayerEngine(wiring.Component):
         else:
             members["o"] = Out(stream.Signature(event_layout(config.out_features, config.t_out)))
         super().__init__(members)
+        self._MustUse__silence = False
 
     def elaborate(self, platform):
         cfg = self.config

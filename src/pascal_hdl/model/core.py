@@ -12,6 +12,7 @@ import numpy as np
 
 from pascal_hdl.config import CoreConfig, HardwareError
 from pascal_hdl.model.engine import EngineModel, sample_events
+from pascal_hdl.widths import check_type
 
 __all__ = ["CoreState", "CoreModel", "check_levels", "run_model", "expected_cycles"]
 
@@ -33,9 +34,7 @@ class CoreModel:
     """
 
     def __init__(self, config: CoreConfig):
-        if not isinstance(config, CoreConfig):
-            raise TypeError(f"CoreModel: config must be a CoreConfig, got {type(config).__name__}")
-        self.config = config
+        self.config = check_type("CoreModel", "config", config, CoreConfig)
         self.engines = [EngineModel(layer) for layer in config.layers]
         self.state = CoreState.IDLE
         self.cycles = 0

@@ -10,6 +10,7 @@ import enum
 import numpy as np
 
 from pascal_hdl.config import LayerConfig
+from pascal_hdl.widths import check_type
 
 __all__ = ["Phase", "EngineModel", "sample_events"]
 
@@ -38,9 +39,7 @@ class EngineModel:
     """
 
     def __init__(self, config: LayerConfig):
-        if not isinstance(config, LayerConfig):
-            raise TypeError(f"EngineModel: config must be a LayerConfig, got {type(config).__name__}")
-        self.config = config
+        self.config = check_type("EngineModel", "config", config, LayerConfig)
         self.phase = Phase.ACCUMULATE
         self.total = np.zeros(config.out_features, dtype=np.int64)
         self.busy_cycles = 0

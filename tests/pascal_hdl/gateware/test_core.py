@@ -4,91 +4,50 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from pascal_hdl.config import CoreConfig, HardwareError, LayerConfig
 from pascal_hdl.gateware.core import NetworkCore
+from pascal_hdl.gateware.engine import LayerEngine
 from pascal_hdl.model.core import CoreModel, expected_cycles
-from pascal_hdl.model.engine import sample_events
+from pascal_hdl.model.engine import EngineModel, sample_events
+from pascal_hdl.testing import events_to_counts, lockstep, plain, simulate, stream_get, stream_put, to_python
 from pascal_ref.golden.quantize import integer_ann, quantize
 from pascal_ref.ir.network import QCFS, AvgPool2d, Conv2d, Flatten, Linear, Network
-
-
-def random_mlp(rng, sizes, levels, input_levels=4, name="mlp"):
-    layers = []
-    for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:])):
-        weight = rng.normal(0, 1.5 / np.sqrt(fan_in), (fan_out, fan_in))
-        layers.append(Linear(f"fc{index + 1}", weight, rng.normal(0, 0.1, fan_out)))
-        if index < len(levels):
-            layers.append(QCFS(f"act{index + 1}", 0.8, levels[index]))
-    return Network((sizes[0],), layers, input_levels=input_levels, name=name)
+from pascal_ref.testing import random_mlp
 
 
 def run_core(config: CoreConfig, levels: np.ndarray, seed: int, p_valid: float, p_ready: float, extra_events=None):
-    """Stream the samples through the core beside :class:`CoreModel`; return results and monitored events."""
-    rng = np.random.default_rng(seed)
+    """Stream the samples through the core beside :class:`CoreModel` (:func:`lockstep`); return the
+    results and, per hidden layer, the events its monitor showed."""
     dut, model = NetworkCore(config), CoreModel(config)
     queue = [e for sample in levels for e in sample_events(sample)] if extra_events is None else list(extra_events)
     samples = sum(e["last"] for e in queue)
-    results = []
     events = {layer.name: [] for layer in config.hidden}
 
-    async def testbench(ctx):
-        cycle = 0
-        while len(results) < samples:
-            offer = bool(queue) and rng.random() < p_valid
-            ready = bool(rng.random() < p_ready)
-            ctx.set(dut.i.valid, offer)
-            if offer:
-                ctx.set(dut.i.payload, queue[0])
-            ctx.set(dut.o.ready, ready)
-            assert ctx.get(dut.i.ready) == model.in_ready(), f"cycle {cycle}: i.ready"
-            assert ctx.get(dut.o.valid) == model.out_valid(), f"cycle {cycle}: o.valid"
-            for layer in config.hidden:
-                monitor = dut.monitor(layer.name)
-                if ctx.get(monitor.valid):
-                    payload = ctx.get(monitor.payload)
-                    events[layer.name].append((int(payload.index), int(payload.count), bool(payload.last)))
-            if model.out_valid() and ready:
-                payload = ctx.get(dut.o.payload)
-                got = {"logits": [int(payload.logits[k]) for k in range(config.classes)], "cls": int(payload.cls),
-                       "cycles": int(payload.cycles), "rejected": bool(payload.rejected)}
-                expected = model.out_payload
-                expected["logits"] = [int(v) for v in expected["logits"]]
-                assert got == expected, f"cycle {cycle}"
-                results.append(got)
-            accepted, _ = model.step(offer, queue[0] if offer else None, ready)
-            await ctx.tick()
-            if accepted:
-                queue.pop(0)
-            cycle += 1
-            assert cycle < 200_000, "core hangs"
+    def note_monitors(ctx, cycle):
+        for layer in config.hidden:
+            monitor = dut.monitor(layer.name)
+            if ctx.get(monitor.valid):
+                events[layer.name].append(to_python(ctx.get(monitor.payload)))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    run = lockstep(dut, model, queue, until=lambda results: len(results) == samples, seed=seed, p_valid=p_valid,
+                   p_ready=p_ready, observe=note_monitors, max_cycles=200_000)
     for layer in config.hidden:   # the model saw the same hand-overs
-        assert events[layer.name] == [(e["index"], e["count"], e["last"]) for e in model.events[layer.name]]
-    return results, events
+        assert events[layer.name] == plain(model.events[layer.name]), layer.name
+    return run.outputs, events
 
 
-def events_to_counts(events, features):
-    counts, current = [], np.zeros(features, np.int64)
-    for index, count, last in events:
-        current[index] = count
-        if last:
-            counts.append(current)
-            current = np.zeros(features, np.int64)
-    return np.array(counts)
+def small_core(rng):
+    """A random 12-9-7-4 network (L = 3, 2) quantized by the golden model, on lanes 4 (three groups, the
+    last one padded), 7 (one group) and 2."""
+    model = quantize(random_mlp(rng, [12, 9, 7, 4], levels=[3, 2]))
+    return model, CoreConfig.from_integer_network(model, lanes=[4, 7, 2])
 
 
 @pytest.mark.parametrize("p_valid, p_ready", [(1.0, 1.0), (0.6, 0.4)])
 def test_core_matches_integer_golden_model(p_valid, p_ready):
     rng = np.random.default_rng(11)
-    network = random_mlp(rng, [12, 9, 7, 4], levels=[3, 2])
-    model = quantize(network)
-    config = CoreConfig.from_integer_network(model, lanes=[4, 7, 2])
+    model, config = small_core(rng)
     levels = rng.integers(0, 5, (10, 12)) * (rng.random((10, 12)) < 0.6)
     levels[3] = 0
     levels[4] = 4
@@ -102,6 +61,28 @@ def test_core_matches_integer_golden_model(p_valid, p_ready):
     if p_valid == 1.0 and p_ready == 1.0:
         np.testing.assert_array_equal([r["cycles"] for r in results], expected_cycles(config, levels))
         assert max(r["cycles"] for r in results) <= config.worst_case_cycles()
+
+
+def test_core_as_transactions():
+    """Put each sample's events, get its result: logits, class and cycles of a back-to-back source."""
+    rng = np.random.default_rng(11)
+    model, config = small_core(rng)
+    levels = rng.integers(0, 5, (3, 12))
+    dut = NetworkCore(config)
+    results = []
+
+    async def testbench(ctx):
+        for sample in levels:
+            for event in sample_events(sample):
+                await stream_put(ctx, dut.i, event)
+            results.append(await stream_get(ctx, dut.o))
+
+    simulate(dut, testbench)
+    golden = integer_ann(model, x_int=levels)
+    assert [r["logits"] for r in results] == golden.integer_logits.tolist()
+    assert [r["cls"] for r in results] == np.argmax(golden.integer_logits, axis=1).tolist()
+    assert [r["cycles"] for r in results] == expected_cycles(config, levels).tolist()
+    assert not any(r["rejected"] for r in results)
 
 
 def test_rejected_event_is_reported_in_the_result():
@@ -169,3 +150,13 @@ def test_core_config_chain_is_validated():
                                                               np.zeros(2, np.int64), 2)))
     with pytest.raises(HardwareError, match="only the last layer is a readout"):
         CoreConfig("core", 3, 4, (hidden,))
+
+
+@pytest.mark.parametrize("block, wanted", [(NetworkCore, "CoreConfig"), (CoreModel, "CoreConfig"),
+                                           (LayerEngine, "LayerConfig"), (EngineModel, "LayerConfig")],
+                         ids=lambda x: x if isinstance(x, str) else x.__name__)
+def test_blocks_take_only_their_config(block, wanted):
+    layer = LayerConfig("fc1", np.ones((2, 3), np.int64), 4, None, None, np.zeros(2, np.int64), 2)
+    wrong = CoreConfig("core", 3, 4, (layer,)) if wanted == "LayerConfig" else layer
+    with pytest.raises(TypeError, match=f"{block.__name__}: config must be a {wanted}, got {type(wrong).__name__}"):
+        block(wrong)

@@ -4,87 +4,39 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from pascal_hdl.config import HardwareError, LayerConfig
 from pascal_hdl.gateware.engine import LayerEngine, times_constant
 from pascal_hdl.model.contract import layer_contract
 from pascal_hdl.model.engine import EngineModel, sample_events
+from pascal_hdl.testing import events_to_counts, lockstep, random_layer, simulate
 
 
 def run_engine(config: LayerConfig, events: list[dict], samples: int, seed: int, p_valid: float, p_ready: float):
-    """Drive ``events`` with random idle cycles and back-pressure; compare with the model every cycle.
+    """Drive ``events`` with random idle cycles and back-pressure beside :class:`EngineModel` (:func:`lockstep`).
 
-    Returns the output transactions and the number of cycles.
+    Returns the output transactions, whether each event taken from the input
+    register was rejected, and the number of cycles.
     """
-    rng = np.random.default_rng(seed)
     dut, model = LayerEngine(config), EngineModel(config)
-    queue = list(events)
-    outputs, rejected = [], []
-    cycles = 0
+    rejected = []
 
-    async def testbench(ctx):
-        nonlocal cycles
-        done = 0
-        while done < samples:
-            offer = bool(queue) and rng.random() < p_valid
-            ready = bool(rng.random() < p_ready)
-            ctx.set(dut.i.valid, offer)
-            if offer:
-                ctx.set(dut.i.payload, queue[0])
-            ctx.set(dut.o.ready, ready)
-            assert ctx.get(dut.i.ready) == model.in_ready(), f"cycle {cycles}: i.ready"
-            assert ctx.get(dut.o.valid) == model.out_valid(), f"cycle {cycles}: o.valid in {model.phase}"
-            assert ctx.get(dut.rejected) == model.rejecting(), f"cycle {cycles}: rejected"
-            if model.buffer is not None and model.can_take():
-                rejected.append(model.rejecting())
-            if model.out_valid() and ready:
-                got, expected = ctx.get(dut.o.payload), model.out_payload
-                if config.is_readout:
-                    got = {"logits": [int(got.logits[k]) for k in range(config.out_features)], "cls": int(got.cls)}
-                    expected = {"logits": [int(v) for v in expected["logits"]], "cls": expected["cls"]}
-                    done += 1
-                else:
-                    got = {"index": int(got.index), "count": int(got.count), "last": bool(got.last)}
-                    done += got["last"]
-                assert got == expected, f"cycle {cycles}"
-                outputs.append(got)
-            accepted, _ = model.step(offer, queue[0] if offer else None, ready)
-            await ctx.tick()
-            if accepted:
-                queue.pop(0)
-            cycles += 1
-            assert cycles < 100_000, "engine hangs"
+    def note_rejections(ctx, cycle):
+        if model.buffer is not None and model.can_take():
+            rejected.append(model.rejecting())
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
-    return outputs, rejected, cycles
+    def until(outputs):  # a sample ends with the readout's result or the hidden layer's last neuron
+        return sum(config.is_readout or bool(o["last"]) for o in outputs) == samples
+
+    run = lockstep(dut, model, events, until=until, seed=seed, p_valid=p_valid, p_ready=p_ready,
+                   probes={"rejected": (dut.rejected, model.rejecting)}, observe=note_rejections)
+    return run.outputs, rejected, run.cycles
 
 
 def contract_outputs(config: LayerConfig, counts: np.ndarray):
     """Per sample: hidden counts or readout logits, as the contract defines them."""
     ref = layer_contract(config, counts)
     return ref.logits if config.is_readout else ref.counts
-
-
-def to_counts(config: LayerConfig, outputs) -> np.ndarray:
-    samples, current = [], np.zeros(config.out_features, np.int64)
-    for event in outputs:
-        current[event["index"]] = event["count"]
-        if event["last"]:
-            samples.append(current)
-            current = np.zeros(config.out_features, np.int64)
-    return np.array(samples)
-
-
-def random_layer(rng, out_features, in_features, t_in, t_out, lanes, weight_bits=8):
-    high = 1 << (weight_bits - 1)
-    weight = rng.integers(-high + 1, high, (out_features, in_features))
-    theta = None if t_out is None else rng.integers(1, 4 * high, out_features)
-    v0 = rng.integers(-2 * high, 2 * high, out_features)
-    return LayerConfig("layer", weight, t_in, t_out, theta, v0, lanes)
 
 
 CASES = [  # out, in, T1, T2 (None: readout), lanes, input density, p_valid, p_ready
@@ -117,7 +69,7 @@ def test_engine_matches_model_and_contract(case):
         np.testing.assert_array_equal([o["logits"] for o in outputs], expected)
         np.testing.assert_array_equal([o["cls"] for o in outputs], np.argmax(expected, axis=1))
     else:
-        np.testing.assert_array_equal(to_counts(config, outputs), expected)
+        np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), expected)
         # Event-driven output: zero counts are not sent, except the flagged last neuron.
         assert all(o["count"] != 0 or o["last"] for o in outputs)
 
@@ -144,7 +96,7 @@ def test_bad_events_are_rejected_and_dropped():
     assert rejected == [False, True, True, True, False]
     counts = np.zeros((1, 10), np.int64)
     counts[0, 3], counts[0, 7] = 2, 4
-    np.testing.assert_array_equal(to_counts(config, outputs), config.forward(counts))
+    np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(counts))
 
 
 def test_times_constant_is_exact():
@@ -159,9 +111,7 @@ def test_times_constant_is_exact():
             for c, signal in products.items():
                 assert ctx.get(signal) == v * c
 
-    sim = Simulator(m)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(m, testbench, clock=False)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -206,5 +156,5 @@ def test_accumulators_reach_their_worst_case_without_overflow(readout):
     events = [e for sample in counts for e in sample_events(sample)]
     outputs, _, _ = run_engine(config, events, len(counts), 4, 1.0, 1.0)
     expected = contract_outputs(config, counts)
-    got = [o["logits"] for o in outputs] if readout else to_counts(config, outputs)
+    got = [o["logits"] for o in outputs] if readout else events_to_counts(outputs, config.out_features)
     np.testing.assert_array_equal(got, expected)

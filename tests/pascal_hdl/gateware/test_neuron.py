@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from pascal_hdl.gateware.neuron import PascIfNeuron
+from pascal_hdl.testing import random_neuron_cases, simulate
 from pascal_hdl.widths import Stage, neuron_cycles, neuron_widths, signed_width
 from pascal_ref.golden.neuron import pasc_if
 
@@ -49,25 +49,8 @@ def run_cases(dut: PascIfNeuron, cases, restart_in_transmit: bool = False) -> in
                 assert ctx.get(dut.stage) == Stage.IDLE
                 assert ctx.get(dut.count) == ref.counts[0]
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    simulate(dut, testbench)
     return checked
-
-
-def random_cases(rng, n, current_width, v0_width, theta_width, max_t_in, max_t_out):
-    lo, hi = -(1 << (current_width - 1)), 1 << (current_width - 1)
-    cases = []
-    for _ in range(n):
-        t_in, t_out = int(rng.integers(1, max_t_in + 1)), int(rng.integers(1, max_t_out + 1))
-        # Mix uniform currents with all-extreme ones that reach the width bounds.
-        mode = rng.integers(3)
-        currents = {0: rng.integers(lo, hi, t_in), 1: np.full(t_in, hi - 1), 2: np.full(t_in, lo)}[int(mode)]
-        theta = int(rng.integers(1, 1 << theta_width))
-        v0 = int(rng.integers(-(1 << (v0_width - 1)), 1 << (v0_width - 1)))
-        cases.append((currents, theta, v0, t_out))
-    return cases
 
 
 @pytest.mark.parametrize("widths", [(6, 6, 4, 5, 6), (8, 7, 6, 4, 4), (3, 2, 2, 8, 3), (10, 10, 8, 1, 4)])
@@ -75,7 +58,7 @@ def test_random_traces_match_pasc_if(widths):
     rng = np.random.default_rng(sum(widths))
     dut = PascIfNeuron(current_width=widths[0], v0_width=widths[1], theta_width=widths[2],
                        max_t_in=widths[3], max_t_out=widths[4])
-    cases = random_cases(rng, 250, *widths)
+    cases = random_neuron_cases(rng, 250, *widths)
     assert run_cases(dut, cases) > 250
 
 
@@ -96,7 +79,7 @@ def test_hand_cases_l1_and_unequal_lengths():
 def test_inhibitory_spikes_happen_and_restart_in_transmit():
     rng = np.random.default_rng(7)
     dut = PascIfNeuron(current_width=7, v0_width=5, theta_width=4, max_t_in=4, max_t_out=4)
-    cases = [([30, 30, -60, -30], 7, 3, 4)] + random_cases(rng, 60, 7, 5, 4, 4, 4)
+    cases = [([30, 30, -60, -30], 7, 3, 4)] + random_neuron_cases(rng, 60, 7, 5, 4, 4, 4)
     ref = pasc_if(np.array(cases[0][0])[:, None], 7, 3, 4, trace=True)
     assert ref.trace[1].inhibitory.any()
     run_cases(dut, cases, restart_in_transmit=True)
