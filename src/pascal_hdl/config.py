@@ -317,10 +317,10 @@ class CoreConfig:
                 raise HardwareError(f"layer '{layer.name}': {len(layer.synapses)} synapses (residual block); "
                                     "the core supports chains of Linear layers only")
             synapse = layer.synapses[0]
-            op_type = type(synapse.op).__name__
-            if op_type != "Linear":
-                raise HardwareError(f"layer '{layer.name}': {op_type} '{synapse.op.name}' is not supported by the core (Linear only)")
-            bad = [type(p).__name__ for p in synapse.pre_ops if type(p).__name__ != "Flatten"]
+            if synapse.op.kind != "dense":
+                raise HardwareError(f"layer '{layer.name}': {type(synapse.op).__name__} '{synapse.op.name}' is not supported "
+                                    "by the core (Linear only)")
+            bad = [type(p).__name__ for p in synapse.pre_ops if not p.flattens]
             if bad:
                 raise HardwareError(f"layer '{layer.name}': {', '.join(bad)} before the Linear op is not supported "
                                     "(no pooling in the core)")

@@ -10,7 +10,7 @@
 The memories are initialized inside the Verilog (Amaranth writes the
 initial values inline); the ``.hex`` files hold the same words, one per line,
 most significant digit first, for inspection and for flows that load memories
-with ``$readmemh``.  ``tests/test_generate.py`` checks that both agree.
+with ``$readmemh``.  ``tests/pascal_hdl/flow/test_generate.py`` checks that both agree.
 
 Deterministic: the same model and options give the same bytes (no
 timestamps, no absolute paths, sorted JSON keys).  :func:`generate_from_network`

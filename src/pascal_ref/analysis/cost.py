@@ -59,9 +59,9 @@ import numpy as np
 
 from pascal_ref.errors import PascalError
 from pascal_ref.golden.ann import check_input, input_levels_of
-from pascal_ref.golden.ops import apply_pre_ops, conv2d
+from pascal_ref.golden.ops import apply_pre_ops
 from pascal_ref.golden.snn import latency, layer_timesteps, simulate
-from pascal_ref.ir.network import INPUT, Conv2d, Identity, Linear, Network, NeuronLayer
+from pascal_ref.ir.network import INPUT, Network, NeuronLayer
 
 __all__ = ["t_eff", "t_eff_layers", "EnergyModel", "LayerCost", "NetworkCost", "fan_in", "layer_r",
            "network_t_eff", "measure", "spike_counts", "network_cost", "format_cost", "OFFICIAL_R"]
@@ -146,18 +146,7 @@ class EnergyModel:
 
 def fan_in(layer: NeuronLayer) -> int:
     """Weights per output neuron, summed over the layer's synapses (module docstring)."""
-    total = 0
-    for synapse in layer.synapses:
-        op = synapse.op
-        if isinstance(op, Linear):
-            total += op.weight.shape[1]
-        elif isinstance(op, Conv2d):
-            total += int(np.prod(op.weight.shape[1:]))
-        elif isinstance(op, Identity):
-            total += 1
-        else:  # pragma: no cover - the network validates ops
-            raise TypeError(f"layer '{layer.name}': unsupported op {type(op).__name__}")
-    return total
+    return sum(synapse.op.fan_in for synapse in layer.synapses)
 
 
 def layer_r(layer: NeuronLayer, energy: EnergyModel = EnergyModel()) -> float:
@@ -175,20 +164,6 @@ def network_t_eff(network: Network, energy: EnergyModel = EnergyModel()) -> floa
 
 
 # --------------------------------------------------------------- counting
-
-
-def _events_per_output(events: np.ndarray, op) -> np.ndarray:
-    """Per image: sum over output neurons of the events in their receptive field."""
-    batch = events.shape[0]
-    if isinstance(op, Linear):
-        return events.reshape(batch, -1).sum(axis=1) * op.weight.shape[0]
-    if isinstance(op, Conv2d):
-        ones = np.ones((1,) + op.weight.shape[1:], dtype=events.dtype)
-        covered = conv2d(events, ones, op.stride, op.padding)  # (B, 1, Ho, Wo)
-        return covered.reshape(batch, -1).sum(axis=1) * op.weight.shape[0]
-    if isinstance(op, Identity):
-        return events.reshape(batch, -1).sum(axis=1)
-    raise TypeError(f"unsupported op {type(op).__name__}")  # pragma: no cover
 
 
 def measure(network: Network, x, batch_size: int = 256) -> tuple[dict, np.ndarray]:
@@ -311,13 +286,13 @@ def network_cost(network: Network, x=None, counts: dict | None = None, energy: E
         ann_macs = 0
         for synapse in layer.synapses:
             structural = np.ones((1,) + tuple(synapse.op_input_shape), dtype=np.int64)
-            dense = int(_events_per_output(structural, synapse.op)[0])
+            dense = int(synapse.op.synaptic_events(structural)[0])
             ann_macs += dense
             if synapse.source == INPUT and network.input_levels is None:
                 macs += dense
                 continue
             events = apply_pre_ops(counts[synapse.source], synapse.pre_ops, integer=True)
-            acs += float(np.mean(_events_per_output(events, synapse.op)))
+            acs += float(np.mean(synapse.op.synaptic_events(events)))
         neurons = int(np.prod(layer.output_shape))
         updates = 0 if layer.is_readout else neurons * (row["stage1"] + row["stage2"])
         spikes = 0.0 if layer.is_readout else float(counts[layer.name].reshape(samples, -1).sum(axis=1).mean())

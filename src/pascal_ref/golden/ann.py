@@ -13,7 +13,7 @@ import numpy as np
 
 from pascal_ref.errors import PascalError
 from pascal_ref.golden.ops import apply_op, apply_pre_ops, channel_view
-from pascal_ref.ir.network import INPUT, Identity, Network, NeuronLayer
+from pascal_ref.ir.network import INPUT, Network, NeuronLayer
 
 __all__ = ["AnnResult", "float_ann", "check_input", "input_levels_of"]
 
@@ -95,6 +95,5 @@ def float_ann(network: Network, x, dtype=np.float64) -> AnnResult:
 
 
 def float_weights(layer: NeuronLayer, dtype=np.float64) -> list:
-    """Each synapse's float weight; an identity shortcut is a gain of 1 per channel."""
-    return [np.ones(s.op.channels, dtype) if isinstance(s.op, Identity) else s.op.weight.astype(dtype, copy=False)
-            for s in layer.synapses]
+    """Each synapse's float weight (an identity shortcut's is a gain of 1 per channel)."""
+    return [s.op.weight.astype(dtype, copy=False) for s in layer.synapses]

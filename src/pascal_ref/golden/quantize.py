@@ -32,8 +32,9 @@ import numpy as np
 
 from pascal_ref.errors import PascalError
 from pascal_ref.golden.ann import AnnResult, check_input, input_levels_of, layer_input
-from pascal_ref.golden.ops import channel_view, pool_size
-from pascal_ref.ir.network import INPUT, Conv2d, Identity, Linear, Network, Synapse
+from pascal_ref.golden.ops import channel_view, integer_range, pool_size
+from pascal_ref.ir.layers import PreOp, WeightedOp
+from pascal_ref.ir.network import INPUT, Network, Synapse
 from pascal_ref.numeric import signed_width
 
 __all__ = ["quantize", "IntegerNetwork", "IntNeuronLayer", "IntSynapse", "integer_ann", "QuantizationError"]
@@ -49,8 +50,8 @@ class IntSynapse:
     (average pooling sums here). ``input_max``: largest level after pre-ops."""
 
     source: str
-    pre_ops: tuple
-    op: Linear | Conv2d | Identity
+    pre_ops: tuple[PreOp, ...]
+    op: WeightedOp
     weight: np.ndarray
     input_min: int
     input_max: int
@@ -175,8 +176,6 @@ def _level_range(network: Network, source: str, input_range) -> tuple[int, int]:
 def _effective_weight(network: Network, synapse: Synapse, input_step: float) -> np.ndarray:
     theta_src = input_step if synapse.source == INPUT else network.source_theta(synapse.source)
     pool = pool_size(synapse.pre_ops, synapse.input_shape)
-    if isinstance(synapse.op, Identity):
-        return np.full(synapse.op.channels, theta_src / pool)
     return synapse.op.weight * (theta_src / pool)
 
 
@@ -241,8 +240,7 @@ def quantize(network: Network, weight_bits: int = 8, per_channel: bool = True, i
         for synapse, w_eff in zip(layer.synapses, effective):
             w_int = np.rint(w_eff * scale.reshape((-1,) + (1,) * (w_eff.ndim - 1))).astype(np.int64)
             lo, hi = _level_range(network, synapse.source, input_range)
-            pool = pool_size(synapse.pre_ops, synapse.input_shape)
-            in_lo, in_hi = lo * pool, hi * pool
+            in_lo, in_hi = integer_range(synapse.pre_ops, synapse.input_shape, lo, hi)
             low, high = _term_bounds(w_int, in_lo, in_hi)
             cur_lo, cur_hi = cur_lo + low, cur_hi + high
             synapses.append(IntSynapse(synapse.source, synapse.pre_ops, synapse.op, w_int, in_lo, in_hi,

@@ -18,9 +18,12 @@ One NumPy ``.npz`` archive (read with ``allow_pickle=False``) holding
   ``running_var`` of a BatchNorm (which also has ``eps`` in the JSON and is
   folded on load).  Floats in the JSON are written with ``repr`` (exact).
 
-:func:`save` writes the folded network; ``load(save(net))`` reproduces every
-array bit for bit.  Every malformed file is a :class:`ModelFileError` naming
-the layer and the array.
+Each layer writes and reads its own entry and arrays, derived from its
+dataclass fields (:meth:`pascal_ref.ir.layers.Layer.to_dict`, ``named_arrays``,
+``from_dict``); this module holds the archive, the header and the array
+checks.  :func:`save` writes the folded network; ``load(save(net))``
+reproduces every array bit for bit.  Every malformed file is a
+:class:`ModelFileError` naming the layer and the array.
 """
 from __future__ import annotations
 
@@ -31,18 +34,8 @@ import numpy as np
 
 from pascal_ref.errors import PascalError
 from pascal_ref.io.npzio import NpzError, read_npz
-from pascal_ref.ir.network import (
-    LAYER_TYPES,
-    QCFS,
-    AvgPool2d,
-    BasicBlock,
-    BatchNorm,
-    Conv2d,
-    Linear,
-    MaxPool2d,
-    Network,
-    NetworkError,
-)
+from pascal_ref.ir.layers import layer_from_dict
+from pascal_ref.ir.network import Network, NetworkError
 
 __all__ = ["save", "load", "ModelFileError", "FORMAT", "FORMAT_VERSION", "network_to_graph", "network_from_graph"]
 
@@ -55,37 +48,10 @@ class ModelFileError(PascalError):
     """A model file that cannot be read; the message names file, layer and array."""
 
 
-def _layer_to_dict(layer) -> dict:
-    entry = {"type": type(layer).__name__, "name": layer.name}
-    if isinstance(layer, Conv2d):
-        entry.update(stride=list(layer.stride), padding=list(layer.padding))
-    elif isinstance(layer, (AvgPool2d, MaxPool2d)):
-        entry.update(kernel=list(layer.kernel), stride=list(layer.stride))
-    elif isinstance(layer, QCFS):
-        entry.update(lam=layer.lam, levels=layer.levels, phi=layer.phi)
-    elif isinstance(layer, BatchNorm):
-        entry.update(eps=layer.eps)
-    elif isinstance(layer, BasicBlock):
-        for child in layer.children:
-            value = getattr(layer, child)
-            entry[child] = None if value is None else _layer_to_dict(value)
-    return entry
-
-
-def _layer_arrays(layer) -> dict:
-    if isinstance(layer, BasicBlock):
-        arrays = {}
-        for child in layer.children:
-            if getattr(layer, child) is not None:
-                arrays.update(_layer_arrays(getattr(layer, child)))
-        return arrays
-    return {f"{layer.name}.{key}": getattr(layer, key) for key in layer.arrays}
-
-
 def network_to_graph(network: Network) -> dict:
     return {"format": FORMAT, "version": FORMAT_VERSION, "name": network.name,
             "input_shape": list(network.input_shape), "input_levels": network.input_levels,
-            "layers": [_layer_to_dict(layer) for layer in network.layers]}
+            "layers": [layer.to_dict() for layer in network.layers]}
 
 
 def save(network: Network, path) -> None:
@@ -94,19 +60,10 @@ def save(network: Network, path) -> None:
         raise TypeError(f"save: expected a Network, got {type(network).__name__}")
     arrays = {}
     for layer in network.layers:
-        arrays.update(_layer_arrays(layer))
+        arrays.update(layer.named_arrays())
     graph = json.dumps(network_to_graph(network), sort_keys=True)
     with open(path, "wb") as handle:
         np.savez(handle, **{GRAPH_KEY: np.array(graph)}, **arrays)
-
-
-def _expect(entry: dict, key: str, where: str, kinds):
-    if key not in entry:
-        raise ModelFileError(f"{where}: missing field '{key}'")
-    value = entry[key]
-    if not isinstance(value, kinds) or isinstance(value, bool):
-        raise ModelFileError(f"{where}: field '{key}' has the wrong type ({type(value).__name__})")
-    return value
 
 
 def _take(arrays: dict, used: set, layer_name: str, key: str, source: str) -> np.ndarray:
@@ -122,47 +79,6 @@ def _take(arrays: dict, used: set, layer_name: str, key: str, source: str) -> np
     return array
 
 
-def _layer_from_dict(entry, arrays: dict, used: set, source: str):
-    if not isinstance(entry, dict):
-        raise ModelFileError(f"{source}: a layer entry must be a JSON object, got {type(entry).__name__}")
-    name = entry.get("name")
-    kind = entry.get("type")
-    where = f"{source}: layer '{name}'"
-    if not isinstance(name, str):
-        raise ModelFileError(f"{source}: layer entry without a string 'name': {entry!r:.80}")
-    if kind not in LAYER_TYPES:
-        raise ModelFileError(f"{where}: unknown layer type {kind!r} (known: {', '.join(sorted(LAYER_TYPES))})")
-    number = (int, float)
-    if kind in ("Linear", "Conv2d"):
-        weight = _take(arrays, used, name, "weight", source)
-        bias = _take(arrays, used, name, "bias", source)
-        if kind == "Linear":
-            return Linear(name, weight, bias)
-        return Conv2d(name, weight, bias, _expect(entry, "stride", where, list), _expect(entry, "padding", where, list))
-    if kind == "BatchNorm":
-        values = [_take(arrays, used, name, key, source) for key in BatchNorm.arrays]
-        return BatchNorm(name, *values, eps=_expect(entry, "eps", where, number))
-    if kind in ("AvgPool2d", "MaxPool2d"):
-        return LAYER_TYPES[kind](name, _expect(entry, "kernel", where, list), _expect(entry, "stride", where, list))
-    if kind in ("GlobalAvgPool", "Flatten"):
-        return LAYER_TYPES[kind](name)
-    if kind == "QCFS":
-        return QCFS(name, _expect(entry, "lam", where, number), _expect(entry, "levels", where, int),
-                    _expect(entry, "phi", where, number))
-    # BasicBlock
-    children = {}
-    for child in BasicBlock.children:
-        value = entry.get(child)
-        if value is None:
-            if child != "shortcut":
-                raise ModelFileError(f"{where}: missing field '{child}'")
-            children[child] = None
-        else:
-            children[child] = _layer_from_dict(value, arrays, used, source)
-    return BasicBlock(name, children["conv1"], children["act1"], children["conv2"], children["act2"],
-                      shortcut=children["shortcut"])
-
-
 def network_from_graph(graph, arrays: dict, source: str = "model") -> Network:
     if not isinstance(graph, dict):
         raise ModelFileError(f"{source}: the graph must be a JSON object")
@@ -174,8 +90,12 @@ def network_from_graph(graph, arrays: dict, source: str = "model") -> Network:
     if not isinstance(layers_json, list):
         raise ModelFileError(f"{source}: 'layers' must be a list")
     used: set = set()
+
+    def read_array(layer_name: str, key: str) -> np.ndarray:
+        return _take(arrays, used, layer_name, key, source)
+
     try:
-        layers = [_layer_from_dict(entry, arrays, used, source) for entry in layers_json]
+        layers = [layer_from_dict(entry, read_array) for entry in layers_json]
         network = Network(graph.get("input_shape"), layers, graph.get("input_levels"), graph.get("name", "network"))
     except NetworkError as error:
         raise ModelFileError(f"{source}: {error}") from None

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from pascal_ref.fast import (
     FLOAT32_EXACT_LIMIT,
     FLOAT64_EXACT_LIMIT,
+    TimestepResult,
     count_engine,
     count_plan,
     float_ann_fast,
@@ -249,7 +250,8 @@ def test_timestep_events_count_each_spike_per_synapse():
     network = build("dense", 21, 4)
     model = _model(network)
     x = _data(network, 21)
-    result, stats = timestep_engine(model, x, return_stats=True)
+    result = timestep_engine(model, x)
+    stats = result.stats
     input_counts = model.encode_input(x)
     assert stats.events["a1"] == int(input_counts.sum()) * 16
     assert stats.events["a2"] == int(result.counts["a1"].sum()) * 10
@@ -261,8 +263,19 @@ def test_timestep_events_count_each_spike_per_synapse():
 def test_analog_input_counts_macs_not_events():
     network = build("conv_avg", 22, None)
     model = _model(network)
-    _, stats = timestep_engine(model, _data(network, 22), return_stats=True)
+    stats = timestep_engine(model, _data(network, 22)).stats
     assert stats.events["a1"] == 0 and stats.macs["a1"] > 0
+
+
+def test_timestep_result_is_one_type_and_the_older_pair_still_works():
+    network = build("conv_max", 23, 4)
+    model = _model(network)
+    x = _data(network, 23)
+    result = timestep_engine(model, x)
+    assert isinstance(result, TimestepResult) and result.traces is None and result.stats.total_events > 0
+    again, stats = timestep_engine(model, x, return_stats=True)
+    np.testing.assert_array_equal(again.integer_logits, result.integer_logits)
+    assert stats is again.stats and stats.events == result.stats.events and stats.spikes == result.stats.spikes
 
 
 def test_engines_reject_float_networks_and_bad_arguments():
