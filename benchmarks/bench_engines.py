@@ -107,7 +107,8 @@ class Setup:
         self.stats["timestep_batch"] = len(self.x_timestep)
 
         def run():
-            result, stats = timestep_engine(self.model, self.x_timestep, return_stats=True)
+            result = timestep_engine(self.model, self.x_timestep)
+            stats = result.stats
             self.stats["timestep_runs"].append((stats.total_events, stats.seconds, sum(stats.macs.values()),
                                                 sum(stats.spikes.values())))
             return result

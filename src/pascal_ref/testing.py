@@ -20,6 +20,8 @@ in a fixed order, so a seed always gives the same network.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from pascal_ref.convert.architectures import build, expected_keys
@@ -77,14 +79,8 @@ def calibrate(network: Network, x: np.ndarray, percentile: float = 99.0) -> Netw
 
 
 def _with_lam(network: Network, name: str, lam: float) -> Network:
-    def replace(layer):
-        if isinstance(layer, QCFS) and layer.name == name:
-            return QCFS(name, lam, layer.levels, layer.phi)
-        if isinstance(layer, BasicBlock):
-            return BasicBlock(layer.name, layer.conv1, replace(layer.act1), layer.conv2, replace(layer.act2),
-                              shortcut=layer.shortcut)
-        return layer
-    return Network(network.input_shape, [replace(l) for l in network.layers], network.input_levels, network.name)
+    return network.map_layers(lambda layer: dataclasses.replace(layer, lam=lam)
+                              if layer.role == "activation" and layer.name == name else layer)
 
 
 def random_network(rng, family: str = "dense", levels=None, input_levels: int | None = 4, classes: int = 5,

@@ -206,8 +206,7 @@ def _timestep_plan(model: IntegerNetwork) -> tuple[_TsLayer, ...]:
     return tuple(layers)
 
 
-def timestep_engine(model: IntegerNetwork, x=None, *, x_int=None, state: bool = False,
-                    return_stats: bool = False) -> TimestepResult:
+def timestep_engine(model: IntegerNetwork, x=None, *, x_int=None, state: bool = False) -> TimestepResult:
     """The integer timestep engine: equal to ``simulate(model, x, engine="timestep")`` bit for bit.
 
     Every neuron runs stage 1 step by step on currents built from the
@@ -215,8 +214,7 @@ def timestep_engine(model: IntegerNetwork, x=None, *, x_int=None, state: bool = 
     ``state=True`` the result's ``traces[name]`` is a dict with the final
     membrane ``v`` and signed counter ``c`` (int64, channels-first; the
     reference's ``PascIfResult.v``/``.c``).  The result's ``stats`` is the
-    run's :class:`TimestepStats`.  ``return_stats=True`` returns
-    ``(result, result.stats)``, the older form of the same.
+    run's :class:`TimestepStats`.
     """
     if not isinstance(model, IntegerNetwork):
         raise TypeError(f"timestep_engine: expected an IntegerNetwork, got {type(model).__name__}")
@@ -250,7 +248,7 @@ def timestep_engine(model: IntegerNetwork, x=None, *, x_int=None, state: bool = 
             stats.seconds = time.perf_counter() - started
             result = TimestepResult(logits=logits / model.readout.scale, counts=result_counts, integer_logits=logits,
                                     traces=states, stats=stats)
-            return (result, stats) if return_stats else result
+            return result
         out = np.empty((batch, layer.neurons), np.int64)
         v = np.empty((batch, layer.neurons), np.int64)
         c = np.empty((batch, layer.neurons), np.int64)
