@@ -20,6 +20,19 @@ Run from the repository root (a few seconds to a minute per model on one core)::
 Every run prints the float accuracy of the torch model (float32) and of the
 exported network under ``pascal_ref.golden.ann.float_ann`` (float64), and the
 largest logit difference between the two.
+
+Reproducible bit for bit: with its default arguments the script rebuilds
+the bundled ``digits_mlp.npz`` and ``digits_cnn.npz`` byte for byte on a
+CPU with AVX-512 and torch 2.13.0 (checked by
+``tests/pascal_ref/io/test_bundled.py``, torch tier).  It pins what it can
+before torch is imported: the seed (``--seed``, 0), one thread for
+intra- and inter-op work (``--threads``), deterministic algorithms, torch's
+vectorized kernels (``ATEN_CPU_CAPABILITY=avx512``) and MKL's code path
+(``MKL_CBWR=AVX512``, conditional numerical reproducibility).  These are
+the code paths the bundled files were made with; a CPU without AVX-512
+runs other kernels whose last-bit differences training amplifies (the MLP
+weights end up about 0.1 apart), and the script says so when it starts.
+Set either variable yourself to override it.
 """
 from __future__ import annotations
 
@@ -28,14 +41,21 @@ import os
 import time
 from collections import OrderedDict
 
-import numpy as np
-import torch
-from torch import nn
+# Before torch is imported: its kernel dispatch and MKL read these once.
+BUNDLED_CPU_CAPABILITY = "AVX512"
+os.environ.setdefault("ATEN_CPU_CAPABILITY", BUNDLED_CPU_CAPABILITY.lower())
+os.environ.setdefault("MKL_CBWR", BUNDLED_CPU_CAPABILITY)
 
-from pascal_ref.convert.torch_export import QCFS, export
-from pascal_ref.golden.ann import float_ann
-from pascal_ref.io.data import load_digits_split
-from pascal_ref.io.fileformat import save
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from pascal_ref.convert.torch_export import QCFS, export  # noqa: E402
+from pascal_ref.golden.ann import float_ann  # noqa: E402
+from pascal_ref.io.data import load_digits_split  # noqa: E402
+from pascal_ref.io.fileformat import save  # noqa: E402
+
+BUNDLED_TORCH = "2.13.0"
 
 INPUT_LEVELS = 16
 LEVELS = 4
@@ -69,6 +89,23 @@ def shift_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     cols = (dx[:, None] + torch.arange(8))[:, None, :].expand(n, 8, 8)
     out = padded[torch.arange(n)[:, None, None], 0, rows, cols]
     return out.reshape(x.shape)
+
+
+def pin_reproducibility(threads: int = 1) -> str:
+    """Threads and deterministic algorithms (the kernel variables are set at import); a line describing them."""
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:   # already set (a second call in one process)
+        pass
+    torch.use_deterministic_algorithms(True)
+    capability = torch.backends.cpu.get_cpu_capability()
+    line = (f"reproducibility: torch {torch.__version__}, {capability} kernels, MKL_CBWR={os.environ.get('MKL_CBWR')}, "
+            f"{threads} thread(s), deterministic algorithms")
+    if capability != BUNDLED_CPU_CAPABILITY or not torch.__version__.startswith(BUNDLED_TORCH):
+        line += (f"; the bundled models were built with torch {BUNDLED_TORCH} and {BUNDLED_CPU_CAPABILITY} kernels: "
+                 "expect a retrain to differ from them")
+    return line
 
 
 def train(kind: str, epochs: int, seed: int, augment: bool, verbose: bool = True) -> nn.Module:
@@ -138,7 +175,7 @@ def main(argv=None):
     parser.add_argument("--out-dir", default=os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "pascal_ref", "models")))
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machines are shared)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    print(pin_reproducibility(args.threads))
     kinds = ["mlp", "cnn"] if args.model == "both" else [args.model]
     for kind in kinds:
         epochs = args.epochs or {"mlp": 150, "cnn": 60}[kind]

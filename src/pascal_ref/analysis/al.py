@@ -14,7 +14,9 @@
 * ``M = A (g**2 + 1) K``.
 
 ``K`` is undefined for ``n = 2, 3`` (division by zero) and ``A`` for
-``n = 1``; ``bins < 4`` is an error.
+``n = 1``; ``bins < 4`` is an error, and so is ``bins > MAX_BINS`` (4096:
+the levels of a layer take at most ``L + 1`` values, and a bin count from a
+command line must not allocate without bound).
 
 Degenerate cases, defined rather than NaN:
 
@@ -47,12 +49,14 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from pascal_ref.errors import PascalError
+from pascal_ref.errors import PascalError, ResourceLimitError, printable
 
-__all__ = ["ALMetric", "LayerAL", "al_metric", "layer_metrics", "al_histogram", "cluster_1d", "levels_for_clusters", "propose_levels",
+__all__ = ["MAX_BINS", "check_bins", "ALMetric", "LayerAL", "al_metric", "layer_metrics", "al_histogram", "cluster_1d", "levels_for_clusters", "propose_levels",
            "resolve_level_set", "LEVEL_SETS", "DIRECTIONS", "DEFAULT_LEVEL_SET"]
 
 DEFAULT_LEVEL_SET = (1, 2, 4, 8)
+MAX_BINS = 4096
+"""Most histogram bins (a layer's levels take at most ``L + 1`` distinct values)."""
 LEVEL_SETS = {
     "pow2": (1, 2, 4, 8),
     "pow2-16": (1, 2, 4, 8, 16),
@@ -71,12 +75,15 @@ class ALMetric(NamedTuple):
     M: float
 
 
-def _check_bins(bins) -> int:
+def check_bins(bins) -> int:
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)):
         raise TypeError(f"bins must be an integer >= 4, got {bins!r}")
     if bins < 4:
         raise PascalError(f"bins must be >= 4: K = k + 3n^2/((n-2)(n-3)) is undefined for n = 2, 3 "
                          f"and A = 1 - (S-1)/(n-1) for n = 1; got bins={bins}")
+    if bins > MAX_BINS:
+        raise ResourceLimitError(f"bins={bins} exceeds the limit of {MAX_BINS} (the histogram alone would take "
+                                 f"{16 * int(bins):,} bytes, and a layer's levels take at most L + 1 values)")
     return int(bins)
 
 
@@ -86,7 +93,7 @@ def al_histogram(values, bins: int = 5, what: str = "values") -> tuple[np.ndarra
     ``values`` may have any shape (it is flattened); empty, NaN/Inf or
     non-numeric input raises ``ValueError``/``TypeError`` naming ``what``.
     """
-    bins = _check_bins(bins)
+    bins = check_bins(bins)
     x = np.asarray(values)
     if x.dtype.kind not in "iufb":
         raise TypeError(f"{what}: expected a numeric array, got dtype {x.dtype}")
@@ -288,15 +295,19 @@ def layer_metrics(network, x, bins: int = 5, batch_size: int = 256) -> list[Laye
     (:func:`pascal_ref.golden.ann.float_ann`), which the SNN's spike counts equal;
     the histogram of ``q`` and of ``h = theta q`` are the same.
     """
+    from pascal_ref.analysis.verify import check_run_size
     from pascal_ref.golden.ann import check_input, float_ann
+    from pascal_ref.io.data import check_data
 
-    bins = _check_bins(bins)
-    x = check_input(network, x, "calibration data")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    bins = check_bins(bins)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise PascalError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    x, _ = check_data(network, x, None, "calibration data")
+    x = check_input(network, x, "calibration data")
+    check_run_size(network, min(int(batch_size), len(x)), "count")
     names = [layer.name for layer in network.hidden_layers]
     if not names:
-        raise PascalError(f"network '{network.name}' has no QCFS layer: nothing to measure")
+        raise PascalError(f"network '{printable(network.name)}' has no QCFS layer: nothing to measure")
     parts = {name: [] for name in names}
     for start in range(0, len(x), batch_size):
         levels = float_ann(network, x[start:start + batch_size]).levels

@@ -14,7 +14,7 @@ import importlib.util
 import sys
 from importlib.metadata import entry_points
 
-from pascal_ref.errors import PascalError
+from pascal_ref.errors import PascalError, printable
 
 __all__ = ["main", "build_parser", "CommandError", "MissingExtraError", "EXTRAS", "require_extra"]
 
@@ -51,13 +51,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerant_streams() -> None:
+    """Names from files may hold any character: never fail to print one on a narrow terminal encoding."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a stream that cannot be reconfigured
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _tolerant_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except (PascalError, OSError) as error:
         # Domain errors name the file/layer/array; a missing file or folder names the path.
-        # Anything else is a bug and keeps its traceback.
-        print(f"pascal-ref {args.command}: error: {error}", file=sys.stderr)
+        # Anything else is a bug and keeps its traceback.  The message may quote names
+        # from a file: printable() keeps it one line without escape codes.
+        print(f"pascal-ref {args.command}: error: {printable(error)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        # Inputs are bounded before they are read (docs/threat-model.md); what is left is a
+        # legitimate run larger than this machine.
+        print(f"pascal-ref {args.command}: error: out of memory (try a smaller --batch-size or --limit)",
+              file=sys.stderr)
         return 2

@@ -6,6 +6,12 @@ proposes one L per layer.  ``cost MODEL --data D`` prints per-layer stage
 steps, T_eff, spikes, MACs, ACs, neuron updates and energy, the totals and
 the ANN-equivalent energy, with the SNN's accuracy when the data has labels.
 Both write ``--json OUT`` and, with ``--plot DIR``, PNG figures.
+
+Plot files are named from the network name made safe
+(:func:`~pascal_ref.cli.common.safe_filename`: a name such as
+``../../etc/x`` or ``/tmp/x`` cannot choose the folder) and are written only
+directly inside ``DIR`` (:func:`~pascal_ref.cli.common.path_inside`, which
+also refuses a planted symlink pointing out of it).
 """
 from __future__ import annotations
 
@@ -15,7 +21,17 @@ import sys
 import numpy as np
 
 from pascal_ref.cli import CommandError, require_extra
-from pascal_ref.cli.common import add_model_argument, load_model, network_with_levels, write_json
+from pascal_ref.cli.common import (
+    add_model_argument,
+    check_count,
+    echo,
+    load_model,
+    network_with_levels,
+    path_inside,
+    safe_filename,
+    write_json,
+)
+from pascal_ref.errors import printable
 
 __all__ = ["register_al", "register_cost"]
 
@@ -23,8 +39,10 @@ __all__ = ["register_al", "register_cost"]
 def _load(args, split: str):
     from pascal_ref.io.data import load_data
 
+    check_count(args.limit, "--limit")
+    check_count(args.batch_size, "--batch-size")
     network = load_model(args.model)
-    data = load_data(args.data, network.input_shape, split=split, limit=args.limit)
+    data = load_data(args.data, split=split, limit=args.limit, network=network)
     return network, data
 
 
@@ -42,10 +60,10 @@ def _plot_dir(path: str) -> str:
 
 
 def _save_figure(plt, fig, directory: str, filename: str) -> str:
-    """Lay out, write as PNG into ``directory``, close; the file's path."""
+    """Lay out, write as PNG directly inside ``directory``, close; the file's path."""
+    path = path_inside(directory, filename)
     fig.tight_layout()
-    path = os.path.join(directory, filename)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -54,8 +72,10 @@ def _save_figure(plt, fig, directory: str, filename: str) -> str:
 
 
 def _al(args):
-    from pascal_ref.analysis.al import cluster_1d, layer_metrics, levels_for_clusters, resolve_level_set
+    from pascal_ref.analysis.al import check_bins, cluster_1d, layer_metrics, levels_for_clusters, resolve_level_set
 
+    check_bins(args.bins)
+    check_count(args.clusters, "--clusters")
     network, data = _load(args, args.split)
     level_set = resolve_level_set(args.level_set)
     rows = layer_metrics(network, data.x, bins=args.bins, batch_size=args.batch_size)
@@ -78,16 +98,16 @@ def _al(args):
     if args.json:
         write_json(args.json, payload)
     if args.json != "-":
-        print(f"{network.name}: AL metric on {data.name} ({len(data)} samples), {args.bins} bins")
+        echo(f"{network.name}: AL metric on {data.name} ({len(data)} samples), {args.bins} bins")
         head = f"{'layer':<18}{'L':>4}{'values':>10}{'A':>7}{'g':>9}{'K':>9}{'M':>10}{'cluster':>9}{'L new':>7}  histogram"
-        print(head)
-        print("-" * len(head))
+        echo(head)
+        echo("-" * len(head))
         for row, label, level in zip(rows, labels, proposal):
             m = row.metric
-            print(f"{row.name:<18}{row.levels:>4}{row.values:>10}{m.A:>7.3f}{m.g:>9.4f}{m.K:>9.4f}{m.M:>10.4f}"
-                  f"{label:>9}{level:>7}  {row.counts.tolist()}")
-        print(f"clusters {clusters} -> L {per_cluster} (cluster 0 has the lowest M; {args.direction}); "
-              f"proposed levels: {','.join(map(str, proposal))}")
+            echo(f"{printable(row.name):<18}{row.levels:>4}{row.values:>10}{m.A:>7.3f}{m.g:>9.4f}{m.K:>9.4f}"
+                 f"{m.M:>10.4f}{label:>9}{level:>7}  {row.counts.tolist()}")
+        echo(f"clusters {clusters} -> L {per_cluster} (cluster 0 has the lowest M; {args.direction}); "
+             f"proposed levels: {','.join(map(str, proposal))}")
     if args.plot:
         _plot_al(rows, proposal, _plot_dir(args.plot), network.name)
     return 0
@@ -104,12 +124,12 @@ def _plot_al(rows, proposal, directory: str, name: str):
         edges = row.edges
         ax.bar(edges[:-1], row.counts, width=np.diff(edges), align="edge", edgecolor="black", color="tab:blue")
         ax.axhline(row.counts.sum() / row.counts.size, color="tab:red", lw=1, ls="--")
-        ax.set_title(f"{row.name} L={row.levels}: M={row.metric.M:.2f} -> L={level}", fontsize=9)
+        ax.set_title(f"{printable(row.name)} L={row.levels}: M={row.metric.M:.2f} -> L={level}", fontsize=9)
         ax.set_xlabel("level q", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{name}: post-QCFS histograms (dashed: N/n)", fontsize=10)
-    path = _save_figure(plt, fig, directory, f"{name}_al_histograms.png")
-    print(f"wrote {path}", file=sys.stderr)
+    fig.suptitle(f"{printable(name)}: post-QCFS histograms (dashed: N/n)", fontsize=10)
+    path = _save_figure(plt, fig, directory, f"{safe_filename(name)}_al_histograms.png")
+    echo(f"wrote {path}", file=sys.stderr)
 
 
 def register_al(subparsers):
@@ -141,10 +161,12 @@ def _common(parser, default_split: str):
 
 def _cost(args):
     from pascal_ref.analysis.cost import EnergyModel, format_cost, measure, network_cost
+    from pascal_ref.analysis.verify import check_run_size
 
     network, data = _load(args, args.split)
     if args.levels:
         network = network_with_levels(network, args.levels)
+    check_run_size(network, min(args.batch_size, len(data)), "count")
     energy = EnergyModel(mac_pj=args.mac_pj, ac_pj=args.ac_pj, neuron_pj=args.neuron_pj)
     counts, logits = measure(network, data.x, args.batch_size)
     cost = network_cost(network, counts=counts, energy=energy)
@@ -153,9 +175,9 @@ def _cost(args):
     if args.json:
         write_json(args.json, payload)
     if args.json != "-":
-        print(format_cost(cost))
+        echo(format_cost(cost))
         if accuracy is not None:
-            print(f"SNN accuracy on {data.name}: {100 * accuracy:.2f}% ({len(data)} samples)")
+            echo(f"SNN accuracy on {data.name}: {100 * accuracy:.2f}% ({len(data)} samples)")
     if args.plot:
         _plot_cost(cost, _plot_dir(args.plot))
     return 0
@@ -163,14 +185,15 @@ def _cost(args):
 
 def _plot_cost(cost, directory: str):
     plt = _pyplot()
-    names = [row.name for row in cost.layers]
+    names = [printable(row.name) for row in cost.layers]
     positions = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 3))
     ax.bar(positions, [row.spikes_out for row in cost.layers], color="tab:blue")
     ax.set_xticks(positions, names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("spikes / inference")
-    ax.set_title(f"{cost.name}: transmitted spikes per layer (L {cost.levels})", fontsize=10)
-    spikes_path = _save_figure(plt, fig, directory, f"{cost.name}_spikes.png")
+    ax.set_title(f"{printable(cost.name)}: transmitted spikes per layer (L {cost.levels})", fontsize=10)
+    stem = safe_filename(cost.name)
+    spikes_path = _save_figure(plt, fig, directory, f"{stem}_spikes.png")
 
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 3))
     e = cost.energy_model
@@ -187,11 +210,11 @@ def _plot_cost(cost, directory: str):
            color="tab:gray")
     ax.set_xticks(positions, names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("energy / inference (nJ)")
-    ax.set_title(f"{cost.name}: energy per layer, SNN {cost.energy_pj / 1e3:.1f} nJ vs ANN "
+    ax.set_title(f"{printable(cost.name)}: energy per layer, SNN {cost.energy_pj / 1e3:.1f} nJ vs ANN "
                  f"{cost.ann_energy_pj / 1e3:.1f} nJ", fontsize=10)
     ax.legend(fontsize=7)
-    energy_path = _save_figure(plt, fig, directory, f"{cost.name}_energy.png")
-    print(f"wrote {spikes_path}, {energy_path}", file=sys.stderr)
+    energy_path = _save_figure(plt, fig, directory, f"{stem}_energy.png")
+    echo(f"wrote {spikes_path}, {energy_path}", file=sys.stderr)
 
 
 def register_cost(subparsers):

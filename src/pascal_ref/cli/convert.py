@@ -7,11 +7,18 @@ Torch-free: ``.npz`` state dicts are read with ``allow_pickle=False`` and
 from __future__ import annotations
 
 from pascal_ref.cli import CommandError
+from pascal_ref.cli.common import check_count, echo
 from pascal_ref.convert.architectures import ARCHITECTURES, NUM_CLASSES, activation_names, build
 from pascal_ref.convert.levels import levels_per_activation
 from pascal_ref.convert.state_dict import load_state_dict
 
-__all__ = ["register_convert", "parse_shape"]
+__all__ = ["register_convert", "parse_shape", "MAX_INPUT_ELEMENTS", "MAX_INPUT_LEVELS"]
+
+MAX_INPUT_ELEMENTS = 1 << 26
+"""Most input elements per sample ``--input-shape`` may ask for (ImageNet's 3x224x224 is 150528)."""
+
+MAX_INPUT_LEVELS = 1 << 16
+"""Largest ``--input-levels`` (the count-coded input is a burst of that many steps)."""
 
 
 def parse_shape(text: str | None):
@@ -21,22 +28,26 @@ def parse_shape(text: str | None):
         shape = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise CommandError(f"--input-shape: expected C,H,W, got {text!r}") from None
-    if len(shape) != 3:
-        raise CommandError(f"--input-shape: expected C,H,W, got {text!r}")
+    if len(shape) != 3 or min(shape) < 1:
+        raise CommandError(f"--input-shape: expected C,H,W of sizes >= 1, got {text!r}")
+    if shape[0] * shape[1] * shape[2] > MAX_INPUT_ELEMENTS:
+        raise CommandError(f"--input-shape {text}: {shape[0] * shape[1] * shape[2]} elements per sample, more than "
+                           f"the limit of {MAX_INPUT_ELEMENTS}")
     return shape
 
 
 def _convert(args):
     from pascal_ref.io.fileformat import save
 
+    check_count(args.input_levels, "--input-levels", 1, MAX_INPUT_LEVELS)
     levels = levels_per_activation(args.levels, activation_names(args.arch, args.classes), args.arch, "--levels")
     state = load_state_dict(args.state_dict, key=args.key)
     network = build(args.arch, args.classes, levels, state, input_levels=args.input_levels,
                     input_shape=parse_shape(args.input_shape), name=args.name, source=args.state_dict)
     save(network, args.output)
     if not args.quiet:
-        print(network.summary())
-    print(f"wrote {args.output}: {args.arch}, {args.classes} classes, {len(network.levels)} activations, "
+        echo(network.summary())
+    echo(f"wrote {args.output}: {args.arch}, {args.classes} classes, {len(network.levels)} activations, "
           f"L = {','.join(map(str, network.levels))}")
     return 0
 

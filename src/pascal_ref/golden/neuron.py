@@ -13,6 +13,13 @@ steps and emits a burst of length ``T2``::
 
 Theorem: the number of output spikes is ``clip(floor((v0 + sum(I)) / theta), 0, T2)``
 whatever the order of the currents.
+
+With integer inputs both functions compute in exact int64 and first check,
+from the extremes of the inputs, that no intermediate value can leave the
+int64 range (``v`` stays within ``[min(v0, 0) + T1 min(I, 0), max(v0, theta)
++ T1 max(I, 0)]``, widened by ``theta`` for the discarded branch of each
+reset): an input that could wrap, or a ``uint64`` value above ``2**63 - 1``,
+is a :class:`~pascal_ref.errors.PascalError`, never a wrong count.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pascal_ref.errors import PascalError
+from pascal_ref.numeric import INT64_LIMIT
 
 __all__ = ["pasc_if", "PascIfResult", "StageTrace", "neuron_count"]
 
@@ -60,9 +68,32 @@ def _is_integer(a: np.ndarray) -> bool:
     return a.dtype.kind in "iub"
 
 
-def _check_finite(name: str, a: np.ndarray) -> None:
+def _check_finite(name: str, a: np.ndarray, where: str = "pasc_if") -> None:
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-        raise PascalError(f"pasc_if: {name} contains NaN or Inf")
+        raise PascalError(f"{where}: {name} contains NaN or Inf")
+
+
+def _extremes(name: str, a: np.ndarray, where: str) -> tuple[int, int]:
+    """``(min, max)`` of an integer array as Python ints, refusing values int64 cannot hold."""
+    if a.size == 0:
+        return 0, 0
+    low, high = int(a.min()), int(a.max())
+    if low < -INT64_LIMIT or high >= INT64_LIMIT:
+        raise PascalError(f"{where}: {name} holds {high if high >= INT64_LIMIT else low}, outside the int64 range "
+                          "of the exact path")
+    return low, high
+
+
+def _check_int64_span(low: int, high: int, what: str, where: str) -> None:
+    if low < -INT64_LIMIT or high >= INT64_LIMIT:
+        raise PascalError(f"{where}: {what} may reach [{low}, {high}], beyond int64 "
+                          f"[-2**63, 2**63 - 1]: the exact path would wrap; refused")
+
+
+def _check_t_out(t_out, where: str) -> int:
+    if isinstance(t_out, (bool, np.bool_)) or not isinstance(t_out, (int, np.integer)) or t_out < 1:
+        raise PascalError(f"{where}: t_out (T2) must be an integer >= 1, got {t_out!r}")
+    return int(t_out)
 
 
 def pasc_if(currents, theta, v0, t_out: int, trace: bool = False) -> PascIfResult:
@@ -93,9 +124,7 @@ def pasc_if(currents, theta, v0, t_out: int, trace: bool = False) -> PascIfResul
     t_in = currents.shape[0]
     if t_in < 1:
         raise PascalError("pasc_if: currents has T1 = 0 steps; need T1 >= 1")
-    if isinstance(t_out, (bool, np.bool_)) or not isinstance(t_out, (int, np.integer)) or t_out < 1:
-        raise PascalError(f"pasc_if: t_out (T2) must be an integer >= 1, got {t_out!r}")
-    t_out = int(t_out)
+    t_out = _check_t_out(t_out, "pasc_if")
     for name, a in (("currents", currents), ("theta", theta), ("v0", v0)):
         if a.dtype.kind not in "iubf":
             raise TypeError(f"pasc_if: {name} must be integer or float, got dtype {a.dtype}")
@@ -105,6 +134,12 @@ def pasc_if(currents, theta, v0, t_out: int, trace: bool = False) -> PascIfResul
     exact = _is_integer(currents) and _is_integer(theta) and _is_integer(v0)
     dtype = np.int64 if exact else np.float64
     neuron_shape = currents.shape[1:]
+    if exact:
+        i_low, i_high = _extremes("currents", currents, "pasc_if")
+        v_low, v_high = _extremes("v0", v0, "pasc_if")
+        _, theta_high = _extremes("theta", theta, "pasc_if")
+        _check_int64_span(min(v_low, 0) + t_in * min(i_low, 0) - theta_high,
+                          max(v_high, theta_high) + t_in * max(i_high, 0) + theta_high, "the membrane", "pasc_if")
     try:
         theta = np.broadcast_to(theta.astype(dtype), neuron_shape)
         v = np.broadcast_to(v0.astype(dtype), neuron_shape).copy()
@@ -158,11 +193,25 @@ def pasc_if(currents, theta, v0, t_out: int, trace: bool = False) -> PascIfResul
 def neuron_count(total_current, theta, v0, t_out: int):
     """Closed form of the theorem: ``clip(floor((v0 + S) / theta), 0, T2)``.
 
-    Exact for integers (floor division); float64 otherwise.
+    Exact for integers (floor division, refused if ``v0 + S`` could leave
+    int64); float64 otherwise.  ``theta`` must be > 0 and ``t_out`` an
+    integer >= 1, as for :func:`pasc_if`.
     """
     total_current = np.asarray(total_current)
     theta = np.asarray(theta)
     v0 = np.asarray(v0)
+    t_out = _check_t_out(t_out, "neuron_count")
+    for name, a in (("total_current", total_current), ("theta", theta), ("v0", v0)):
+        if a.dtype.kind not in "iubf":
+            raise TypeError(f"neuron_count: {name} must be integer or float, got dtype {a.dtype}")
+        _check_finite(name, a, "neuron_count")
+    if np.any(theta <= 0):
+        raise PascalError("neuron_count: theta must be > 0")
     if _is_integer(total_current) and _is_integer(theta) and _is_integer(v0):
-        return np.clip((v0.astype(np.int64) + total_current) // theta, 0, t_out).astype(np.int64)
+        s_low, s_high = _extremes("total_current", total_current, "neuron_count")
+        v_low, v_high = _extremes("v0", v0, "neuron_count")
+        _extremes("theta", theta, "neuron_count")
+        _check_int64_span(v_low + s_low, v_high + s_high, "v0 + S", "neuron_count")
+        return np.clip((v0.astype(np.int64) + total_current.astype(np.int64)) // theta.astype(np.int64),
+                       0, t_out).astype(np.int64)
     return np.clip(np.floor((v0 + total_current) / theta), 0, t_out).astype(np.int64)

@@ -23,19 +23,50 @@ Everything else (any other global: a model class, ``os.system``,
 :class:`TorchPickleError` *before* anything is called.  Plain containers
 (dict, list, tuple, str, numbers, None, bools) come from pickle opcodes that
 never call code.  Legacy (pre-1.6, non-zip) files are refused too.
+
+Bounded memory and time (``docs/threat-model.md``):
+
+* the path must be a regular file (no FIFO, no ``/dev/zero``), and the zip's
+  central directory is checked before anything is decompressed
+  (:func:`pascal_ref.io.npzio.check_zip_members`: no encryption, stored or
+  deflate only, no duplicate member, total uncompressed size at most
+  ``max_bytes``, default :data:`~pascal_ref.io.npzio.MAX_EXPANDED_BYTES`);
+* ``data.pkl`` is at most :data:`MAX_PICKLE_BYTES` and is scanned opcode by
+  opcode (:mod:`pickletools`, nothing executed) before it is unpickled: at
+  most :data:`MAX_PICKLE_OPS` opcodes, memo indices no larger than the
+  opcodes before them (a 10-byte ``LONG_BINPUT 2**31`` would otherwise make
+  the unpickler allocate a memo table of gigabytes), marks nested at most
+  :data:`MAX_NESTING` deep; the loaded object may nest containers at most
+  :data:`MAX_NESTING` deep;
+* every tensor is a read-only *view* of its storage (a storage is read
+  once, however many tensors view it), and the views together may cover
+  at most ``max_bytes``.
 """
 from __future__ import annotations
 
 import io
 import pickle
+import pickletools
+import struct
 import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from pascal_ref.errors import PascalError
+from pascal_ref.errors import PascalError, ResourceLimitError
+from pascal_ref.io.npzio import MAX_EXPANDED_BYTES, check_zip_members, format_bytes, open_regular_file
 
-__all__ = ["TorchPickleError", "load_pth", "load_state_dict_pth", "find_state_dict"]
+__all__ = ["TorchPickleError", "TorchPickleLimitError", "load_pth", "load_state_dict_pth", "find_state_dict",
+           "MAX_PICKLE_BYTES", "MAX_PICKLE_OPS", "MAX_NESTING"]
+
+MAX_PICKLE_BYTES = 64 * 2 ** 20
+"""Largest ``data.pkl`` read (a ResNet-152 checkpoint's is under 200 kB)."""
+
+MAX_PICKLE_OPS = 2_000_000
+"""Most pickle opcodes run (about 20 per tensor in a state dict)."""
+
+MAX_NESTING = 64
+"""Deepest nesting of marks in the pickle and of containers in the loaded object."""
 
 # A pickled torch file of the legacy format starts with this pickled magic number.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -43,6 +74,10 @@ _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 class TorchPickleError(PascalError):
     """A ``.pth`` file that is damaged, hostile or not a plain tensor container."""
+
+
+class TorchPickleLimitError(TorchPickleError, ResourceLimitError):
+    """A ``.pth`` file beyond a stated bound (size, opcodes, nesting)."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +112,8 @@ def _check_ints(value, what: str) -> tuple[int, ...]:
     return tuple(_check_int(v, what) for v in value)
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> np.ndarray:
-    """numpy stand-in for ``torch._utils._rebuild_tensor(_v2)``; bounds-checked."""
+def _tensor_view(storage: _Storage, storage_offset, size, stride) -> np.ndarray:
+    """A read-only view of ``storage`` (``torch._utils._rebuild_tensor`` in numpy); bounds-checked, never a copy."""
     if not isinstance(storage, _Storage):
         raise TorchPickleError(f"tensor rebuild got {type(storage).__name__} instead of a storage")
     offset = _check_int(storage_offset, "tensor storage offset")
@@ -86,24 +121,24 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> np.ndar
     stride = _check_ints(stride, "tensor stride")
     if len(size) != len(stride):
         raise TorchPickleError(f"tensor size {size} and stride {stride} differ in length")
-    count = int(np.prod(size, dtype=object)) if size else 1
+    if len(size) > 32:
+        raise TorchPickleError(f"tensor of {len(size)} dimensions (numpy allows 32)")
+    count = 1
+    for n in size:
+        count *= n
     available = storage.data.shape[0]
-    if count > 0:
-        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-        if last >= available:
-            raise TorchPickleError(f"tensor (offset {offset}, size {size}, stride {stride}) reaches element {last} "
-                                   f"of a storage of {available} elements")
-        if count > max(available, 1):
-            raise TorchPickleError(f"tensor of size {size} has more elements than its storage ({available}); "
-                                   "expanded views are not supported")
-        itemsize = storage.data.itemsize
-        array = np.lib.stride_tricks.as_strided(storage.data[offset:], shape=size,
-                                                strides=tuple(s * itemsize for s in stride), writeable=False).copy()
-    else:
-        array = np.zeros(size, dtype=storage.data.dtype)
-    if storage.kind.bfloat16:
-        array = (array.astype(np.uint32) << 16).view(np.float32)
-    return array
+    if count == 0:
+        return np.zeros(size, dtype=storage.data.dtype)
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if last >= available:
+        raise TorchPickleError(f"tensor (offset {offset}, size {size}, stride {stride}) reaches element {last} "
+                               f"of a storage of {available} elements")
+    if count > max(available, 1):
+        raise TorchPickleError(f"tensor of size {size} has more elements than its storage ({available}); "
+                               "expanded views are not supported")
+    itemsize = storage.data.itemsize
+    return np.lib.stride_tricks.as_strided(storage.data[offset:], shape=size,
+                                           strides=tuple(s * itemsize for s in stride), writeable=False)
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *_ignored):
@@ -121,24 +156,86 @@ class _OrderedDict(dict):
             raise TorchPickleError(f"unexpected dict state of type {type(state).__name__}")
 
 
+_REBUILD_TENSOR = {("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor")}
 _ALLOWED = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("collections", "OrderedDict"): _OrderedDict,
 }
 
 
+def _scan_pickle(data: bytes, source: str, member: str) -> None:
+    """Walk the pickle's opcodes without running any (:func:`pickletools.genops`) and refuse bombs.
+
+    A pickler numbers its memo entries 0, 1, 2, ...: an index larger than
+    the number of opcodes before it exists only to make the unpickler
+    allocate a memo table of that size.  Marks nest as deep as the
+    containers being built.
+    """
+    depth = 0
+    try:
+        for count, (opcode, argument, _position) in enumerate(pickletools.genops(data)):
+            if count >= MAX_PICKLE_OPS:
+                raise TorchPickleLimitError(f"{source}: '{member}' has more than {MAX_PICKLE_OPS} pickle opcodes; "
+                                            "refused (a state dict needs about 20 per tensor)")
+            if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                index = int(argument)
+                if index > count:
+                    raise TorchPickleLimitError(f"{source}: '{member}' stores memo entry {index} at opcode {count}; "
+                                                "refused (a memo bomb: picklers number entries from 0)")
+            if opcode.name == "MARK":
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise TorchPickleLimitError(f"{source}: '{member}' nests marks more than {MAX_NESTING} deep; "
+                                                "refused")
+            elif pickletools.markobject in opcode.stack_before:
+                depth -= 1
+    except TorchPickleError:
+        raise
+    except (ValueError, KeyError, struct.error, UnicodeDecodeError, IndexError, OverflowError) as error:
+        raise TorchPickleError(f"{source}: malformed pickle in '{member}' ({type(error).__name__}: {error})") from None
+
+
+_PLAIN = (str, bytes, bytearray, int, float, complex, bool, type(None), np.ndarray)
+
+
+def _check_loaded(value, source: str) -> None:
+    """Refuse a loaded object that is not plain data: containers nested deeper than :data:`MAX_NESTING`,
+    or anything but containers, strings, numbers, None and tensors (a storage type or a rebuild function
+    left on the stack by a pickle that never called it).  Iterative, no recursion."""
+    seen = set()
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list, tuple, set, frozenset)):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            if depth > MAX_NESTING:
+                raise TorchPickleLimitError(f"{source}: the checkpoint nests containers more than {MAX_NESTING} "
+                                            "deep; refused")
+            children = list(item.keys()) + list(item.values()) if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+        elif not isinstance(item, _PLAIN):
+            what = item.name if isinstance(item, _StorageType) else type(item).__name__
+            raise TorchPickleError(f"{source}: the checkpoint holds a {what} object that is not a tensor or plain "
+                                   "data; refused")
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, byteorder: str, source: str):
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, byteorder: str, source: str,
+                 max_bytes: int):
         super().__init__(io.BytesIO(data))
         self.archive = archive
         self.prefix = prefix
         self.byteorder = byteorder
         self.source = source
+        self.max_bytes = max_bytes
+        self.view_bytes = 0
         self.storages: dict[str, _Storage] = {}
 
     def find_class(self, module: str, name: str):
+        if (module, name) in _REBUILD_TENSOR:
+            return self.rebuild_tensor
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
         if module == "torch" and name in _STORAGE_TYPES:
@@ -150,14 +247,26 @@ class _RestrictedUnpickler(pickle.Unpickler):
                                "and plain containers are allowed (the file may contain code, or a whole pickled "
                                "model: save model.state_dict() instead)")
 
+    def rebuild_tensor(self, storage, storage_offset, size, stride, *_ignored) -> np.ndarray:
+        """``torch._utils._rebuild_tensor(_v2)``: a view of the storage, counted against ``max_bytes``."""
+        view = _tensor_view(storage, storage_offset, size, stride)
+        self.view_bytes += view.nbytes
+        if self.view_bytes > self.max_bytes:
+            raise TorchPickleLimitError(f"{self.source}: its tensors cover more than {self.max_bytes} bytes "
+                                        f"({format_bytes(self.max_bytes)}, max_bytes=) of storage (overlapping views "
+                                        f"of the same storages, {format_bytes(sum(s.data.nbytes for s in self.storages.values()))} "
+                                        "stored); refused")
+        return view
+
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise TorchPickleError(f"{self.source}: unexpected persistent id {pid!r}; expected ('storage', type, key, location, numel)")
+            raise TorchPickleError(f"{self.source}: unexpected persistent id {str(pid)[:80]}; "
+                                   "expected ('storage', type, key, location, numel)")
         _, kind, key, _location, numel = pid
         if not isinstance(kind, _StorageType):
-            raise TorchPickleError(f"{self.source}: storage {key!r} has no known storage type ({kind!r})")
+            raise TorchPickleError(f"{self.source}: storage {key!r:.80} has no known storage type ({kind!r:.80})")
         if not isinstance(key, str) or not key or "/" in key or ".." in key:
-            raise TorchPickleError(f"{self.source}: invalid storage key {key!r}")
+            raise TorchPickleError(f"{self.source}: invalid storage key {key!r:.80}")
         numel = _check_int(numel, f"{self.source}: storage {key!r} element count")
         if key in self.storages:
             storage = self.storages[key]
@@ -174,60 +283,86 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise TorchPickleError(f"{self.source}: storage {key!r} holds {info.file_size} bytes, "
                                    f"{numel} x {kind.name} needs {expected}")
         raw = self.archive.read(member)
-        dtype = kind.dtype if kind.dtype.itemsize == 1 else kind.dtype.newbyteorder("<" if self.byteorder == "little" else ">")
-        data = np.frombuffer(raw, dtype=dtype).astype(kind.dtype)  # native order, own copy
+        order = "<" if self.byteorder == "little" else ">"
+        stored = kind.dtype if kind.dtype.itemsize == 1 else kind.dtype.newbyteorder(order)
+        data = np.frombuffer(raw, dtype=stored)
+        if kind.bfloat16:
+            data = (data.astype(np.uint32) << 16).view(np.float32)   # once per storage, not per view
+        elif not stored.isnative:
+            data = data.astype(kind.dtype)
         data.setflags(write=False)
         storage = _Storage(kind, data)
         self.storages[key] = storage
         return storage
 
 
-def load_pth(path) -> object:
-    """Unpickle a ``torch.save`` zip archive safely; tensors become numpy arrays.
+def load_pth(path, *, max_bytes: int = MAX_EXPANDED_BYTES) -> object:
+    """Unpickle a ``torch.save`` zip archive safely; tensors become read-only numpy views.
 
     Returns the saved object (usually a dict); raises :class:`TorchPickleError`
-    for damaged, legacy or hostile files without calling any code from them.
+    for damaged, legacy or hostile files without calling any code from them,
+    and :class:`TorchPickleLimitError` beyond the bounds of the module
+    docstring (``max_bytes`` caps the archive's expanded size and the bytes
+    its tensors cover).  Tensors viewing one storage share its memory; copy
+    one (``np.array(t)``) to write to it.
     """
     source = str(path)
+    handle, _size = open_regular_file(source, TorchPickleError, "checkpoint")
     try:
-        with open(source, "rb") as handle:
+        with handle:
             head = handle.read(64)
-    except OSError as error:
-        raise TorchPickleError(f"{source}: cannot read ({error.strerror or error})") from None
-    if not zipfile.is_zipfile(source):
-        legacy = head[:3] == b"\x80\x02\x8a" and head[3:4] == b"\x0a" and \
-            int.from_bytes(head[4:14], "little") == _LEGACY_MAGIC
-        raise TorchPickleError(f"{source}: " + ("legacy (pre-1.6) torch serialization is not supported; re-save it with "
-                                                "a current torch.save" if legacy else
-                                                "not a torch zip archive (truncated or not a .pth file)"))
+            handle.seek(0)
+            if not zipfile.is_zipfile(handle):
+                legacy = head[:3] == b"\x80\x02\x8a" and head[3:4] == b"\x0a" and \
+                    int.from_bytes(head[4:14], "little") == _LEGACY_MAGIC
+                raise TorchPickleError(f"{source}: " + ("legacy (pre-1.6) torch serialization is not supported; "
+                                                        "re-save it with a current torch.save" if legacy else
+                                                        "not a torch zip archive (truncated or not a .pth file)"))
+            handle.seek(0)
+            with zipfile.ZipFile(handle) as archive:
+                return _load_archive(archive, source, max_bytes)
+    except TorchPickleError:
+        raise
+    except MemoryError:
+        raise TorchPickleLimitError(f"{source}: not enough memory to load the checkpoint") from None
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, OSError, ValueError, struct.error, OverflowError,
+            NotImplementedError, RuntimeError) as error:
+        raise TorchPickleError(f"{source}: damaged zip archive ({type(error).__name__}: {error})") from None
+
+
+def _load_archive(archive: zipfile.ZipFile, source: str, max_bytes: int):
+    check_zip_members(archive, source, max_bytes, TorchPickleError, TorchPickleLimitError)
+    names = archive.namelist()
+    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+    if len(pickles) != 1:
+        raise TorchPickleError(f"{source}: expected one '<name>/data.pkl' in the archive, found {len(pickles)}"
+                               + (" (a TorchScript archive? export its state_dict instead)" if
+                                  any(n.endswith("constants.pkl") for n in names) else ""))
+    prefix = pickles[0][:-len("/data.pkl")]
+    byteorder = "little"
+    if f"{prefix}/byteorder" in names:
+        if archive.getinfo(f"{prefix}/byteorder").file_size > 16:
+            raise TorchPickleError(f"{source}: '{prefix}/byteorder' is not a byte order")
+        byteorder = archive.read(f"{prefix}/byteorder").decode("ascii", "replace").strip()
+        if byteorder not in ("little", "big"):
+            raise TorchPickleError(f"{source}: unknown byte order {byteorder!r}")
+    size = archive.getinfo(pickles[0]).file_size
+    if size > MAX_PICKLE_BYTES:
+        raise TorchPickleLimitError(f"{source}: '{pickles[0]}' is {format_bytes(size)}, more than the limit of "
+                                    f"{format_bytes(MAX_PICKLE_BYTES)}; refused")
+    data = archive.read(pickles[0])
+    _scan_pickle(data, source, pickles[0])
+    unpickler = _RestrictedUnpickler(data, archive, prefix, byteorder, source, max_bytes)
     try:
-        with zipfile.ZipFile(source) as archive:
-            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
-            if len(pickles) != 1:
-                raise TorchPickleError(f"{source}: expected one '<name>/data.pkl' in the archive, found {len(pickles)}"
-                                       + (" (a TorchScript archive? export its state_dict instead)" if
-                                          any(n.endswith("constants.pkl") for n in archive.namelist()) else ""))
-            prefix = pickles[0][:-len("/data.pkl")]
-            byteorder = "little"
-            if f"{prefix}/byteorder" in archive.namelist():
-                byteorder = archive.read(f"{prefix}/byteorder").decode("ascii", "replace").strip()
-                if byteorder not in ("little", "big"):
-                    raise TorchPickleError(f"{source}: unknown byte order {byteorder!r}")
-            data = archive.read(pickles[0])
-            unpickler = _RestrictedUnpickler(data, archive, prefix, byteorder, source)
-            try:
-                return unpickler.load()
-            except TorchPickleError:
-                raise
-            except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError, KeyError,
-                    OverflowError, MemoryError, RecursionError) as error:
-                raise TorchPickleError(f"{source}: malformed pickle in '{pickles[0]}' ({type(error).__name__}: {error})") from None
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as error:
-        raise TorchPickleError(f"{source}: damaged zip archive ({error})") from None
-    except OSError as error:
-        if isinstance(error, TorchPickleError):
-            raise
-        raise TorchPickleError(f"{source}: damaged zip archive ({error})") from None
+        value = unpickler.load()
+    except TorchPickleError:
+        raise
+    except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError, KeyError,
+            OverflowError, RecursionError, struct.error) as error:
+        raise TorchPickleError(f"{source}: malformed pickle in '{pickles[0]}' ({type(error).__name__}: "
+                               f"{str(error)[:200]})") from None
+    _check_loaded(value, source)
+    return value
 
 
 def _is_state_dict(value) -> bool:
@@ -244,7 +379,7 @@ def find_state_dict(value, source: str = "checkpoint", key: str | None = None) -
     """
     if key is not None:
         if not isinstance(value, dict) or key not in value:
-            found = ", ".join(repr(k) for k in value) if isinstance(value, dict) else type(value).__name__
+            found = ", ".join(f"{k!r:.40}" for k in list(value)[:10]) if isinstance(value, dict) else type(value).__name__
             raise TorchPickleError(f"{source}: no entry {key!r} in the checkpoint (found: {found})")
         value = value[key]
         if not _is_state_dict(value):
@@ -256,12 +391,12 @@ def find_state_dict(value, source: str = "checkpoint", key: str | None = None) -
         hits = [k for k in ("state_dict", "model", "net", "model_state_dict") if k in value and _is_state_dict(value[k])]
         if len(hits) == 1:
             return value[hits[0]]
-        found = ", ".join(repr(k) for k in list(value)[:10])
+        found = ", ".join(f"{k!r:.40}" for k in list(value)[:10])
         raise TorchPickleError(f"{source}: not a state dict of name -> tensor and no unique 'state_dict'/'model'/'net' "
                                f"entry holding one (top-level keys: {found}); name the entry with key=")
     raise TorchPickleError(f"{source}: holds a {type(value).__name__}, not a state dict")
 
 
-def load_state_dict_pth(path, key: str | None = None) -> dict[str, np.ndarray]:
-    """``load_pth`` + :func:`find_state_dict`: a plain ``{name: ndarray}`` mapping."""
-    return find_state_dict(load_pth(path), str(path), key)
+def load_state_dict_pth(path, key: str | None = None, *, max_bytes: int = MAX_EXPANDED_BYTES) -> dict[str, np.ndarray]:
+    """``load_pth`` + :func:`find_state_dict`: a plain ``{name: ndarray}`` mapping (read-only views)."""
+    return find_state_dict(load_pth(path, max_bytes=max_bytes), str(path), key)

@@ -14,6 +14,12 @@ This is what ``pascal-ref run/verify ... --workers N [--scheduler ADDRESS]``
 calls; ``docs/distributed.md`` shows how to point it at a cluster of several
 machines.  dask is imported only when a cluster is used (the ``dist``
 extra).
+
+Connecting to a scheduler means trusting it: dask moves tasks and results
+as pickles, so a hostile scheduler or worker can run code in this process
+(``docs/threat-model.md``).  Waiting is bounded: connecting and waiting for
+``workers`` give up after ``timeout`` seconds with a
+:class:`DistributedError` saying how many workers there are.
 """
 from __future__ import annotations
 
@@ -26,7 +32,10 @@ import numpy as np
 
 from pascal_ref.errors import PascalError
 
-__all__ = ["map_samples", "evaluate_sharded", "DistributedError"]
+__all__ = ["map_samples", "evaluate_sharded", "DistributedError", "DEFAULT_TIMEOUT"]
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds to wait for a scheduler to answer and for the requested number of workers."""
 
 
 class DistributedError(PascalError):
@@ -99,7 +108,7 @@ def _progress_bar(total: int, enabled: bool, description: str):
 def map_samples(fn: Callable, samples, *, shared: Sequence[Any] = (), workers: int | None = None,
                 scheduler: str | None = None, chunk_size: int = 32, progress: bool = True,
                 description: str = "samples", max_in_flight: int | None = None,
-                combine: Callable[[list], Any] | None = None):
+                combine: Callable[[list], Any] | None = None, timeout: float = DEFAULT_TIMEOUT):
     """Apply ``fn`` to a data set in chunks, possibly on a dask cluster; results in sample order.
 
     Parameters
@@ -134,6 +143,10 @@ def map_samples(fn: Callable, samples, *, shared: Sequence[Any] = (), workers: i
         Called with the list of chunk results in sample order instead of
         concatenating them (per-chunk results need not have one row per
         sample then: statistics, counters).
+    timeout : float
+        Seconds to wait for the scheduler to answer and, with ``scheduler``
+        and ``workers``, for that many workers to join (then an error saying
+        how many there are, never an endless wait).
 
     Returns
     -------
@@ -154,6 +167,8 @@ def map_samples(fn: Callable, samples, *, shared: Sequence[Any] = (), workers: i
         raise DistributedError(f"map_samples: workers must be None or an integer >= 1, got {workers!r}")
     if count == 0:
         raise DistributedError("map_samples: the data set is empty")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise DistributedError(f"map_samples: timeout must be a positive number of seconds, got {timeout!r}")
     starts = list(range(0, count, chunk_size))
     shared = tuple(shared)
     check = combine is None
@@ -178,12 +193,22 @@ def map_samples(fn: Callable, samples, *, shared: Sequence[Any] = (), workers: i
     if scheduler is None:
         cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                dashboard_address=None)
-        client = Client(cluster)
+        client = Client(cluster, timeout=timeout)
     else:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError) as error:
+            raise DistributedError(f"map_samples: no scheduler answered at {scheduler} within {timeout:g} s "
+                                   f"({type(error).__name__})") from None
     try:
         if scheduler is not None and workers is not None:
-            client.wait_for_workers(int(workers))
+            try:
+                client.wait_for_workers(int(workers), timeout=timeout)
+            except TimeoutError:
+                have = len(client.scheduler_info().get("workers", {}))
+                raise DistributedError(f"map_samples: the cluster at {scheduler} has {have} worker(s); waited "
+                                       f"{timeout:g} s for {int(workers)} (--workers); start more workers or ask "
+                                       "for fewer") from None
         _check_versions(client)
         threads = max(1, sum(client.nthreads().values()))
         window = max_in_flight or 4 * threads
@@ -230,7 +255,7 @@ def _check_versions(client) -> None:
 
 def _evaluate_chunk(network, model, engine, x):
     from pascal_ref.analysis.verify import evaluate
-    return evaluate(network, x, model, engine, batch_size=len(x))
+    return evaluate(network, x, model, engine, batch_size=len(x), reference_samples=0)
 
 
 def _merge_evaluations(parts):
@@ -256,23 +281,42 @@ def _merge_evaluations(parts):
                 row[key] = max(row[key], value) if key == "float_max_boundary_distance" else row[key] + value
         layers[name] = row
     merged.layers = layers
+    merged.reference = {"engines": [], "samples": 0, "mismatched_neurons": 0, "logits_identical": True,
+                        "other_engine_samples": 0}
     return merged
 
 
 def evaluate_sharded(network, x, model=None, engine: str = "timestep", batch_size: int = 64,
-                     workers: int | None = None, scheduler: str | None = None, progress: bool = False):
+                     workers: int | None = None, scheduler: str | None = None, progress: bool = False, *,
+                     reference_samples: int | None = None, timeout: float = DEFAULT_TIMEOUT):
     """:func:`pascal_ref.analysis.verify.evaluate` with the data set sharded by :func:`map_samples`.
 
     Each chunk of ``batch_size`` samples is one ``evaluate`` call on a
-    worker; the result equals ``evaluate(network, x, model, engine,
-    batch_size)`` in one process (same batches, integer statistics summed).
-    Pass it to ``verify(..., evaluation=...)`` for the report.
+    worker (fast engines, no reference check); the result equals
+    ``evaluate(network, x, model, engine, batch_size)`` in one process (same
+    batches, integer statistics summed).  The reference check runs here, in
+    this process, on the first ``reference_samples`` samples (default
+    :data:`~pascal_ref.analysis.verify.REFERENCE_SAMPLES`), and the
+    cluster's integer logits of those samples must equal this process's.
+    Pass the result to ``verify(..., evaluation=...)`` for the report.
     """
-    from pascal_ref.analysis.verify import default_input_bound
+    from pascal_ref.analysis.verify import REFERENCE_SAMPLES, check_arguments, default_input_bound, evaluate
+    from pascal_ref.errors import printable
     from pascal_ref.golden.quantize import quantize
-    x = np.asarray(x)
+    from pascal_ref.io.data import check_data
+    check_arguments(network, model, engine, batch_size)
+    x, _ = check_data(network, x, None, "input")
+    reference_samples = REFERENCE_SAMPLES if reference_samples is None else reference_samples
     if model is None:
         model = quantize(network, input_bound=default_input_bound(network, x))
-    return map_samples(_evaluate_chunk, x, shared=(network, model, engine), workers=workers, scheduler=scheduler,
-                       chunk_size=batch_size, progress=progress, description=f"evaluate {network.name}",
-                       combine=_merge_evaluations)
+    merged = map_samples(_evaluate_chunk, x, shared=(network, model, engine), workers=workers, scheduler=scheduler,
+                         chunk_size=batch_size, progress=progress, description=f"evaluate {printable(network.name)}",
+                         combine=_merge_evaluations, timeout=timeout)
+    if reference_samples:
+        local = evaluate(network, x[:reference_samples], model, engine, batch_size, reference_samples=reference_samples)
+        reference = dict(local.reference)
+        for path, logits in local.integer_logits.items():
+            if not np.array_equal(logits, merged.integer_logits[path][:len(logits)]):
+                reference["logits_identical"] = False   # the cluster computed something else
+        merged.reference = reference
+    return merged

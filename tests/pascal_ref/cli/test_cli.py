@@ -54,7 +54,8 @@ def test_demo_on_bundled_models(capsys):
     (lambda p: np.savez(p, x=np.array([[object()]], dtype=object)), "pickled object array; refused"),
     (lambda p: np.savez(p, x=np.zeros((3, 64)), y=np.zeros(4, int)), r"'y' has shape \(4,\), expected \(3,\)"),
     (lambda p: np.savez(p, x=np.zeros((3, 64)), y=np.zeros(3)), "integer labels"),
-    (lambda p: np.savez(p, images=np.zeros((3, 64))), "no array 'x'"),
+    (lambda p: np.savez(p, images=np.zeros((3, 64))), "unexpected array 'images'; expected x, y"),
+    (lambda p: np.savez(p, y=np.zeros(3, int)), "no array 'x'"),
     (lambda p: np.savez(p, x=np.full((2, 64), np.nan)), "NaN"),
     (lambda p: p.write_text("not an archive"), "not an .npz archive"),
 ])

@@ -154,3 +154,51 @@ def test_trace_is_consistent(currents, theta, v0, t_out):
         np.testing.assert_array_equal(s2.c[t], c)
     assert s2.v.shape[0] == max(currents.shape[0], t_out) - 1
     assert not s3.inhibitory.any()
+
+
+# ------------------------------------------------------ the exact int64 path at its edges
+
+INT64_MAX = 2 ** 63 - 1
+
+
+@pytest.mark.parametrize("currents, theta, v0, message", [
+    (np.array([2 ** 62, 2 ** 62]), 5, 0, "the membrane may reach"),          # v0 + sum(I) passes 2**63
+    (np.array([-(2 ** 62), -(2 ** 62)]), 5, 0, "the membrane may reach"),
+    (np.array([1]), 2 ** 62, 2 ** 62, "the membrane may reach"),              # v - theta / v + theta branch
+    (np.array([2 ** 63 + 5], np.uint64), 5, 0, "currents holds 9223372036854775813, outside the int64"),
+    (np.array([1]), np.uint64(2 ** 63), 0, "theta holds 9223372036854775808"),
+    (np.array([1]), 3, np.uint64(2 ** 64 - 1), "v0 holds 18446744073709551615"),
+])
+def test_exact_path_refuses_what_int64_cannot_hold(currents, theta, v0, message):
+    with pytest.raises(ValueError, match=message):
+        pasc_if(currents, theta, v0, 2)
+
+
+def test_exact_path_at_the_edge_still_exact():
+    # v0 + S just below 2**63: the count is the closed form, nothing wrapped
+    top = INT64_MAX - 2 ** 40
+    result = pasc_if(np.array([2 ** 20, 2 ** 20], np.int64), theta=2 ** 38, v0=top - 2 ** 39 - 2 ** 21, t_out=3)
+    assert result.counts == 3
+    assert neuron_count(np.int64(2 ** 62), 2 ** 61, np.int64(2 ** 62 - 1), 8) == 3
+    assert neuron_count(np.array([2 ** 40], np.uint64), 2 ** 39, 0, 4) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    ((5, 0, 0, 2), "theta must be > 0"),
+    ((5, -3, 0, 2), "theta must be > 0"),
+    ((5, 1, 0, -1), "t_out \\(T2\\) must be an integer >= 1, got -1"),
+    ((5, 1, 0, 0), "t_out \\(T2\\) must be an integer >= 1, got 0"),
+    ((5, 1, 0, 2.5), "t_out \\(T2\\) must be an integer >= 1, got 2.5"),
+    ((5, 1, 0, True), "t_out \\(T2\\) must be an integer >= 1, got True"),
+    ((np.int64(2 ** 62), 1, np.int64(2 ** 62), 2), "v0 \\+ S may reach"),
+    ((np.uint64(2 ** 63), 1, 0, 2), "total_current holds 9223372036854775808"),
+    ((np.nan, 1.0, 0.0, 2), "total_current contains NaN or Inf"),
+])
+def test_neuron_count_refusals(args, message):
+    with pytest.raises(ValueError, match=message):
+        neuron_count(*args)
+
+
+def test_neuron_count_rejects_non_numeric():
+    with pytest.raises(TypeError, match="must be integer or float"):
+        neuron_count(np.array(["a"]), 1, 0, 2)

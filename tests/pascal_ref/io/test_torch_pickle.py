@@ -209,7 +209,7 @@ def test_damaged_archives(tmp_path):
     truncated.write_bytes(good.read_bytes()[:200])
     with pytest.raises(TorchPickleError, match="truncated.pth: not a torch zip archive"):
         load_pth(truncated)
-    with pytest.raises(TorchPickleError, match="cannot read"):
+    with pytest.raises(TorchPickleError, match="missing.pth: no such file"):
         load_pth(tmp_path / "missing.pth")
     # storage of the wrong size, storage missing, path-like storage key
     tensors = {"w": np.zeros(4, np.float32)}
@@ -337,3 +337,72 @@ def test_hand_built_layout_matches_torch(tmp_path, torch):
     loaded = torch.load(write_pth(tmp_path / "m.pth", tensors), weights_only=True)
     for key, value in tensors.items():
         assert np.array_equal(loaded[key].numpy(), value), key
+
+
+# ------------------------------------------------- bounded memory and time
+
+
+def test_memo_bomb_is_refused_before_unpickling(tmp_path):
+    # 10 bytes: LONG_BINPUT 2**31-1 would make the C unpickler allocate a memo table of 16 GiB
+    bomb = b"\x80\x02N" + b"r\xff\xff\xff\x7f" + b"."
+    assert len(bomb) == 9
+    with pytest.raises(TorchPickleError, match="stores memo entry 2147483647 at opcode 2; refused \\(a memo bomb"):
+        load_pth(write_pth(tmp_path / "memo.pth", {}, pickle_bytes=bomb))
+
+
+def test_deep_nesting_is_refused(tmp_path):
+    marks = b"\x80\x02" + b"(" * 1000 + b"N" + b"t" * 1000 + b"."
+    with pytest.raises(TorchPickleError, match="nests marks more than 64 deep"):
+        load_pth(write_pth(tmp_path / "marks.pth", {}, pickle_bytes=marks))
+    lists = b"\x80\x02" + b"]" * 300 + b"a" * 299 + b"."   # nested lists without a single mark
+    with pytest.raises(TorchPickleError, match="nests containers more than 64 deep"):
+        load_pth(write_pth(tmp_path / "lists.pth", {}, pickle_bytes=lists))
+
+
+def _views(count: int, numel: int) -> bytes:
+    return (b"\x80\x02}(" + b"".join(_str(f"w{i}") + _tensor("0", "FloatStorage", numel, 0, (numel,), (1,))
+                                     for i in range(count)) + b"u.")
+
+
+def test_views_of_one_storage_share_its_memory(tmp_path):
+    numel = 1 << 16
+    storage = np.arange(numel, dtype=np.float32)
+    path = write_pth(tmp_path / "views.pth", {}, pickle_bytes=_views(100, numel),
+                     storage_overrides={"archive/data/0": storage.tobytes()})
+    loaded = load_pth(path)
+    assert len(loaded) == 100 and all(np.shares_memory(loaded["w0"], loaded[f"w{i}"]) for i in range(100))
+    assert not loaded["w5"].flags.writeable
+    np.testing.assert_array_equal(loaded["w99"], storage)
+    # views covering far more than their storages: bounded by max_bytes, not copied
+    with pytest.raises(TorchPickleError, match="its tensors cover more than 1048576 bytes \\(1 MiB, max_bytes=\\) of storage"):
+        load_pth(path, max_bytes=1 << 20)
+
+
+def test_checkpoint_archive_is_inspected_before_decompressing(tmp_path):
+    good = write_pth(tmp_path / "good.pth", _sample_tensors())
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(tmp_path / "bz.pth", "w", zipfile.ZIP_BZIP2) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info))
+    with pytest.raises(TorchPickleError, match="uses bzip2 compression"):
+        load_pth(tmp_path / "bz.pth")
+    data = bytearray(good.read_bytes())
+    data[data.find(b"PK\x01\x02") + 8] |= 1
+    (tmp_path / "enc.pth").write_bytes(bytes(data))
+    with pytest.raises(TorchPickleError, match="is encrypted"):
+        load_pth(tmp_path / "enc.pth")
+    with pytest.raises(TorchPickleError, match="would expand to .* more than the limit of 100 bytes"):
+        load_pth(good, max_bytes=100)
+    fifo = tmp_path / "fifo.pth"
+    os.mkfifo(fifo)
+    with pytest.raises(TorchPickleError, match="not a regular file \\(a named pipe\\)"):
+        load_pth(fifo)
+    with pytest.raises(TorchPickleError, match="not a regular file"):
+        load_pth("/dev/zero")
+
+
+@pytest.mark.parametrize("module, name", [("torch", "FloatStorage"), ("torch._utils", "_rebuild_tensor_v2"),
+                                          ("collections", "OrderedDict")])
+def test_globals_left_unused_are_not_returned(tmp_path, module, name):
+    body = b"\x80\x02" + _global(module, name) + b"."
+    with pytest.raises(TorchPickleError, match="not a tensor or plain data; refused"):
+        load_pth(write_pth(tmp_path / "stray.pth", {}, pickle_bytes=body))

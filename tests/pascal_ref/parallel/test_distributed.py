@@ -121,3 +121,33 @@ def test_workers_with_another_version_are_refused():
     _check_versions(FakeClient({"tcp://a:1": _package_version()}))
     with pytest.raises(DistributedError, match="tcp://b:2: 0.0.0-other"):
         _check_versions(FakeClient({"tcp://a:1": _package_version(), "tcp://b:2": "0.0.0-other"}))
+
+
+def test_more_workers_than_the_cluster_has_is_a_timeout_not_a_hang(model, samples, cluster_address):
+    import time
+    plan = count_plan(model)
+    start = time.monotonic()
+    with pytest.raises(DistributedError, match=r"has 2 worker\(s\); waited 2 s for 5 \(--workers\)"):
+        map_samples(count_engine, samples, shared=(plan,), workers=5, scheduler=cluster_address, timeout=2,
+                    progress=False)
+    assert time.monotonic() - start < 30
+
+
+def test_no_scheduler_at_the_address_is_a_timeout(model, samples):
+    with pytest.raises(DistributedError, match="no scheduler answered at tcp://127.0.0.1:9 within 2 s"):
+        map_samples(count_engine, samples, shared=(count_plan(model),), scheduler="tcp://127.0.0.1:9", timeout=2,
+                    progress=False)
+    with pytest.raises(DistributedError, match="timeout must be a positive number"):
+        map_samples(count_engine, samples, shared=(count_plan(model),), workers=1, timeout=0)
+
+
+def test_sharded_verify_checks_the_reference_here(model, samples, cluster_address):
+    from pascal_ref.analysis.verify import evaluate, verify
+    from pascal_ref.parallel import evaluate_sharded
+    network = model.network
+    sharded = evaluate_sharded(network, samples, model, "timestep", batch_size=8, scheduler=cluster_address,
+                               reference_samples=5)
+    local = evaluate(network, samples, model, "timestep", batch_size=8, reference_samples=5)
+    assert sharded.reference == local.reference and sharded.reference["samples"] == 5
+    assert verify(network, samples, model=model, evaluation=sharded) == verify(network, samples, model=model,
+                                                                            evaluation=local)

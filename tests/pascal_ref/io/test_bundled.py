@@ -1,0 +1,58 @@
+"""Bundled models: a bundled name is never a planted file, and the training script rebuilds them bit for bit."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pascal_ref.cli import main
+from pascal_ref.io.bundled import BUNDLED, bundled_path, resolve_model_path
+from pascal_ref.testing import random_mlp
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch):
+    """A working folder holding a file named like each bundled model: a different, wrong network."""
+    from pascal_ref import save
+
+    monkeypatch.chdir(tmp_path)
+    for name in BUNDLED:
+        network = random_mlp(np.random.default_rng(5), [64, 3, 10], [1], input_levels=16, name="planted", lam=9.0)
+        save(network, tmp_path / "planted.npz")
+        os.replace(tmp_path / "planted.npz", tmp_path / name)
+    return tmp_path
+
+
+def test_bundled_name_resolves_to_the_package_not_the_working_folder(planted):
+    for name in BUNDLED:
+        assert resolve_model_path(name) == bundled_path(name)
+        assert resolve_model_path(f"./{name}") == f"./{name}"
+
+
+def test_demo_never_runs_a_planted_file(planted, capsys):
+    assert main(["demo", "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "planted" not in out and "digits_mlp" in out and "digits_cnn" in out
+
+
+def test_a_path_reaches_the_planted_file(planted, capsys):
+    assert main(["info", "./digits-mlp"]) == 0
+    assert capsys.readouterr().out.startswith("planted:")
+
+
+@pytest.mark.torch
+def test_train_digits_rebuilds_the_bundled_mlp_bit_for_bit(tmp_path):
+    pytest.importorskip("torch")
+    script = REPO / "examples" / "train_digits.py"
+    done = subprocess.run([sys.executable, str(script), "--model", "mlp", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    if "expect a retrain to differ" in done.stdout:
+        pytest.skip(done.stdout.splitlines()[0])   # another CPU or torch than the bundled files were made with
+    assert (tmp_path / "digits_mlp.npz").read_bytes() == Path(bundled_path("digits-mlp")).read_bytes()
