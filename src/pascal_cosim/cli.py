@@ -1,0 +1,176 @@
+"""``pascal-ref cosim``: co-simulate a model's generated core against the integer golden model.
+
+    pascal-ref cosim MODEL --data DATA --sim icarus|verilator [--limit N] [--lanes K] [--json OUT]
+
+``MODEL`` is a model ``.npz`` or a bundled model name (``digits-mlp``);
+``DATA`` is ``digits`` (the test split) or an ``.npz`` with ``x`` (and ``y``).
+The core is generated as ``pascal-ref hdl`` does (same quantization and
+options) into a build folder under ``--build-dir``, simulated with every
+sample, and compared in order with the integer golden model: per hidden
+layer the counts, then the logits and the class. The cycles of each sample
+are compared with the cycle model (``pascal_hdl.model.core.expected_cycles``,
+computed while the simulator runs). Prints the mismatches per layer, the
+cycles per sample and the simulation speed, and writes ``cosim_cycles.json``
+into the build folder (``pascal-ref synth`` reports those cycles at Fmax);
+``--json`` also writes every
+sample's logits and class as the hardware produced them (the fields of
+``pascal-ref run``'s ``integer_ann`` entries). Exit status 1 on any mismatch,
+2 on a user error.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+__all__ = ["register_cosim"]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _model_cycles(config, levels, out: dict) -> None:
+    """The cycle model's cycles per sample (pure Python: run on a thread beside the simulator)."""
+    from pascal_hdl.model.core import expected_cycles
+
+    try:
+        out["cycles"] = expected_cycles(config, levels)
+    except Exception as error:  # noqa: BLE001 - re-raised in the main thread, never lost
+        out["error"] = error
+
+
+def _cosim(args) -> int:
+    from pascal_ref.cli import CommandError, require_extra
+    require_extra("hdl", "this command")
+    import numpy as np
+
+    from pascal_cosim.core import cosim_network, cycle_stats, write_cosim_cycles
+    from pascal_cosim.runner import SimulationFailed, default_build_root, safe_name
+    from pascal_hdl.config import HardwareError
+    from pascal_hdl.flow.generate import core_config_from_network, generate_from_network
+    from pascal_ref.cli.common import echo, write_json
+    from pascal_ref.golden.quantize import integer_ann
+    from pascal_ref.io.bundled import resolve_model_path
+    from pascal_ref.io.data import load_data
+    from pascal_ref.io.fileformat import load
+
+    path = resolve_model_path(args.model)
+    try:
+        with open(path, "rb") as handle:
+            model_bytes = handle.read()
+    except OSError as error:
+        raise CommandError(f"cannot read model {args.model!r}: {error.strerror}") from None
+    network = load(path)
+    data = load_data(args.data, limit=args.limit, network=network)
+    per_channel = not args.per_layer_threshold
+    try:
+        config, model = core_config_from_network(network, lanes=args.lanes, weight_bits=args.weight_bits,
+                                                 per_channel=per_channel)
+    except HardwareError as error:
+        raise CommandError(f"the core cannot take model {args.model!r}: {error}") from None
+    levels = model.encode_input(data.x)
+
+    root = default_build_root() if args.build_dir is None else Path(args.build_dir).resolve()
+    options = f"{args.lanes}\0{args.weight_bits}\0{per_channel}\0".encode()
+    key = hashlib.sha256(options + model_bytes).hexdigest()[:12]
+    folder = root / "designs" / f"{safe_name(config.name, 40)}-{key}"
+    generate_from_network(network, folder, lanes=args.lanes, weight_bits=args.weight_bits, per_channel=per_channel,
+                          model_bytes=model_bytes)
+
+    cycles_out: dict = {}
+    worker = threading.Thread(target=_model_cycles, args=(config, levels, cycles_out), daemon=True)
+    worker.start()
+    try:
+        result = cosim_network(folder, config, model, levels, args.sim, run_name=f"cli-{folder.name}-{args.sim}",
+                               root=root)
+    except SimulationFailed as error:
+        raise CommandError(str(error)) from None
+    worker.join()
+    if "error" in cycles_out:
+        raise cycles_out["error"]
+    model_cycles = cycles_out["cycles"]
+
+    count = len(levels)
+    errors = list(result.errors)
+    measured = result.cycles
+    cycle_bad = np.flatnonzero(measured != model_cycles) if len(measured) == count else np.arange(count)
+    if len(cycle_bad):
+        first = int(cycle_bad[0])
+        got = int(measured[first]) if first < len(measured) else None
+        errors.append(f"cycles differ from the cycle model on {len(cycle_bad)} samples, first sample {first}: "
+                      f"{got} != {int(model_cycles[first])}")
+    golden_logits = np.asarray(integer_ann(model, x_int=levels).integer_logits)
+
+    ok = not errors
+    echo(f"cosim {args.model} on {data.name} ({count} samples), {args.sim}: "
+          f"{'every sample matches the integer golden model and the cycle model' if ok else 'MISMATCHES'}")
+    for layer in config.layers:
+        kind = "readout" if layer.is_readout else "hidden"
+        bad = result.mismatches_per_layer.get(layer.name, count)
+        echo(f"  layer {layer.name} ({kind}, {layer.out_features} neurons, {layer.lanes} lanes): "
+              f"{bad} of {count} samples differ")
+    ideal = config.ideal_cycles(levels)
+    if len(measured) == count and not len(cycle_bad):
+        worst = config.worst_case_cycles()
+        write_cosim_cycles(folder, cycle_stats(config, levels, measured, worst), args.sim, "pascal-ref cosim")
+    if len(measured):
+        print(f"  cycles per sample: mean {measured.mean():.1f} (min {measured.min()}, max {measured.max()}); "
+              f"cycle model equal on {count - len(cycle_bad)} of {count}; ideal (synaptic events / lanes) "
+              f"{ideal.mean():.1f}, ratio {measured.sum() / max(1.0, ideal.sum()):.3f}")
+    print(f"  speed: {result.simulated_cycles:,} cycles in {result.sim_wall_s:.2f} s = {result.cycles_per_s:,.0f} "
+          f"cycles/s (build {result.build_s:.1f} s, run {result.run_s:.1f} s, build folder {folder})")
+    for message in errors[:10]:
+        echo(f"  {message}")
+    if len(errors) > 10:
+        print(f"  ... {len(errors) - 10} more")
+
+    if args.json:
+        samples = []
+        for index in range(count):
+            entry = {"index": index}
+            if data.y is not None:
+                entry["label"] = int(data.y[index])
+            if index < len(result.logits):
+                entry["hardware"] = {"integer_logits": result.logits[index].tolist(),
+                                     "prediction": int(result.classes[index]), "cycles": int(measured[index])}
+            entry["golden"] = {"integer_logits": golden_logits[index].tolist(),
+                               "prediction": int(np.argmax(golden_logits[index])),
+                               "cycles": int(model_cycles[index])}
+            samples.append(entry)
+        payload = {
+            "model": args.model, "data": data.name, "simulator": args.sim, "samples_count": count, "ok": ok,
+            "mismatches_per_layer": result.mismatches_per_layer, "errors": errors,
+            "cycles": {"mean": float(measured.mean()) if len(measured) else None,
+                       "min": int(measured.min()) if len(measured) else None,
+                       "max": int(measured.max()) if len(measured) else None,
+                       "model_equal": int(count - len(cycle_bad)), "ideal_mean": float(ideal.mean())},
+            "speed": {"simulated_cycles": result.simulated_cycles, "sim_wall_s": result.sim_wall_s,
+                      "cycles_per_s": result.cycles_per_s, "build_s": result.build_s, "run_s": result.run_s},
+            "lanes": [layer.lanes for layer in config.layers], "build_folder": str(folder),
+            "samples": samples,
+        }
+        write_json(args.json, payload)
+        if args.json != "-":
+            echo(f"wrote {args.json}")
+    return 0 if ok else 1
+
+
+def register_cosim(subparsers):
+    parser = subparsers.add_parser("cosim", help="co-simulate the generated core against the integer golden model")
+    parser.add_argument("model", help="model .npz file or bundled model name (digits-mlp)")
+    parser.add_argument("--data", required=True, help="'digits' (test split) or an .npz with arrays x (and y)")
+    parser.add_argument("--sim", required=True, choices=("icarus", "verilator"), help="simulator")
+    parser.add_argument("--limit", type=_positive, default=None, help="use only the first N samples")
+    parser.add_argument("--lanes", type=_positive, default=None,
+                        help="neurons updated in parallel per layer (default: 8 hidden, 16 readout, capped at the size)")
+    parser.add_argument("--weight-bits", type=_positive, default=8, help="integer weight width (default 8)")
+    parser.add_argument("--per-layer-threshold", action="store_true",
+                        help="one integer threshold per layer instead of per output channel")
+    parser.add_argument("--build-dir", default=None, metavar="DIR",
+                        help="build and run folders (default: $COSIM_BUILD_DIR or ~/.cache/pascal-cosim)")
+    parser.add_argument("--json", metavar="OUT", help="also write the report and every sample's logits as JSON")
+    parser.set_defaults(handler=_cosim)

@@ -1,0 +1,87 @@
+"""``pascal-ref cosim`` without a simulator: the missing-extra line, argument errors; the import arrows."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pascal_ref import cli
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def test_missing_hdl_extra_prints_the_standard_line(monkeypatch, capsys):
+    monkeypatch.setitem(cli.EXTRAS, "hdl", ("no_such_module_for_the_test",))
+    status = cli.main(["cosim", "digits-mlp", "--data", "digits", "--sim", "icarus"])
+    assert status == 2
+    assert capsys.readouterr().err == ("pascal-ref cosim: error: this command needs the 'hdl' extra "
+                                       "(no_such_module_for_the_test is not installed): pip install 'pascal-ref[hdl]'\n")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sim", "questa"], "invalid choice: 'questa'"),
+    (["--sim", "icarus", "--limit", "0"], "argument --limit: invalid _positive value: '0'"),
+    (["--sim", "icarus", "--lanes", "x"], "argument --lanes: invalid _positive value: 'x'"),
+])
+def test_bad_arguments_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["cosim", "digits-mlp", "--data", "digits", *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_model_is_a_user_error(capsys, tmp_path):
+    status = cli.main(["cosim", str(tmp_path / "nothing.npz"), "--data", "digits", "--sim", "icarus",
+                       "--build-dir", str(tmp_path / "b")])
+    assert status == 2 and "nothing.npz" in capsys.readouterr().err
+
+
+def test_golden_model_and_hardware_never_import_cosim():
+    """The arrows point one way: pascal_cosim sits on top of pascal_ref and pascal_hdl."""
+    pattern = re.compile(r"^\s*(from|import)\s+pascal_cosim\b", re.MULTILINE)
+    offenders = [str(path.relative_to(SRC)) for package in ("pascal_ref", "pascal_hdl")
+                 for path in sorted((SRC / package).rglob("*.py")) if pattern.search(path.read_text())]
+    assert offenders == []
+
+
+def fake_cosim(errors, per_layer):
+    """A stand-in for ``cosim_network`` (no simulator): the golden model's outputs, with ``errors``."""
+    def cosim_network(folder, config, model, levels, simulator, **options):
+        import numpy as np
+
+        from pascal_cosim.core import NetworkCosim
+        from pascal_hdl.model.core import expected_cycles
+        from pascal_ref.golden.quantize import integer_ann
+
+        logits = np.asarray(integer_ann(model, x_int=levels).integer_logits)
+        cycles = np.asarray(expected_cycles(config, levels))
+        return NetworkCosim(simulator, len(levels), None, list(errors), dict(per_layer), logits,
+                            np.argmax(logits, axis=1), cycles, None, int(cycles.sum()), 1.5, 2.0, 0.5,
+                            Path(folder))
+    return cosim_network
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["matching", "mismatching"])
+def test_exit_status_and_json_follow_the_comparison(broken, monkeypatch, capsys, tmp_path):
+    pytest.importorskip("amaranth")
+    import json
+
+    import pascal_cosim.core
+
+    errors = ["image 1 layer act1: neurons [3] counts [2] want [1]"] if broken else []
+    monkeypatch.setattr(pascal_cosim.core, "cosim_network",
+                        fake_cosim(errors, {"act1": int(broken), "fc2": 0}))
+    out = tmp_path / "cosim.json"
+    status = cli.main(["cosim", "digits-mlp", "--data", "digits", "--sim", "verilator", "--limit", "3",
+                       "--build-dir", str(tmp_path / "b"), "--json", str(out)])
+    text = capsys.readouterr().out
+    assert status == (1 if broken else 0)
+    assert ("MISMATCHES" in text) == broken
+    assert f"  layer act1 (hidden, 64 neurons, 8 lanes): {int(broken)} of 3 samples differ" in text
+    assert "cycle model equal on 3 of 3" in text
+    report = json.loads(out.read_text())
+    assert report["ok"] is not broken and report["errors"] == errors
+    assert [s["hardware"]["prediction"] for s in report["samples"]] == \
+        [s["golden"]["prediction"] for s in report["samples"]]
+    assert (tmp_path / "b" / "designs").is_dir()
