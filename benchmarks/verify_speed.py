@@ -5,6 +5,7 @@ Usage (from the repository root, venv active)::
     python benchmarks/verify_speed.py                       # VGG-16 (CIFAR), 32 images, 3 rounds
     python benchmarks/verify_speed.py --repeats 5 --json /tmp/verify_speed.json
     python benchmarks/verify_speed.py --large 10000 --workers 2   # + a 10,000-image `pascal-ref verify`
+    python benchmarks/verify_speed.py --large 10000 --large-model digits-cnn --large-engine timestep --large-only
 
 One process, one network (``pascal_ref.testing.random_template_network("vgg16", 10, 4)``,
 analog input 3x32x32, seed 0) and one batch (standard normal, seed 1).  Every
@@ -91,16 +92,30 @@ def measure(table: dict, repeats: int, pause: float) -> dict:
     return times
 
 
-def large_run(images: int, workers: int, engine: str, batch_size: int) -> dict:
-    """``pascal-ref verify`` on ``images`` random CIFAR-shaped images, with and without ``--workers``."""
+def large_run(images: int, workers: int, engine: str, batch_size: int, model: str = "vgg16") -> dict:
+    """``pascal-ref verify`` on ``images`` images, with and without ``--workers``.
+
+    ``model``: ``vgg16`` (the random CIFAR VGG-16 of the rounds, on standard normal 3x32x32 images) or a
+    bundled digits model (``digits-cnn``, ``digits-mlp``) on the 1797 digits images (pixels / 16) repeated
+    to ``images`` samples, with their labels.
+    """
     from pascal_ref.io.fileformat import save
     from pascal_ref.testing import random_template_network
 
     folder = tempfile.mkdtemp(prefix="verify-speed-")
-    model_path, data_path = os.path.join(folder, "vgg16.npz"), os.path.join(folder, "data.npz")
-    save(random_template_network("vgg16", 10, 4, rng=0), model_path)
-    rng = np.random.default_rng(3)
-    np.savez(data_path, x=rng.normal(size=(images, 3, 32, 32)), y=rng.integers(0, 10, images))
+    data_path = os.path.join(folder, "data.npz")
+    if model == "vgg16":
+        model_path = os.path.join(folder, "vgg16.npz")
+        save(random_template_network("vgg16", 10, 4, rng=0), model_path)
+        rng = np.random.default_rng(3)
+        np.savez(data_path, x=rng.normal(size=(images, 3, 32, 32)), y=rng.integers(0, 10, images))
+    else:
+        from sklearn.datasets import load_digits
+        model_path = model
+        digits = load_digits()
+        index = np.arange(images) % len(digits.target)
+        x = digits.data[index] / 16.0
+        np.savez(data_path, x=x.reshape(images, 1, 8, 8) if model == "digits-cnn" else x, y=digits.target[index])
     results = {}
     for label, extra in (("one process", []), (f"--workers {workers}", ["--workers", str(workers)])):
         command = [sys.executable, "-m", "pascal_ref.cli", "verify", model_path, "--data", data_path, "--engine",
@@ -114,8 +129,8 @@ def large_run(images: int, workers: int, engine: str, batch_size: int) -> dict:
         print(f"  {images} images, {label}: {seconds:.0f} s, {results[label]['verdict']}", file=sys.stderr,
               flush=True)
     shutil.rmtree(folder, ignore_errors=True)
-    return {"images": images, "engine": engine, "batch_size": batch_size, "command": " ".join(command),
-            "runs": results}
+    return {"images": images, "model": model, "engine": engine, "batch_size": batch_size,
+            "command": " ".join(command), "runs": results}
 
 
 def main(argv=None):
@@ -126,11 +141,25 @@ def main(argv=None):
     parser.add_argument("--engines", default="timestep,count", help="verify engines to time")
     parser.add_argument("--large", type=int, default=0, help="also time `pascal-ref verify` on this many images")
     parser.add_argument("--large-engine", default="count", choices=("count", "timestep"))
+    parser.add_argument("--large-model", default="vgg16", choices=("vgg16", "digits-cnn", "digits-mlp"),
+                        help="model of the --large run (digits: the digits images repeated to N samples)")
+    parser.add_argument("--large-only", action="store_true", help="skip the rounds, only the --large run")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)
     engines = [e for e in args.engines.split(",") if e]
 
+    if args.large_only:
+        if not args.large:
+            parser.error("--large-only needs --large N")
+        large = large_run(args.large, args.workers, args.large_engine, 64, args.large_model)
+        for label, run in large["runs"].items():
+            print(f"  {args.large} images of {args.large_model} ({args.large_engine} engine), {label}: "
+                  f"{run['seconds']:.1f} s ({args.large / run['seconds']:.0f} images/s), {run['verdict']}")
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump({"large": large}, handle, indent=2)
+        return
     network, model, x, y = build(args.batch)
     times = measure(items(network, model, x, y, engines), args.repeats, args.pause)
     median = {name: statistics.median(values) for name, values in times.items()}
@@ -155,7 +184,7 @@ def main(argv=None):
     payload = {"network": "vgg16 cifar10 L=4 random (seed 0)", "batch": args.batch, "repeats": args.repeats,
                "times": times, "medians": median, "summary": summary}
     if args.large:
-        payload["large"] = large_run(args.large, args.workers, args.large_engine, 64)
+        payload["large"] = large_run(args.large, args.workers, args.large_engine, 64, args.large_model)
         runs = payload["large"]["runs"]
         for label, run in runs.items():
             print(f"  {args.large} images ({args.large_engine} engine), {label}: {run['seconds']:.0f} s "

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["register_hdl", "register_synth"]
+__all__ = ["MAX_MODEL_BYTES", "register_hdl", "register_synth"]
+
+MAX_MODEL_BYTES = 256 * 2 ** 20
+"""Largest model file ``hdl`` reads (a core's weights fit in FPGA block RAM: a few hundred kB)."""
 
 
 def _positive(text: str) -> int:
@@ -24,22 +27,29 @@ def _hdl(args) -> int:
     require_extra("hdl", "this command")
     from pascal_hdl.flow.generate import generate_from_network
     from pascal_hdl.config import HardwareError
+    from pascal_ref.errors import printable
     from pascal_ref.io.bundled import resolve_model_path
     from pascal_ref.io.fileformat import load
+    from pascal_ref.io.npzio import open_regular_file
 
     path = resolve_model_path(args.model)
-    try:
-        with open(path, "rb") as handle:
-            model_bytes = handle.read()
-    except OSError as error:
-        raise CommandError(f"cannot read model {args.model!r}: {error.strerror}") from None
-    network = load(path)
+    # Opened without blocking and checked to be a regular file (a FIFO or /dev/zero is refused, not read);
+    # load() reads the same bytes (from memory), so the digest in the manifest is the model generated from.
+    handle, size = open_regular_file(path, CommandError, "model")
+    with handle:
+        if size > MAX_MODEL_BYTES:
+            raise CommandError(f"{printable(args.model)}: {size} bytes, more than the limit of {MAX_MODEL_BYTES} for "
+                               "a model the core can take")
+        model_bytes = handle.read(size + 1)
+    if len(model_bytes) != size:
+        raise CommandError(f"{printable(args.model)}: the file changed while it was read")
+    network = load(model_bytes, source=str(path))
     try:
         manifest = generate_from_network(network, args.output, lanes=args.lanes, weight_bits=args.weight_bits,
                                          per_channel=not args.per_layer_threshold, name=args.name,
                                          model_bytes=model_bytes)
     except HardwareError as error:
-        raise CommandError(f"the core cannot take model {args.model!r}: {error}") from None
+        raise CommandError(f"the core cannot take model {printable(args.model)!r}: {error}") from None
     layers = ", ".join(f"{l['name']} {l['in_features']}->{l['out_features']} x{l['lanes']} lanes"
                        for l in manifest["layers"])
     print(f"wrote {args.output}/{manifest['verilog'][0]} ({manifest['top']}): {layers}; "

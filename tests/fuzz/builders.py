@@ -306,16 +306,33 @@ def pickle_programs(draw):
 # ------------------------------------------------------------ build folders
 
 
+CORE_VERILOG = "module pascal_core(input clk, input rst); endmodule\n"
+
+
 def base_manifest() -> dict:
-    return {
-        "format": "pascal-hdl-build", "version": 1, "top": "pascal_core", "verilog": ["pascal_core.v"],
+    """A manifest as ``pascal-ref hdl`` writes it for the ``pascal_core.v`` of :func:`build_folder`
+    (sealed: its digests match; :func:`seal` again after an edit to get past the digest check)."""
+    import hashlib
+    manifest = {
+        "format": "pascal-hdl-core", "version": 1, "top": "pascal_core", "verilog": ["pascal_core.v"],
         "source": {}, "classes": 10, "layers": [], "memory_bits": 1024,
         "input": {"features": 64, "levels": 16, "encoding": "count-coded"},
         "ports": [{"name": "clk", "direction": "input", "width": 1}, {"name": "rst", "direction": "input", "width": 1},
                   {"name": "in_data", "direction": "input", "width": 12},
                   {"name": "out_logits", "direction": "output", "width": 40}],
         "expected_cycles": {"worst_case": 1000, "ideal_formula": "x"},
+        "digests": {"files": {"pascal_core.v": hashlib.sha256(CORE_VERILOG.encode()).hexdigest()}, "manifest": ""},
     }
+    return seal(manifest)
+
+
+def seal(manifest):
+    """``manifest`` with ``digests.manifest`` recomputed (when it has that field): an edit that a digest
+    would catch then reaches the checks behind it (schema, names, file digests, the tools)."""
+    from pascal_hdl.flow.synth import manifest_digest
+    if isinstance(manifest, dict) and isinstance(manifest.get("digests"), dict) and "manifest" in manifest["digests"]:
+        manifest["digests"]["manifest"] = manifest_digest(manifest)
+    return manifest
 
 
 def build_folder(root, text: str):
@@ -324,7 +341,7 @@ def build_folder(root, text: str):
     import tempfile
     from pathlib import Path
     folder = Path(tempfile.mkdtemp(dir=root))
-    (folder / "pascal_core.v").write_text("module pascal_core(input clk, input rst); endmodule\n")
+    (folder / "pascal_core.v").write_text(CORE_VERILOG)
     (folder / "manifest.json").write_text(text)
     return folder / "manifest.json"
 

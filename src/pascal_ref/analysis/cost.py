@@ -267,8 +267,15 @@ def network_cost(network: Network, x=None, counts: dict | None = None, energy: E
                 raise PascalError(f"network_cost: no spike counts for '{source}'")
             c = counts[source]
             shape = network.input_shape if source == INPUT else network.by_name[source].output_shape
+            if not isinstance(c, np.ndarray) or c.dtype.kind not in "iu":
+                raise PascalError(f"network_cost: counts of '{source}' must be an integer array, got "
+                                  f"{getattr(c, 'dtype', type(c).__name__)}")
             if c.shape[1:] != tuple(shape):
                 raise PascalError(f"network_cost: counts of '{source}' have shape {c.shape}, expected (N, {shape})")
+            most = network.input_levels if source == INPUT else network.by_name[source].levels
+            if c.size and (int(c.min()) < 0 or int(c.max()) > most):
+                raise PascalError(f"network_cost: counts of '{source}' lie in [{int(c.min())}, {int(c.max())}], "
+                                  f"outside 0..{most} (the spikes a train of that layer can hold)")
             if samples is None:
                 samples = c.shape[0]
             elif c.shape[0] != samples:

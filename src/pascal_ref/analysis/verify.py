@@ -26,7 +26,11 @@ Engines (``engines="fast"``, the default):
   ``engine="count"``, the fast timestep engine as the other engine; every
   level, count and logit must equal the fast engines' (``report["reference"]``);
 * the float paths have no fast engine that yields per-neuron levels in
-  float64, so they run on the readable engines over the whole data set.
+  float64, so they run on the readable engines over the whole data set;
+  with ``engine="count"`` the float SNN's count engine takes the float
+  ANN's synapse products where its input to a synapse is bit for bit the
+  ANN's (``SharedProducts``: the same floats give the same product, so
+  its counts are those it computes alone).
 
 ``engines="reference"`` runs the readable engines alone over the whole data
 set (the behaviour before the fast engines, kept for benchmarks and as a
@@ -46,9 +50,11 @@ import numpy as np
 from pascal_ref.errors import PascalError, ResourceLimitError, printable
 from pascal_ref.golden.ann import float_ann
 from pascal_ref.golden.quantize import IntegerNetwork, integer_ann, quantize
-from pascal_ref.golden.snn import ENGINES, SnnResult, latency, layer_timesteps, simulate
+from pascal_ref.golden.ops import SharedProducts
+from pascal_ref.golden.snn import ENGINES, SnnResult, latency, layer_timesteps, simulate, simulate_count
 from pascal_ref.io.data import check_data
 from pascal_ref.io.npzio import format_bytes
+from pascal_ref.ir.layers import MAX_LEVELS
 from pascal_ref.ir.network import Network
 
 __all__ = ["PATHS", "ENGINE_SETS", "REFERENCE_SAMPLES", "MAX_BATCH_BYTES", "MAX_LAYER_STEPS", "MAX_LEVELS",
@@ -68,8 +74,6 @@ MAX_BATCH_BYTES = 4 * 2 ** 30
 MAX_LAYER_STEPS = 1 << 16
 """Most stage steps (``T1 + max(T1, T2) - 1 + T2``) of one layer the timestep engines run."""
 
-MAX_LEVELS = 1 << 16
-"""Largest ``L`` of an activation and ``input_levels`` a run accepts (in practice 1..16; 256 for 8-bit count coding)."""
 
 
 def default_input_bound(network: Network, x: np.ndarray) -> float | None:
@@ -267,14 +271,28 @@ class _FastEngines:
         return self._timestep(self.model, xb)
 
 
+def _one_blas_thread():
+    """A context in which BLAS runs on one thread (threadpoolctl, a dependency of scikit-learn; a no-op
+    without it).  The reference runs on a few samples: matrix products with a handful of rows, which
+    two BLAS threads spinning against each other on a loaded machine slow down several times.  Only
+    integer paths run inside it, exact whatever the thread count (every product below 2**53)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:   # pragma: no cover - scikit-learn brings it
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 def _reference_check(model: IntegerNetwork, xb, ia, is_, engine: str, fast: _FastEngines, names) -> dict:
     """The readable counterpart of every fast engine used (and, for the count engine, the fast timestep
     engine as the other engine) on ``xb``, against the fast results."""
-    checks = [("integer_ann", integer_ann(model, xb), ia)]
-    if engine == "timestep":
-        checks.append(("simulate timestep", simulate(model, xb, engine="timestep"), is_))
-    else:   # the count engine is the integer ANN's closed form: integer_ann is its readable counterpart
-        checks.append(("fast timestep_engine", fast.timestep(xb), ia))
+    with _one_blas_thread():
+        checks = [("integer_ann", integer_ann(model, xb), ia)]
+        if engine == "timestep":
+            checks.append(("simulate timestep", simulate(model, xb, engine="timestep"), is_))
+        else:   # the count engine is the integer ANN's closed form: integer_ann is its readable counterpart
+            checks.append(("fast timestep_engine", fast.timestep(xb), ia))
     per_layer = {name: 0 for name in names}
     identical = True
     for _label, expected, actual in checks:
@@ -314,8 +332,15 @@ def evaluate(network: Network, x: np.ndarray, model: IntegerNetwork | None = Non
     pending_reference = reference_samples if fast is not None else 0
     for start in _batches(len(x), batch_size, progress, f"verify {printable(network.name)}"):
         xb = x[start:start + batch_size]
-        fa = float_ann(network, xb)
-        fs = simulate(network, xb, engine=engine)
+        if fast is not None and engine == "count":
+            # The float SNN's count engine multiplies the same weights by c*theta where the ANN does by
+            # q*theta: wherever those are the same floats, the ANN's product is taken (SharedProducts).
+            shared = SharedProducts()
+            fa = float_ann(network, xb, shared=shared)
+            fs = simulate_count(network, xb, shared=shared)
+        else:
+            fa = float_ann(network, xb)
+            fs = simulate(network, xb, engine=engine)
         if fast is None:
             ia = integer_ann(model, xb)
             is_ = simulate(model, xb, engine=engine)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["im2col_into", "qcfs_levels_int", "qcfs_levels_float", "qcfs_values", "scatter_spikes", "neuron_stages",
+__all__ = ["im2col_into", "qcfs_levels_int", "qcfs_levels_float", "qcfs_values", "scatter_spikes", "burst_currents",
+           "neuron_stages",
            "SCATTER_CONV", "SCATTER_DENSE", "SCATTER_IDENTITY"]
 
 SCATTER_CONV, SCATTER_DENSE, SCATTER_IDENTITY = 0, 1, 2
@@ -101,11 +102,17 @@ def qcfs_values(z, bias, constants):
 @numba.njit(parallel=True, cache=True)
 def scatter_spikes(src, source_steps, analog, use_map, map_ptr, map_index, map_mult, kind, weight,
                    op_h, op_w, op_c, geometry, currents, events):
-    """Add every spike of ``src`` (counts, or analog values) to the step currents of its targets.
+    """Add every burst of ``src`` (counts, or analog values) to the step currents of its targets.
 
-    ``currents[b, t, n]`` (channels-last targets); ``events[b]`` receives the
-    number of weight additions done for sample ``b``.  ``kind``: one of the
-    ``SCATTER_*`` codes (dense 1, identity 2, convolution otherwise).
+    A source with count ``k`` spikes at steps ``0..k-1``; its weight row is
+    added once, at step ``k - 1`` of ``currents[b, t, n]`` (channels-last
+    targets), which therefore holds the *differences* ``I[t] - I[t+1]`` of
+    the step currents until :func:`burst_currents` sums them from the last
+    step back (exact: integers, each partial sum a subset sum of the
+    weights, within the layer's bound).  ``events[b]`` receives the number of
+    synaptic events of sample ``b`` (one per spike per weight: ``k`` for a
+    burst of ``k``).  ``kind``: one of the ``SCATTER_*`` codes (dense 1,
+    identity 2, convolution otherwise).
     """
     batch, sources = src.shape
     out_ch = weight.shape[1]
@@ -127,16 +134,15 @@ def scatter_spikes(src, source_steps, analog, use_map, map_ptr, map_index, map_m
             for m in range(lo, hi):
                 i = map_index[m] if use_map else n
                 gain = value * (map_mult[m] if use_map else 1)
+                last = steps - 1
                 if kind == 1:      # linear: every output
-                    for t in range(steps):
-                        row = currents[b, t]
-                        for o in range(out_ch):
-                            row[o] += gain * weight[i, o]
+                    row = currents[b, last]
+                    for o in range(out_ch):
+                        row[o] += gain * weight[i, o]
                     done += steps * out_ch
                 elif kind == 2:    # identity: the same neuron
                     c = i % op_c
-                    for t in range(steps):
-                        currents[b, t, i] += gain * weight[0, c]
+                    currents[b, last, i] += gain * weight[0, c]
                     done += steps
                 else:              # convolution: the outputs whose window holds input i
                     c = i % op_c
@@ -154,12 +160,23 @@ def scatter_spikes(src, source_steps, analog, use_map, map_ptr, map_index, map_m
                             ox = nx // sw
                             row_w = (ky * kw + kx) * op_c + c
                             base = (oy * out_w + ox) * out_ch
-                            for t in range(steps):
-                                row = currents[b, t]
-                                for o in range(out_ch):
-                                    row[base + o] += gain * weight[row_w, o]
+                            row = currents[b, last]
+                            for o in range(out_ch):
+                                row[base + o] += gain * weight[row_w, o]
                             done += steps * out_ch
         events[b] += done
+
+
+@numba.njit(parallel=True, cache=True)
+def burst_currents(currents):
+    """In place: the step currents ``I[t] = sum over t' >= t of D[t']`` from the differences ``D`` that
+    :func:`scatter_spikes` leaves (a burst of ``k`` reaches steps ``0..k-1``)."""
+    batch, steps, neurons = currents.shape
+    for b in numba.prange(batch):
+        for t in range(steps - 2, -1, -1):
+            row, later = currents[b, t], currents[b, t + 1]
+            for n in range(neurons):
+                row[n] += later[n]
 
 
 @numba.njit(parallel=True, cache=True)

@@ -1,9 +1,11 @@
 """The event-driven timestep engine: the three stages of every PASC-IF neuron, step by step, in Numba.
 
 Per layer and sample the stage-1 currents ``I[t, n]`` are built by
-scattering the source spikes of every step: a source neuron with count
-``k`` sends a spike at steps ``0..k-1`` (burst) and each spike adds one
-weight row to the currents of its targets; silent neurons cost nothing.
+scattering the source spikes: a source neuron with count ``k`` sends a
+spike at steps ``0..k-1`` (burst), so its weight row is added once, at step
+``k - 1``, to a table of differences ``I[t] - I[t+1]``, which one pass
+from the last step back turns into the step currents (integers: exact in
+any order); silent neurons cost nothing.
 Neurons are indexed channels-last (``(y * W + x) * C + c``), so a spike adds
 one contiguous weight row.  Then the neurons run stages 2 and 3.  Traces
 (``v``, ``c`` after every step) stay in the reference
@@ -28,6 +30,7 @@ from pascal_ref.fast.kernels import (
     SCATTER_CONV,
     SCATTER_DENSE,
     SCATTER_IDENTITY,
+    burst_currents,
     neuron_stages,
     scatter_spikes,
 )
@@ -53,9 +56,10 @@ class TimestepStats:
 
     ``spikes[name]``: transmitted (stage-3) spikes of the layer's neurons.
     ``events[name]``: synaptic events delivered *into* the layer: one per
-    spike per synapse (weight) it crosses, as performed (average pooling
-    sums spikes before the weights, so a pooled spike is one event per
-    weight of the pooled cell).  ``macs[name]``: multiply-accumulates of the
+    spike per synapse (weight) it crosses, as the event-driven hardware
+    performs them (average pooling sums spikes before the weights, so a
+    pooled spike is one event per weight of the pooled cell; the engine
+    itself adds a burst's weight row once, see the module docstring).  ``macs[name]``: multiply-accumulates of the
     analog input layer (not events).  ``seconds``: wall time of the run.
     """
 
@@ -240,6 +244,7 @@ def timestep_engine(model: IntegerNetwork, x=None, *, x_int=None, state: bool = 
             scatter_spikes(src, synapse.source_steps, synapse.analog, synapse.use_map, synapse.map_ptr,
                            synapse.map_index, synapse.map_mult, synapse.kind, synapse.weight, h, w, c,
                            synapse.geometry, currents, macs if synapse.analog else events)
+        burst_currents(currents)
         stats.events[layer.name] = int(events.sum())
         if macs.any():
             stats.macs[layer.name] = int(macs.sum())

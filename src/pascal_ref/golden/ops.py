@@ -13,7 +13,8 @@ import numpy as np
 
 from pascal_ref.ir.kernels import channel_view, conv2d, exact_matmul
 
-__all__ = ["exact_matmul", "conv2d", "channel_view", "apply_pre_ops", "apply_op", "pool_size", "integer_range"]
+__all__ = ["exact_matmul", "conv2d", "channel_view", "apply_pre_ops", "apply_op", "pool_size", "integer_range",
+           "synapse_product", "SharedProducts"]
 
 
 def apply_pre_ops(x: np.ndarray, pre_ops, integer: bool) -> np.ndarray:
@@ -46,3 +47,35 @@ def integer_range(pre_ops, input_shape, low: int, high: int) -> tuple[int, int]:
 def apply_op(x: np.ndarray, op, weight: np.ndarray) -> np.ndarray:
     """The weighted op of a synapse with the given weight (float or integer)."""
     return op.apply(x, weight)
+
+
+def synapse_product(x: np.ndarray, synapse, weight: np.ndarray, integer: bool) -> np.ndarray:
+    """``op(pre_ops(x))`` of one synapse with the given weight (without bias)."""
+    return apply_op(apply_pre_ops(x, synapse.pre_ops, integer), synapse.op, weight)
+
+
+class SharedProducts:
+    """The float synapse products of one batch, shared by two engines that run on the same batch.
+
+    The float ANN and the float SNN's count engine multiply the same weights by their sources' values:
+    ``q * theta`` and ``c * theta``, the same floats wherever the SNN's counts equal the ANN's levels.
+    :meth:`product` computes ``op(pre_ops(x))`` once and hands the stored result to the second engine
+    only when its input is bit for bit the one stored (``np.array_equal``, same dtype and shape): the
+    same operation on the same operands, so the same float result; any difference in the input and the
+    product is computed afresh.  ``hits``: the products reused.
+    """
+
+    def __init__(self):
+        self._stored: dict = {}
+        self.hits = 0
+
+    def product(self, key, x: np.ndarray, synapse, weight: np.ndarray) -> np.ndarray:
+        stored = self._stored.get(key)
+        if (stored is not None and stored[0].dtype == x.dtype and stored[0].shape == x.shape
+                and stored[2] is weight and np.array_equal(stored[0], x)
+                and np.array_equal(np.signbit(stored[0]), np.signbit(x))):   # bit for bit: -0.0 is not 0.0
+            self.hits += 1
+            return stored[1]
+        result = synapse_product(x, synapse, weight, integer=False)
+        self._stored[key] = (x, result, weight)
+        return result

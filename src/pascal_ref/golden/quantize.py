@@ -194,6 +194,28 @@ def _term_bounds(weight: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.n
     return low, high
 
 
+INTEGER_BITS = 62
+"""Largest magnitude (``< 2**62``) of any integer the quantizer makes: int64 then holds the sum of two of
+them without a wrap, and ``max_bits`` is at most 62 anyway."""
+
+
+def _to_integers(layer: str, array: str, values, hint: str = "") -> np.ndarray:
+    """``values`` (floats, already rounded) as int64, or a :class:`QuantizationError` naming the layer and
+    the array when one of them is not finite or has a magnitude of ``2**INTEGER_BITS`` or more (checked
+    before the cast: ``astype`` would wrap it silently)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise QuantizationError(f"layer '{layer}': the integer {array} is not finite (a scale overflowed float64)"
+                                + (f": {hint}" if hint else ""))
+    peak = float(np.abs(values).max(initial=0.0))
+    if peak >= 2.0 ** INTEGER_BITS:
+        bits = signed_width(-int(peak), int(peak))
+        raise QuantizationError(f"layer '{layer}': the integer {array} needs {bits} bits (largest magnitude "
+                                f"{peak:.3g}), more than the {INTEGER_BITS} bits of the exact int64 model"
+                                + (f": {hint}" if hint else ""))
+    return values.astype(np.int64)
+
+
 def quantize(network: Network, weight_bits: int = 8, per_channel: bool = True, input_bits: int = 8,
              input_bound: float | None = None, max_bits: int = 48) -> IntegerNetwork:
     """Map a float network onto integers (see the module docstring).
@@ -237,29 +259,39 @@ def quantize(network: Network, weight_bits: int = 8, per_channel: bool = True, i
         synapses = []
         cur_lo = np.zeros(layer.channels, dtype=object)
         cur_hi = np.zeros(layer.channels, dtype=object)
+        if not np.all(np.isfinite(scale)):
+            raise QuantizationError(f"layer '{layer.name}': the scale overflows float64 (largest |effective weight| "
+                                    f"{float(channel_max.min()):.3g}): the weights or the source's theta are too small")
         for synapse, w_eff in zip(layer.synapses, effective):
-            w_int = np.rint(w_eff * scale.reshape((-1,) + (1,) * (w_eff.ndim - 1))).astype(np.int64)
+            w_int = _to_integers(layer.name, "weight", np.rint(w_eff * scale.reshape((-1,) + (1,) * (w_eff.ndim - 1))))
             lo, hi = _level_range(network, synapse.source, input_range)
             in_lo, in_hi = integer_range(synapse.pre_ops, synapse.input_shape, lo, hi)
             low, high = _term_bounds(w_int, in_lo, in_hi)
             cur_lo, cur_hi = cur_lo + low, cur_hi + high
             synapses.append(IntSynapse(synapse.source, synapse.pre_ops, synapse.op, w_int, in_lo, in_hi,
                                        synapse.input_shape, synapse.op_input_shape))
-        bias = np.rint(layer.bias * scale).astype(np.int64)
+        small = "the scale is large because the weights or the source's theta (lam/L) are small"
+        bias = _to_integers(layer.name, "bias", np.rint(layer.bias * scale),
+                            "the bias is too large for the scale of the weights" if np.max(np.abs(layer.bias), initial=0)
+                            > 1 else small)
         steps = network.input_steps(layer)
-        current_range = (int(min(cur_lo.min(), 0)), int(max(cur_hi.max(), 0)))
+        # Every bound in Python ints: no sum below can wrap.
+        current_range = (min(int(cur_lo.min()), 0), max(int(cur_hi.max()), 0))
         if layer.is_readout:
             theta_int = np.ones(layer.channels, dtype=np.int64)
             v0 = bias.copy()
-            acc = (int(min(0, bias.min()) + current_range[0]), int(max(0, bias.max()) + current_range[1]))
+            acc = (min(0, int(bias.min())) + current_range[0], max(0, int(bias.max())) + current_range[1])
             membrane, counter = acc, (0, 0)
         else:
             act = layer.activation
-            theta_int = np.maximum(1, np.rint(act.theta * scale)).astype(np.int64)
-            v0 = np.rint(act.phi * theta_int).astype(np.int64) + bias
-            membrane = (int(min(0, v0.min()) + current_range[0]), int(max(v0.max(), theta_int.max() - 1) + current_range[1]))
+            theta_int = np.maximum(1, _to_integers(layer.name, "theta", np.rint(act.theta * scale), small))
+            v0 = _to_integers(layer.name, "v0", np.rint(act.phi * theta_int)) + bias
+            membrane = (min(0, int(v0.min())) + current_range[0],
+                        max(int(v0.max()), int(theta_int.max()) - 1) + current_range[1])
             settle = max(steps, act.levels) - 1
             counter = (-settle, steps + settle)
+        if membrane[0] > membrane[1]:   # cannot happen with the bounds above; a wrap would show here
+            raise QuantizationError(f"layer '{layer.name}': membrane range {membrane} is empty")
         bits = signed_width(*membrane)
         if bits > max_bits:
             raise QuantizationError(f"layer '{layer.name}': membrane needs {bits} bits (range {membrane}), more than max_bits={max_bits}")

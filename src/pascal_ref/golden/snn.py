@@ -165,20 +165,26 @@ def simulate_timestep(model, x, trace: bool = False) -> SnnResult:
     raise AssertionError("a network ends with its readout")  # pragma: no cover
 
 
-def simulate_count(model, x) -> SnnResult:
+def simulate_count(model, x, *, shared=None) -> SnnResult:
     """The closed form: each layer's output counts from the total current
     ``S = sum_t I[t]`` of its sources' counts (:func:`neuron_count`), no
-    steps and no traces."""
+    steps and no traces.  ``shared`` (float model): the
+    :class:`~pascal_ref.golden.ops.SharedProducts` of a float ANN run on the
+    same batch, whose products are taken where this engine's input to a
+    synapse is bit for bit the ANN's (the same floats: the same product)."""
     m = _Model(model)
     counts_by_source = {INPUT: m.input_counts(x)}
     counts = {}
     for layer in m.layers:
         total = None
-        for synapse, weight in zip(layer.synapses, m.weights(layer)):
+        for index, (synapse, weight) in enumerate(zip(layer.synapses, m.weights(layer))):
             source_counts = counts_by_source[synapse.source]
             if not m.integer:
                 source_counts = source_counts * m.spike_value(synapse.source)
-            part = apply_op(apply_pre_ops(source_counts, synapse.pre_ops, m.integer), synapse.op, weight)
+            if shared is not None and not m.integer:
+                part = shared.product((layer.name, index), source_counts, synapse, weight)
+            else:
+                part = apply_op(apply_pre_ops(source_counts, synapse.pre_ops, m.integer), synapse.op, weight)
             total = part if total is None else total + part
         if layer.levels is None:
             return _result(m, total + channel_view(layer.bias, total.ndim), counts, None)

@@ -33,11 +33,13 @@ import os
 import numpy as np
 
 from pascal_ref.errors import PascalError
+from pascal_ref.io.jsonio import parse_json
 from pascal_ref.io.npzio import NpzError, read_npz
-from pascal_ref.ir.layers import layer_from_dict
+from pascal_ref.ir.layers import layer_from_dict, quote
 from pascal_ref.ir.network import Network, NetworkError
 
-__all__ = ["save", "load", "ModelFileError", "FORMAT", "FORMAT_VERSION", "network_to_graph", "network_from_graph"]
+__all__ = ["save", "load", "ModelFileError", "FORMAT", "FORMAT_VERSION", "GRAPH_FIELDS", "network_to_graph",
+           "network_from_graph"]
 
 FORMAT = "pascal-ref-network"
 FORMAT_VERSION = 1
@@ -54,14 +56,28 @@ def network_to_graph(network: Network) -> dict:
             "layers": [layer.to_dict() for layer in network.layers]}
 
 
+GRAPH_FIELDS = ("format", "version", "name", "input_shape", "input_levels", "layers")
+"""The top-level fields of ``__graph__``: all of them required, no other accepted."""
+
+
 def save(network: Network, path) -> None:
-    """Write ``network`` to ``path`` (an ``.npz``)."""
+    """Write ``network`` to ``path`` (an ``.npz``).
+
+    What is written is what :func:`load` reads back: the graph is checked
+    with the loader's own rules first (a name ``load`` would refuse is an
+    error here, not a file that cannot be opened).
+    """
     if not isinstance(network, Network):
         raise TypeError(f"save: expected a Network, got {type(network).__name__}")
     arrays = {}
     for layer in network.layers:
         arrays.update(layer.named_arrays())
-    graph = json.dumps(network_to_graph(network), sort_keys=True)
+    document = network_to_graph(network)
+    try:
+        network_from_graph(json.loads(json.dumps(document)), arrays, os.fspath(path))
+    except ModelFileError as error:
+        raise ModelFileError(f"save: the network cannot be written as a model file that loads back: {error}") from None
+    graph = json.dumps(document, sort_keys=True)
     with open(path, "wb") as handle:
         np.savez(handle, **{GRAPH_KEY: np.array(graph)}, **arrays)
 
@@ -84,8 +100,20 @@ def network_from_graph(graph, arrays: dict, source: str = "model") -> Network:
         raise ModelFileError(f"{source}: the graph must be a JSON object")
     if graph.get("format") != FORMAT:
         raise ModelFileError(f"{source}: not a pascal-ref network (format field {graph.get('format')!r})")
-    if graph.get("version") != FORMAT_VERSION:
-        raise ModelFileError(f"{source}: format version {graph.get('version')!r} is not supported (this is version {FORMAT_VERSION})")
+    if graph.get("version") != FORMAT_VERSION or isinstance(graph.get("version"), bool):
+        raise ModelFileError(f"{source}: format version {quote(graph.get('version'))} is not supported (this is "
+                             f"version {FORMAT_VERSION})")
+    unknown = sorted(str(key) for key in graph if key not in GRAPH_FIELDS)
+    if unknown:
+        raise ModelFileError(f"{source}: unknown top-level field {quote(unknown[0])} in '{GRAPH_KEY}' "
+                             f"(the fields are {', '.join(GRAPH_FIELDS)})")
+    missing = [key for key in GRAPH_FIELDS if key not in graph]
+    if missing:
+        raise ModelFileError(f"{source}: '{GRAPH_KEY}' has no field '{missing[0]}'"
+                             + (" (null for analog input)" if missing[0] == "input_levels" else ""))
+    if not isinstance(graph["input_shape"], list):
+        raise ModelFileError(f"{source}: 'input_shape' must be a list of positive integers, got "
+                             f"{quote(graph['input_shape'])}")
     layers_json = graph.get("layers")
     if not isinstance(layers_json, list):
         raise ModelFileError(f"{source}: 'layers' must be a list")
@@ -96,20 +124,27 @@ def network_from_graph(graph, arrays: dict, source: str = "model") -> Network:
 
     try:
         layers = [layer_from_dict(entry, read_array) for entry in layers_json]
-        network = Network(graph.get("input_shape"), layers, graph.get("input_levels"), graph.get("name", "network"))
+        network = Network(graph["input_shape"], layers, graph["input_levels"], graph["name"])
     except NetworkError as error:
         raise ModelFileError(f"{source}: {error}") from None
     extra = sorted(set(arrays) - used)
     if extra:
-        raise ModelFileError(f"{source}: unexpected array(s) not used by any layer: {', '.join(extra[:5])}")
+        raise ModelFileError(f"{source}: unexpected array(s) not used by any layer: "
+                             f"{', '.join(quote(name) for name in extra[:3])}" + (f" and {len(extra) - 3} more" if len(extra) > 3 else ""))
     return network
 
 
-def load(path) -> Network:
-    """Read a network written by :func:`save` (never unpickles anything)."""
-    source = os.fspath(path)
+def load(path, *, source: str | None = None) -> Network:
+    """Read a network written by :func:`save` (never unpickles anything).
+
+    ``path``: a file, or the bytes of one already read (``source`` then names them in messages).
+    """
+    if isinstance(path, (bytes, bytearray)):
+        source = source or "model bytes"
+    else:
+        source = os.fspath(path)
     try:
-        arrays = read_npz(source)
+        arrays = read_npz(path, source=source)
     except NpzError as error:
         raise ModelFileError(str(error)) from None
     if GRAPH_KEY not in arrays:
@@ -118,8 +153,5 @@ def load(path) -> Network:
     graph_array = arrays.pop(GRAPH_KEY)
     if graph_array.dtype.kind != "U" or graph_array.ndim != 0:
         raise ModelFileError(f"{source}: '{GRAPH_KEY}' must be a 0-d unicode array, got {graph_array.dtype} {graph_array.shape}")
-    try:
-        graph = json.loads(str(graph_array))
-    except json.JSONDecodeError as error:
-        raise ModelFileError(f"{source}: '{GRAPH_KEY}' is not valid JSON ({error})") from None
+    graph = parse_json(str(graph_array), f"{source}: '{GRAPH_KEY}'", ModelFileError)
     return network_from_graph(graph, arrays, source)

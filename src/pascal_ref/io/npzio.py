@@ -29,6 +29,7 @@ one read buffer, whatever it declares.
 from __future__ import annotations
 
 import ast
+import io
 import os
 import stat
 import struct
@@ -241,12 +242,12 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, k
     return flat.reshape(shape, order="F" if fortran else "C")
 
 
-def read_npz(path, *, names=None, max_bytes: int = MAX_EXPANDED_BYTES) -> dict:
+def read_npz(path, *, names=None, max_bytes: int = MAX_EXPANDED_BYTES, source: str | None = None) -> dict:
     """All arrays of an ``.npz`` as a dict ``{key: ndarray}``; never unpickles.
 
     Parameters
     ----------
-    path : a regular file.
+    path : a regular file, or the bytes of one already read (``bytes``; ``source`` names them in messages).
     names : collection of str or None
         The only keys allowed (others are refused before anything is
         decompressed); None allows any.
@@ -258,8 +259,12 @@ def read_npz(path, *, names=None, max_bytes: int = MAX_EXPANDED_BYTES) -> dict:
     file and, where it applies, the array; limits are an
     :class:`NpzLimitError`.
     """
-    source = os.fspath(path)
-    handle, _size = open_regular_file(source, NpzError, "archive")
+    if isinstance(path, (bytes, bytearray)):
+        source = source or "model bytes"
+        handle = io.BytesIO(path)
+    else:
+        source = os.fspath(path)
+        handle, _size = open_regular_file(source, NpzError, "archive")
     arrays = {}
     try:
         with handle:

@@ -86,6 +86,9 @@ class _StorageType:
     dtype: np.dtype
     bfloat16: bool = False
 
+    def __setstate__(self, state):
+        raise TorchPickleError(f"the checkpoint tried to give state to the storage type torch.{self.name}; refused")
+
 
 _STORAGE_TYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
@@ -156,9 +159,31 @@ class _OrderedDict(dict):
             raise TorchPickleError(f"unexpected dict state of type {type(state).__name__}")
 
 
+class _Guarded:
+    """A callable handed to the unpickler in place of a reader function: it forwards calls and refuses
+    every attribute write and any pickled state (``BUILD``), so a checkpoint made only of allowed globals
+    cannot change the reader (a function's ``__defaults__``/``__dict__``) for the rest of the process."""
+
+    __slots__ = ("_call", "_name")
+
+    def __init__(self, call, name: str):
+        object.__setattr__(self, "_call", call)
+        object.__setattr__(self, "_name", name)
+
+    def __call__(self, *args):
+        return self._call(*args)
+
+    def __setattr__(self, key, value):
+        raise TorchPickleError(f"the checkpoint tried to set attribute {key!r} of {self._name}; refused")
+
+    def __setstate__(self, state):
+        raise TorchPickleError(f"the checkpoint tried to give state to {self._name} (a BUILD opcode on a "
+                               "function); refused")
+
+
 _REBUILD_TENSOR = {("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor")}
 _ALLOWED = {
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter"): _Guarded(_rebuild_parameter, "torch._utils._rebuild_parameter"),
     ("collections", "OrderedDict"): _OrderedDict,
 }
 
@@ -235,7 +260,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) in _REBUILD_TENSOR:
-            return self.rebuild_tensor
+            return _Guarded(self.rebuild_tensor, f"{module}.{name}")
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
         if module == "torch" and name in _STORAGE_TYPES:

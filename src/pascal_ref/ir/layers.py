@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -45,19 +47,100 @@ from typing import ClassVar
 
 import numpy as np
 
-from pascal_ref.errors import PascalError
+from pascal_ref.errors import PascalError, ResourceLimitError
 from pascal_ref.ir.graph import INPUT, NeuronLayer, Synapse
 from pascal_ref.ir.kernels import conv2d, exact_matmul, windows
 
 __all__ = [
     "Layer", "WeightedOp", "PreOp", "Window", "Linear", "Conv2d", "Identity", "BatchNorm", "AvgPool2d",
     "MaxPool2d", "GlobalAvgPool", "Flatten", "QCFS", "BasicBlock", "LAYER_TYPES", "NOT_SAVED", "layer_type",
-    "layer_from_dict", "NetworkError",
+    "layer_from_dict", "NetworkError", "LevelLimitError", "MAX_LEVELS", "MAX_NAME", "NAME_PATTERN", "check_name",
+    "quote",
 ]
 
 
 class NetworkError(PascalError):
     """An invalid network description; the message names the layer and the array."""
+
+
+class LevelLimitError(NetworkError, ResourceLimitError):
+    """An ``L`` or ``input_levels`` above :data:`MAX_LEVELS` (a run would need that many steps per layer)."""
+
+
+MAX_LEVELS = 1 << 16
+"""Largest ``L`` of an activation and ``input_levels`` a network may have (in practice 1..16; 256 for
+8-bit count coding): every engine runs bursts of that many steps."""
+
+MAX_NAME = 128
+"""Longest layer or network name."""
+
+MAX_WINDOW = 1 << 20
+"""Largest stride, padding or pooling kernel (a figure beyond any image a run can hold)."""
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+"""What a layer or network name may be: ASCII letters, digits, ``_``, ``.`` and ``-``, not starting with
+``.`` or ``-``.  Every consumer takes it as it is: file names (``<layer>.weights.hex``, plot stems),
+Verilog identifiers (``.`` and ``-`` become ``_``), array keys ``<layer>.<field>``, terminals."""
+
+
+def quote(value, limit: int = 60) -> str:
+    """``repr(value)`` for an error message, at most about ``limit`` characters (a hostile value may be huge;
+    an integer too long to write is given by its number of digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of {len(str(abs(value))) if value.bit_length() < 10_000 else 'more than 3000'} digits"
+    try:
+        text = repr(value)
+    except Exception:  # pragma: no cover - a repr that fails
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit - 20]}...({len(text)} characters)"
+
+
+def check_name(name, what: str = "layer name") -> str:
+    """``name`` if it is a valid layer or network name (:data:`NAME_PATTERN`, at most :data:`MAX_NAME`
+    characters, not ``'input'`` for a layer), else a :class:`NetworkError` quoting it shortened."""
+    if not isinstance(name, str):
+        raise NetworkError(f"invalid {what} {quote(name)}: a string is needed, got {type(name).__name__}")
+    if len(name) > MAX_NAME:
+        raise NetworkError(f"invalid {what} {quote(name)}: {len(name)} characters, more than the limit of {MAX_NAME}")
+    if not NAME_PATTERN.fullmatch(name) or (what == "layer name" and name == INPUT):
+        raise NetworkError(f"invalid {what} {quote(name)}: ASCII letters, digits, '_', '.' and '-' only, not starting "
+                           f"with '.' or '-'" + (f", and not '{INPUT}'" if what == "layer name" else ""))
+    return name
+
+
+def _finite_number(layer: str, field_name: str, value, condition: str) -> float:
+    """``value`` as a finite float, or a :class:`NetworkError` (an integer too large for a float included)."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise NetworkError(f"layer '{layer}': {field_name} must be a finite number {condition}, got {quote(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise NetworkError(f"layer '{layer}': {field_name} must be a finite number {condition}, got {quote(value)} "
+                           "(too large for a float)") from None
+    if not math.isfinite(number):
+        raise NetworkError(f"layer '{layer}': {field_name} must be a finite number {condition}, got {quote(value)}")
+    return number
+
+
+def brief_int(n: int) -> str:
+    """An integer for a message: in full up to 15 digits, else as a power of ten."""
+    if n.bit_length() >= 10_000:
+        return "more than 1e3000"
+    text = str(n)
+    return text if len(text) <= 15 else f"{text[0]}.{text[1:3]}e{len(text) - 1}"
+
+
+def check_levels(value, what: str, where: str = "") -> int:
+    """``value`` as an integer level count in ``1..MAX_LEVELS`` (``what``: ``'L'`` or ``'input_levels'``)."""
+    prefix = f"{where}: " if where else ""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise NetworkError(f"{prefix}{'levels (L)' if what == 'L' else what} must be an integer >= 1, got {quote(value)}")
+    if value > MAX_LEVELS:
+        raise LevelLimitError(f"{prefix}{what}={brief_int(int(value))} exceeds the limit of {MAX_LEVELS}"
+                              + (" levels" if what == "L" else " (the input would be a burst of that many steps)"))
+    return int(value)
 
 
 LAYER_TYPES: dict[str, type] = {}
@@ -79,6 +162,9 @@ def _array(layer: str, field_name: str, value, ndim: int) -> np.ndarray:
         raise NetworkError(f"layer '{layer}': {field_name} must be a float or integer array, got dtype {a.dtype}")
     if a.ndim != ndim:
         raise NetworkError(f"layer '{layer}': {field_name} must have {ndim} dimensions, got shape {a.shape}")
+    if a.size == 0 and ndim > 1:
+        raise NetworkError(f"layer '{layer}': {field_name} has shape {a.shape}: a zero-width layer (no neurons or no "
+                           "inputs) is not a network layer")
     a = a.astype(np.float64)
     if not np.all(np.isfinite(a)):
         raise NetworkError(f"layer '{layer}': {field_name} contains NaN or Inf")
@@ -95,16 +181,13 @@ def _pair(layer: str, field_name: str, value, minimum: int) -> tuple[int, int]:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise NetworkError(f"layer '{layer}': {field_name} must be an int or a pair of ints, got {value!r}")
+        raise NetworkError(f"layer '{layer}': {field_name} must be an int or a pair of ints, got {quote(value)}")
     if min(pair) < minimum:
-        raise NetworkError(f"layer '{layer}': {field_name} must be >= {minimum}, got {pair}")
+        raise NetworkError(f"layer '{layer}': {field_name} must be >= {minimum}, got {quote(pair)}")
+    if max(pair) > MAX_WINDOW:
+        raise NetworkError(f"layer '{layer}': {field_name} must be at most {MAX_WINDOW}, got {quote(pair)}")
     return pair
 
-
-def _check_name(name) -> str:
-    if not isinstance(name, str) or not name or name == INPUT or any(ch in name for ch in "/\\ \n\t"):
-        raise NetworkError(f"invalid layer name {name!r}: a non-empty string without spaces or slashes, not '{INPUT}'")
-    return name
 
 
 def _weight_and_bias(layer, ndim: int, rows: str) -> None:
@@ -180,10 +263,11 @@ def layer_from_dict(entry, read_array: ReadArray) -> Layer:
     if not isinstance(entry, dict):
         raise NetworkError(f"a layer entry must be a JSON object, got {type(entry).__name__}")
     name, kind = entry.get("name"), entry.get("type")
-    if not isinstance(name, str):
-        raise NetworkError(f"layer entry without a string 'name': {entry!r:.80}")
+    if "name" not in entry:
+        raise NetworkError(f"layer entry without a 'name' (fields: {quote(sorted(map(str, entry)))})")
+    check_name(name)
     if not isinstance(kind, str) or kind not in LAYER_TYPES:
-        raise NetworkError(f"layer '{name}': unknown layer type {kind!r} (known: {', '.join(sorted(LAYER_TYPES))})")
+        raise NetworkError(f"layer '{name}': unknown layer type {quote(kind)} (known: {', '.join(sorted(LAYER_TYPES))})")
     return LAYER_TYPES[kind].from_dict(entry, read_array)
 
 
@@ -204,7 +288,7 @@ class Layer:
     json_fields: ClassVar[dict[str, tuple[type, ...]]] = {}
 
     def __post_init__(self):
-        _check_name(self.name)
+        check_name(self.name)
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one output sample for one input sample of ``shape``; raises :class:`NetworkError`."""
@@ -244,6 +328,11 @@ class Layer:
     def from_dict(cls, entry: dict, read_array: ReadArray) -> Layer:
         """The inverse of :meth:`to_dict` and :meth:`named_arrays`; field errors are :class:`NetworkError`."""
         name = entry["name"]
+        known = {"type", "name", *cls.json_fields, *cls.children}
+        unknown = sorted(str(key) for key in entry if key not in known)
+        if unknown:
+            raise NetworkError(f"layer '{name}': unknown field {quote(unknown[0])} in a {cls.__name__} entry "
+                               f"(its fields: {', '.join(sorted(known))})")
         values = {key: read_array(name, key) for key in cls.arrays}
         for key, accepted in cls.json_fields.items():
             if key not in entry:
@@ -254,9 +343,12 @@ class Layer:
             values[key] = value
         defaults = {f.name: f.default for f in dataclasses.fields(cls)}
         for key in cls.children:
-            child = entry.get(key)
+            if key not in entry:
+                raise NetworkError(f"layer '{name}': missing field '{key}'" + (
+                    "" if defaults[key] is dataclasses.MISSING else " (null when there is none)"))
+            child = entry[key]
             if child is None and defaults[key] is dataclasses.MISSING:
-                raise NetworkError(f"layer '{name}': missing field '{key}'")
+                raise NetworkError(f"layer '{name}': field '{key}' must be a layer entry, got null")
             values[key] = None if child is None else layer_from_dict(child, read_array)
         return cls(name=name, **values)
 
@@ -471,8 +563,10 @@ class BatchNorm(Layer):
             object.__setattr__(self, key, a)
         if np.any(self.running_var < 0):
             raise NetworkError(f"layer '{self.name}': running_var has negative entries")
-        if not (isinstance(self.eps, (float, int)) and self.eps > 0 and math.isfinite(self.eps)):
-            raise NetworkError(f"layer '{self.name}': eps must be a finite number > 0, got {self.eps!r}")
+        eps = _finite_number(self.name, "eps", self.eps, "> 0")
+        if not eps > 0:
+            raise NetworkError(f"layer '{self.name}': eps must be a finite number > 0, got {quote(self.eps)}")
+        object.__setattr__(self, "eps", eps)
         if np.any(self.running_var + self.eps <= 0):
             raise NetworkError(f"layer '{self.name}': running_var + eps must be > 0")
 
@@ -569,7 +663,7 @@ class Flatten(PreOp):
     name: str
 
     def output_shape(self, shape):
-        return (int(np.prod(shape)),)
+        return (math.prod(int(n) for n in shape),)
 
     def apply(self, x, integer):
         return x.reshape(x.shape[0], -1)
@@ -591,19 +685,18 @@ class QCFS(Layer):
 
     def __post_init__(self):
         super().__post_init__()
-        lam = self.lam
-        if isinstance(lam, np.ndarray) and lam.size == 1:
-            lam = lam.item()
-        if isinstance(lam, bool) or not isinstance(lam, (int, float, np.floating, np.integer)) or not math.isfinite(lam) or lam <= 0:
-            raise NetworkError(f"layer '{self.name}': lam must be a finite number > 0, got {self.lam!r}")
-        levels = self.levels
-        if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
-            raise NetworkError(f"layer '{self.name}': levels (L) must be an integer >= 1, got {self.levels!r}")
+        lam = _finite_number(self.name, "lam", self.lam, "> 0")
+        if not lam > 0:
+            raise NetworkError(f"layer '{self.name}': lam must be a finite number > 0, got {quote(self.lam)}")
+        levels = check_levels(self.levels, "L", f"layer '{self.name}'")
+        if lam / levels < sys.float_info.min:   # theta a subnormal or zero: 1/theta overflows
+            raise NetworkError(f"layer '{self.name}': theta = lam/L = {lam!r}/{levels} is below the smallest normal "
+                               f"float ({sys.float_info.min:.3g})")
         phi = self.phi
         if isinstance(phi, bool) or not isinstance(phi, (int, float, np.floating)) or not (0 <= phi <= 1):
-            raise NetworkError(f"layer '{self.name}': phi must be a number in [0, 1], got {self.phi!r}")
-        object.__setattr__(self, "lam", float(lam))
-        object.__setattr__(self, "levels", int(levels))
+            raise NetworkError(f"layer '{self.name}': phi must be a number in [0, 1], got {quote(self.phi)}")
+        object.__setattr__(self, "lam", lam)
+        object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "phi", float(phi))
 
     @property

@@ -30,6 +30,7 @@ steps of spikes worth ``1/L_in`` each, in every path (ANN included).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -51,7 +52,14 @@ from pascal_ref.ir.layers import (
     MaxPool2d,
     NetworkError,
     WeightedOp,
+    brief_int,
+    check_levels,
+    check_name,
+    quote,
 )
+
+MAX_INPUT_ELEMENTS = 1 << 32
+"""Most elements of one input sample (``prod(input_shape)``)."""
 
 __all__ = [
     "Linear", "Conv2d", "BatchNorm", "AvgPool2d", "MaxPool2d", "GlobalAvgPool", "Flatten", "QCFS",
@@ -63,16 +71,21 @@ class Network:
     """A validated QCFS network; see the module docstring."""
 
     def __init__(self, input_shape, layers, input_levels: int | None = None, name: str = "network"):
-        if not isinstance(name, str) or not name:
-            raise NetworkError(f"network name must be a non-empty string, got {name!r}")
+        check_name(name, "network name")
         try:
-            input_shape = tuple(int(s) for s in input_shape)
-        except (TypeError, ValueError):
-            raise NetworkError(f"input_shape must be a tuple of positive ints, got {input_shape!r}") from None
+            sizes = tuple(input_shape)
+        except TypeError:
+            raise NetworkError(f"input_shape must be a tuple of positive ints, got {quote(input_shape)}") from None
+        if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in sizes):
+            raise NetworkError(f"input_shape must be a tuple of positive ints, got {quote(input_shape)}")
+        input_shape = tuple(int(n) for n in sizes)
         if len(input_shape) not in (1, 3) or min(input_shape) < 1:
-            raise NetworkError(f"input_shape must be (features,) or (C, H, W) with sizes >= 1, got {input_shape}")
-        if input_levels is not None and (isinstance(input_levels, bool) or not isinstance(input_levels, (int, np.integer)) or input_levels < 1):
-            raise NetworkError(f"input_levels must be None (analog input) or an integer >= 1, got {input_levels!r}")
+            raise NetworkError(f"input_shape must be (features,) or (C, H, W) with sizes >= 1, got {quote(input_shape)}")
+        if math.prod(input_shape) > MAX_INPUT_ELEMENTS:
+            raise NetworkError(f"input_shape {quote(input_shape)}: {brief_int(math.prod(input_shape))} elements per "
+                               f"sample, more than the limit of {MAX_INPUT_ELEMENTS}")
+        if input_levels is not None:
+            input_levels = check_levels(input_levels, "input_levels", f"network '{name}'")
         self.name = name
         self.input_shape = input_shape
         self.input_levels = None if input_levels is None else int(input_levels)

@@ -43,13 +43,23 @@ def _one_line_error(capsys, status, expected):
     return captured.err
 
 
-@pytest.mark.parametrize("name", ["../../escaped", "/tmp/absolute-plot", "a/../../b", "..", "\x1b[31m\r", "x" * 300])
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/absolute-plot", "a/../../b", "..", "\x1b[31m\r", "x" * 300,
+                                  "-rf", ".hidden", "mlp.v2-final"])
 def test_plot_names_never_leave_the_plot_folder(tmp_path, capsys, monkeypatch, name):
+    """A name that is not a plain ASCII name is refused by the model file format (one line, nothing
+    written); a plain one becomes a file name inside the plot folder."""
     pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)
     model = _model_with(tmp_path / "m.npz", name=name)
     plots = tmp_path / "deep" / "plots"
-    assert main(["al", model, "--data", "digits", "--limit", "30", "--plot", str(plots)]) == 0
+    status = main(["al", model, "--data", "digits", "--limit", "30", "--plot", str(plots)])
+    if name != "mlp.v2-final":
+        _one_line_error(capsys, status, "invalid network name .*: ASCII letters, digits|more than the limit of 128")
+        _one_line_error(capsys, main(["cost", model, "--data", "digits", "--limit", "10", "--plot", str(plots)]),
+                        "invalid network name")
+        assert not list(tmp_path.rglob("*.png")) and not os.path.exists("/tmp/absolute-plot_spikes.png")
+        return
+    assert status == 0
     assert main(["cost", model, "--data", "digits", "--limit", "10", "--plot", str(plots)]) == 0
     written = sorted(os.listdir(plots))
     assert len(written) == 3 and all(f.endswith((".png")) and "/" not in f for f in written)
@@ -198,5 +208,6 @@ def test_non_ascii_names_on_an_ascii_terminal(tmp_path):
     env = dict(os.environ, PYTHONIOENCODING="ascii", PYTHONUTF8="0", LC_ALL="C")
     done = subprocess.run([sys.executable, "-m", "pascal_ref.cli", "info", model], capture_output=True, text=True,
                           env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("r\\xe9seau-\\u6570\\u5b57:") and "Traceback" not in done.stderr
+    # names are ASCII in the model file format; the refusal itself prints on an ASCII terminal
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "invalid network name 'r\\xe9seau-\\u6570\\u5b57'" in done.stderr and "Traceback" not in done.stderr

@@ -116,3 +116,34 @@ def test_hostile_and_broken_archives(saved, tmp_path):
         archive.writestr(GRAPH_KEY + ".npy", pickle.dumps(Boom()))
     with pytest.raises(ModelFileError):
         load(evil)
+
+
+# ------------------------------------------------------------ strict schema (issue 16)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda g: g.update(extra=1), r"unknown top-level field 'extra' in '__graph__'"),
+    (lambda g: g["layers"][0].update(unknown=1), r"layer '\w+': unknown field 'unknown' in a \w+ entry"),
+    (lambda g: g.pop("name"), r"'__graph__' has no field 'name'"),
+    (lambda g: g.pop("input_levels"), r"'__graph__' has no field 'input_levels' \(null for analog input\)"),
+    (lambda g: g.update(input_shape=[64.9]), r"input_shape must be a tuple of positive ints, got \[64.9\]"),
+    (lambda g: g.update(input_shape=[True]), r"input_shape must be a tuple of positive ints"),
+    (lambda g: g.update(name="a/../b"), r"invalid network name 'a/../b'"),
+    (lambda g: g.update(name="n" * 129), r"129 characters, more than the limit of 128"),
+    (lambda g: g["layers"][0].update(name="input"), r"invalid layer name 'input'.*not 'input'"),
+], ids=["top-field", "layer-field", "no-name", "no-input-levels", "fractional", "bool", "slash-name", "long-name",
+        "input-name"])
+def test_the_schema_is_strict(saved, tmp_path, edit, message):
+    _, path = saved
+    with pytest.raises(ModelFileError, match=message):
+        load(rewrite(path, tmp_path / "bad.npz", edit))
+
+
+def test_save_never_writes_what_load_refuses(saved, tmp_path):
+    network, path = saved
+    load(path)
+    object.__setattr__(network.layers[0], "name", "bad name")   # past the constructor's check
+    with pytest.raises(ModelFileError, match=r"save: the network cannot be written as a model file that loads back: "
+                                             r".*invalid layer name 'bad name'"):
+        save(network, tmp_path / "never.npz")
+    assert not (tmp_path / "never.npz").exists()
