@@ -10,4 +10,4 @@ demo: setup
 	pascal-ref demo
 
 test: setup
-	python -m pytest -q
+	python -m pytest -q $(PYTEST_ARGS)

@@ -11,6 +11,9 @@
   payload in every cycle, and names the first cycle and signal that differ.
 * :func:`random_layer` and :func:`random_neuron_cases` draw engine and neuron
   parameters; :func:`events_to_counts` turns an event stream back into counts.
+* :func:`mnist_shape_network` and :func:`mnist_like_images` (from
+  :mod:`pascal_ref.testing`, their home): the seeded 784-128-10 model and
+  images of the size/speed figures in ``docs/hardware.md``.
 
 Amaranth is imported by the functions that run the simulator, so the module
 (like the rest of ``pascal_hdl`` outside the gateware) imports without it.
@@ -22,9 +25,10 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from pascal_hdl.config import LayerConfig
+from pascal_ref.testing import mnist_like_images, mnist_shape_network
 
 __all__ = ["simulate", "stream_put", "stream_get", "to_python", "plain", "LockstepRun", "lockstep",
-           "events_to_counts", "random_layer", "random_neuron_cases"]
+           "events_to_counts", "random_layer", "random_neuron_cases", "mnist_shape_network", "mnist_like_images"]
 
 
 def simulate(dut, *testbenches, clock: bool = True) -> None:
@@ -39,18 +43,34 @@ def simulate(dut, *testbenches, clock: bool = True) -> None:
     sim.run()
 
 
-async def stream_put(ctx, stream, payload) -> None:
-    """Offer ``payload`` on ``stream`` from this cycle on; return after the cycle it is taken."""
+STREAM_MAX_CYCLES = 100_000
+
+
+async def _tick_until(ctx, condition, *sampled, max_cycles: int, what: str):
+    """Clock edges until ``condition`` is high at one (returns ``sampled`` then), at most ``max_cycles``."""
+    waited = 0
+    async for _, _, *values, done in ctx.tick().sample(*sampled, condition):
+        waited += 1
+        if done:
+            return values
+        if waited >= max_cycles:
+            raise AssertionError(f"{what}: not within {max_cycles} cycles (the design hangs)")
+
+
+async def stream_put(ctx, stream, payload, max_cycles: int = STREAM_MAX_CYCLES) -> None:
+    """Offer ``payload`` on ``stream`` from this cycle on; return after the cycle it is taken
+    (an ``AssertionError`` if it is not taken within ``max_cycles``)."""
     ctx.set(stream.valid, 1)
     ctx.set(stream.payload, payload)
-    await ctx.tick().until(stream.ready)
+    await _tick_until(ctx, stream.ready, max_cycles=max_cycles, what=f"stream_put {payload!r}")
     ctx.set(stream.valid, 0)
 
 
-async def stream_get(ctx, stream):
-    """Be ready on ``stream`` until a payload is taken; return it as plain Python values."""
+async def stream_get(ctx, stream, max_cycles: int = STREAM_MAX_CYCLES):
+    """Be ready on ``stream`` until a payload is taken; return it as plain Python values
+    (an ``AssertionError`` if none comes within ``max_cycles``)."""
     ctx.set(stream.ready, 1)
-    payload, = await ctx.tick().sample(stream.payload).until(stream.valid)
+    payload, = await _tick_until(ctx, stream.valid, stream.payload, max_cycles=max_cycles, what="stream_get")
     ctx.set(stream.ready, 0)
     return to_python(payload)
 
@@ -98,7 +118,10 @@ def lockstep(dut, model, inputs, *, until: Callable[[list], bool], seed: int, p_
     ``numpy`` generator seeded with ``seed``); then ``i.ready``, ``o.valid``,
     every ``probes`` entry ``name: (signal, model_value)`` (``model_value`` a
     function) and, while the output is valid, its payload must equal the
-    model's, or an ``AssertionError`` names the cycle and the signal.
+    model's, or an ``AssertionError`` names the cycle and the signal. The
+    output must also keep the stream rule on its own (whatever the model
+    does): once valid and not taken, valid again in the next cycle with the
+    same payload.
     ``observe(ctx, cycle)`` runs after the checks of a cycle (to record
     monitors). The run ends before the first cycle in which
     ``until(outputs)`` holds, ``outputs`` being the payloads taken so far.
@@ -109,12 +132,13 @@ def lockstep(dut, model, inputs, *, until: Callable[[list], bool], seed: int, p_
     checks.update(probes or {})
     outputs = []
     cycles = 0
+    held = None          # payload offered and not taken in the previous cycle
 
     def compare(cycle: int, name: str, hardware, expected):
         assert hardware == expected, f"cycle {cycle}: {name}: hardware {hardware!r}, model {expected!r}"
 
     async def testbench(ctx):
-        nonlocal cycles
+        nonlocal cycles, held
         while not until(outputs):
             assert cycles < max_cycles, f"lockstep: no end within {max_cycles} cycles (the design hangs)"
             offer = bool(queue) and rng.random() < p_valid
@@ -125,6 +149,12 @@ def lockstep(dut, model, inputs, *, until: Callable[[list], bool], seed: int, p_
             ctx.set(dut.o.ready, ready)
             for name, (signal, model_value) in checks.items():
                 compare(cycles, name, ctx.get(signal), model_value())
+            valid = bool(ctx.get(dut.o.valid))
+            payload = to_python(ctx.get(dut.o.payload)) if valid else None
+            if held is not None:
+                assert valid and payload == held, (f"cycle {cycles}: stream rule: o offered {held!r} without being "
+                                                   f"taken, now valid={valid}, payload {payload!r}")
+            held = payload if valid and not ready else None
             if model.out_valid():
                 payload = to_python(ctx.get(dut.o.payload))
                 compare(cycles, "o.payload", payload, plain(model.out_payload))
@@ -178,3 +208,4 @@ def random_neuron_cases(rng, n: int, current_width: int, v0_width: int, theta_wi
         v0 = int(rng.integers(-(1 << (v0_width - 1)), 1 << (v0_width - 1)))
         cases.append((currents, theta, v0, t_out))
     return cases
+

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .engine_proofs import GROUPED_ENGINE, HIDDEN_ENGINE, SMALL_ENGINE, prove_engine
+from .engine_proofs import ENGINE_CONFIGS, prove_engine
 from .neuron_proofs import LARGE, MEDIUM, SMALL, bundled_neuron_configs, prove_neuron
 
 
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
                               name=f"neuron_{proof}_{mode}_{config.name}")
         failures += not result.passed
         print(f"{result.summary():100s} {config.describe()}", flush=True)
-    for config in (SMALL_ENGINE, GROUPED_ENGINE, HIDDEN_ENGINE):
+    for config in ENGINE_CONFIGS:
         for mode in ("bmc", "cover"):
             result = prove_engine(config, args.workdir, mode=mode)
             failures += not result.passed

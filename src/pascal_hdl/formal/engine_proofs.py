@@ -18,6 +18,17 @@ where an event is valid as the engine documents it: ``j < in_features``,
 (others are dropped).  A sample ends with the event flagged ``last``.
 Property ``accumulation``: whenever a result is offered, every logit equals
 ``bias[n] + S[n]`` of the sample, and ``cls`` is the first maximum.
+Property ``stream``: once the output is valid it stays valid, with the same
+payload, until it is taken. Property ``rejected``: the flag never rises
+without a dropped event, and when a result is offered every dropped event
+of the sample has raised it exactly once.
+
+The configurations are chosen so that the boundaries are reachable: the
+input port of :data:`BOUNDARY_ENGINE` can carry an index equal to
+``in_features`` and a count of ``T1 + 1`` (both must be dropped), and on every
+readout configuration whose weights allow equal maximal logits a cover
+statement shows such a tie reaching the result (so "``cls`` is the first
+maximum" is checked on a tie, not only vacuously).
 
 Proof mode: bounded (the accumulators live in a memory that the harness
 cannot name, so no inductive invariant can speak about them); the depth
@@ -27,6 +38,7 @@ the result, from reset, with every idle/back-pressure pattern that fits.
 from __future__ import annotations
 
 import importlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +51,7 @@ from pascal_ref.numeric import signed_width
 from .sby import ProofResult, format_trace, run_proof
 
 __all__ = ["EngineProofConfig", "EngineAccumulationHarness", "prove_engine", "engine_trace_summary", "SMALL_ENGINE",
-           "GROUPED_ENGINE", "HIDDEN_ENGINE"]
+           "GROUPED_ENGINE", "HIDDEN_ENGINE", "BOUNDARY_ENGINE", "ENGINE_CONFIGS", "MUTANT_CONFIGS"]
 
 
 def engine_module():
@@ -64,6 +76,26 @@ class EngineProofConfig:
                 else layer.groups + layer.out_features)
         return 1 + layer.in_features * max(1, layer.t_in * layer.groups) + 2 + tail + 3
 
+    def tie_counts(self) -> tuple[int, ...] | None:
+        """Input counts (each in ``0..T1``) whose logits have a maximum shared by two classes,
+        or None (hidden layers, or readouts whose weights allow no tie)."""
+        layer = self.layer
+        if not layer.is_readout:
+            return None
+        for counts in itertools.product(range(layer.t_in + 1), repeat=layer.in_features):
+            logits = layer.weight @ np.array(counts) + layer.v0
+            if (logits == logits.max()).sum() >= 2:
+                return counts
+        return None
+
+    def carries_boundary_events(self) -> bool:
+        """The input port can carry ``index == in_features`` and ``count == T1 + 1`` (both invalid)."""
+        from pascal_hdl.gateware.engine import event_layout
+
+        layout = event_layout(self.layer.in_features, self.layer.t_in)
+        index_bits, count_bits = layout["index"].width, layout["count"].width
+        return self.layer.in_features < (1 << index_bits) and self.layer.t_in + 1 < (1 << count_bits)
+
     def describe(self) -> str:
         layer = self.layer
         return (f"{self.name}: {layer.in_features} inputs, {layer.out_features} outputs, {layer.lanes} lanes "
@@ -82,6 +114,30 @@ HIDDEN_ENGINE = EngineProofConfig(LayerConfig("hidden_engine", weight=np.array([
 # One lane, two groups: a spike visits both accumulator words.
 GROUPED_ENGINE = EngineProofConfig(LayerConfig("grouped_engine", weight=np.array([[127, -77], [-128, 1]]), t_in=2,
                                                t_out=None, theta=None, v0=np.array([3, -9]), lanes=1))
+# Three inputs on a 2-bit index and T1 = 2 on a 2-bit count: the port carries the
+# invalid index 3 == in_features and the invalid count 3 == T1 + 1. Classes 0 and 1
+# tie whenever c_0 == c_1 (the empty sample among them): cls must be 0 then.
+BOUNDARY_ENGINE = EngineProofConfig(LayerConfig("boundary_engine",
+                                                weight=np.array([[2, 1, -128], [1, 2, -128], [127, -3, 5]]), t_in=2,
+                                                t_out=None, theta=None, v0=np.array([0, 0, -1]), lanes=3))
+
+ENGINE_CONFIGS = (SMALL_ENGINE, GROUPED_ENGINE, HIDDEN_ENGINE, BOUNDARY_ENGINE)
+
+# The configuration on which each mutant of ``mutants.ENGINE_MUTATIONS`` is refuted
+# (where the bug is reachable), and the failed assertions that may show it (the
+# solver reports the properties broken at the first failing step).
+MUTANT_CONFIGS = {
+    "subtract_weight": (SMALL_ENGINE, ("accumulation",)),
+    "stale_accumulator": (SMALL_ENGINE, ("accumulation",)),
+    "accept_equal_index": (SMALL_ENGINE, ("accumulation", "rejected")),
+    "emit_zero_skipped_wrong": (HIDDEN_ENGINE, ("count 0",)),
+    "accept_index_in_features": (BOUNDARY_ENGINE, ("accumulation", "rejected")),
+    "accept_count_above_t1": (BOUNDARY_ENGINE, ("accumulation", "rejected")),
+    "reject_count_t1": (BOUNDARY_ENGINE, ("accumulation", "rejected")),
+    "readout_last_maximum": (BOUNDARY_ENGINE, ("first maximum",)),
+    "result_ignores_ready": (SMALL_ENGINE, ("valid held",)),
+    "rejected_without_accept": (BOUNDARY_ENGINE, ("rejected: no flag without a dropped event",)),
+}
 
 
 class EngineAccumulationHarness(Elaboratable):
@@ -152,6 +208,25 @@ class EngineAccumulationHarness(Elaboratable):
             with m.If(last):
                 m.d.sync += closed_.eq(1)
 
+        # The `rejected` flag: one pulse per dropped event, none for a kept one. `owed`:
+        # invalid events taken and not yet flagged; at most the one in the input register
+        # (an event is judged, and flagged, in the cycle it leaves the register).
+        owed = Signal(range(8), name="rejections_owed")
+        pending_bad = Signal(name="pending_bad")   # the waiting event of the next sample is invalid
+        bad_now = Signal(name="taken_invalid")
+        m.d.comb += bad_now.eq(take & Mux(result_taken | closed, ~valid_event(nxt_first, nxt_prev),
+                                          ~valid_event(first, prev)))
+        m.d.sync += owed.eq(owed + bad_now - dut.rejected)
+        with m.If(take & closed & ~result_taken):
+            m.d.sync += pending_bad.eq(bad_now)
+        with m.If(result_taken):
+            m.d.sync += pending_bad.eq(0)
+        m.d.comb += Assert(owed <= 1, "rejected: a dropped event is flagged when it leaves the input register")
+        with m.If(dut.rejected):
+            m.d.comb += Assert(owed != 0, "rejected: no flag without a dropped event")
+        with m.If(dut.o.valid):
+            m.d.comb += Assert(owed == pending_bad, "rejected: every dropped event of the sample flagged once")
+
         with m.If(result_taken):
             # The current sample is done; the next one (if begun) becomes current.
             m.d.sync += [s.eq(t) for s, t in zip(cur, nxt)]
@@ -179,6 +254,14 @@ class EngineAccumulationHarness(Elaboratable):
         with m.Elif(take & ~closed & valid_event(first, prev) & (count == layer.t_in)):
             m.d.sync += full.eq(full + 1)
         m.d.comb += Cover(result_taken & (full == n_in))
+
+        # Stream rule on the output: valid held, payload stable, until taken.
+        stalled = Signal(name="o_stalled")
+        held = Signal(dut.o.payload.shape(), name="o_held")
+        m.d.sync += [stalled.eq(dut.o.valid & ~dut.o.ready), held.eq(dut.o.payload)]
+        with m.If(stalled):
+            m.d.comb += Assert(dut.o.valid, "stream: o.valid held until taken")
+            m.d.comb += Assert(dut.o.payload.as_value() == held.as_value(), "stream: o.payload stable while valid")
 
         if layer.is_readout:
             self._readout_checks(m, dut, layer, cur, closed)
@@ -231,6 +314,17 @@ class EngineAccumulationHarness(Elaboratable):
                         beaten = (logits[k] > logits[n]) | ((k < n) & (logits[k] == logits[n]))
                         m.d.comb += Assert((cls != n) | ~beaten, f"cls == {n} only if it is the first maximum")
             m.d.comb += Assert(cls < n_out, "cls < classes")
+        if self.config.tie_counts() is not None:
+            # Non-vacuity of the first-maximum rule: a result with a shared maximum.
+            logits_ = dut.o.payload.logits
+            tie = 0
+            for n in range(n_out):
+                for k in range(n + 1, n_out):
+                    top = logits_[n] == logits_[k]
+                    for j in range(n_out):
+                        top = top & (logits_[j] <= logits_[n])
+                    tie = tie | top
+            m.d.comb += Cover(dut.o.valid & tie)
 
 
 def prove_engine(config: EngineProofConfig, workdir, module=None, depth: int | None = None,
@@ -238,7 +332,9 @@ def prove_engine(config: EngineProofConfig, workdir, module=None, depth: int | N
     """Bounded proof of the accumulation property (see the module docstring).
 
     ``mode="cover"`` instead shows that a result for a sample with every
-    input at count ``T1`` (the longest) is reachable within ``depth``.
+    input at count ``T1`` (the longest) is reachable within ``depth``, and on
+    a readout whose weights allow it (:meth:`EngineProofConfig.tie_counts`) a
+    result with two equal maximal logits.
     """
     harness = EngineAccumulationHarness(config, module)
     depth = depth or config.samples_depth()
@@ -251,6 +347,7 @@ def engine_trace_summary(result: ProofResult, config: EngineProofConfig) -> str:
     layer = config.layer
     columns = {"i.valid": ("i__valid", None), "i.ready": ("i__ready", None), "index": ("i__payload.index", None),
                "count": ("i__payload.count", None), "last": ("i__payload.last", None),
+               "rejected": ("rejected", None), "owed": ("rejections_owed", None),
                "o.valid": ("o__valid", None), "o.ready": ("o__ready", None)}
     if layer.is_readout:
         for n in range(layer.out_features):

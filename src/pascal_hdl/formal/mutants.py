@@ -1,10 +1,26 @@
-"""Designs broken on purpose: each proof must find a counterexample on them.
+"""Designs broken on purpose: the gateware mutants of the formal proofs and of the mutation tier.
 
 A :class:`Mutation` replaces one exact piece of a design module's source (it
 must occur exactly once, so a mutation that no longer applies after an edit
-of the design is an error, never a silent no-op) and loads the result as a
-fresh module beside the package, so the harnesses can build it like the
-real design.
+of the design is an error, never a silent no-op). Two ways to use one:
+
+* :func:`load_mutant` loads the result as a fresh module beside the
+  package, so a formal harness can build it like the real design (the
+  proofs of ``tests/pascal_hdl/formal`` do this for
+  :data:`NEURON_MUTATIONS` and :data:`ENGINE_MUTATIONS`);
+* :func:`install_mutant` puts it in place of the real module for a whole
+  process, so every importer (the engine importing the neuron, the core
+  importing the engine, the tests, the formal harnesses) gets the mutant:
+  the pytest plugin :mod:`pascal_hdl.formal.mutant_plugin` does this and
+  :mod:`pascal_hdl.formal.mutation` runs the suite once per mutant.
+
+:data:`GATEWARE_MUTATIONS` is the curated list of the mutation tier (bugs a
+developer makes: operators flipped, off-by-one counters and limits, the
+``index == in_features`` and ``count == T1 + 1`` acceptance, the readout's
+first-maximum tie rule, stale or unreset registers, handshake bugs, widths
+one bit narrower). :data:`ACCEPTED_SURVIVORS` says why a mutant that no check
+kills is equivalent or accepted; the runner reports any other survivor as
+unexplained.
 """
 from __future__ import annotations
 
@@ -13,14 +29,20 @@ import importlib.util
 import inspect
 import itertools
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pascal_ref.errors import PascalError
 
-__all__ = ["Mutation", "MutationError", "load_mutant", "NEURON_MUTATIONS", "ENGINE_MUTATIONS"]
+__all__ = ["Mutation", "MutationError", "load_mutant", "NEURON_MUTATIONS", "ENGINE_MUTATIONS", "ACCEPTED_SURVIVORS",
+           "CORE", "ENGINE", "GATEWARE_MUTATIONS", "NEURON", "install_mutant", "mutation_named"]
 
 _serial = itertools.count()
+
+NEURON = "pascal_hdl.gateware.neuron"
+ENGINE = "pascal_hdl.gateware.engine"
+CORE = "pascal_hdl.gateware.core"
 
 
 class MutationError(PascalError):
@@ -36,6 +58,11 @@ class Mutation:
     find: str
     replace: str
     description: str
+
+    @property
+    def block(self) -> str:
+        """The gateware block the mutation breaks: ``neuron``, ``engine`` or ``core``."""
+        return self.target.rsplit(".", 1)[-1]
 
     def apply(self, source: str) -> str:
         found = source.count(self.find)
@@ -64,38 +91,276 @@ def load_mutant(mutation: Mutation, workdir):
     return module
 
 
-NEURON_MUTATIONS = (
-    Mutation("fire_gt", "pascal_hdl.gateware.neuron",
-             "fire = active & (charged >= self.theta)", "fire = active & (charged > self.theta)",
-             "the firing comparison v >= theta flipped to v > theta (state update only)"),
-    Mutation("no_inhibitory", "pascal_hdl.gateware.neuron",
-             "self.inhibitory.eq((stage == Stage.SETTLE) & (charged < 0))", "self.inhibitory.eq(0)",
-             "stage 2 without its inhibitory branch"),
-    Mutation("burst_ge", "pascal_hdl.gateware.neuron",
-             "self.spike.eq((stage == Stage.TRANSMIT) & (c > step))",
-             "self.spike.eq((stage == Stage.TRANSMIT) & (c >= step))",
-             "the transmitted spike c > t flipped to c >= t"),
-    Mutation("settle_min", "pascal_hdl.gateware.neuron",
-             "settle_steps.eq(Mux(self.t_in > self.t_out, self.t_in, self.t_out) - 1)",
-             "settle_steps.eq(Mux(self.t_in < self.t_out, self.t_in, self.t_out) - 1)",
-             "stage 2 lasts min(T1,T2)-1 steps instead of max(T1,T2)-1"),
-    Mutation("membrane_narrow", "pascal_hdl.gateware.neuron",
-             '"v": Out(signed(self.widths.v_width)),', '"v": Out(signed(self.widths.v_width - 1)),',
-             "the membrane register one bit narrower than its derived width (overflow)"),
+def install_mutant(mutation: Mutation, workdir=None):
+    """Make ``mutation`` *the* module ``mutation.target`` for the rest of this process.
+
+    The mutated source is written to ``workdir`` (a temporary folder by
+    default, so tracebacks show the mutated lines) and imported under the
+    real module name. Gateware modules imported before are dropped from
+    ``sys.modules`` first, so their next import reads the mutant. Meant for a
+    process of its own (a pytest run started by the mutation runner).
+    """
+    spec = importlib.util.find_spec(mutation.target)
+    if spec is None or spec.origin is None:
+        raise MutationError(f"mutation '{mutation.name}': module {mutation.target} not found")
+    source = mutation.apply(Path(spec.origin).read_text())
+    for name in [n for n in sys.modules if n.startswith("pascal_hdl.gateware.")]:
+        del sys.modules[name]
+    folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="pascal_mutant_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{mutation.block}_mutant_{mutation.name}.py"
+    path.write_text(source)
+    mutant_spec = importlib.util.spec_from_file_location(mutation.target, path)
+    module = importlib.util.module_from_spec(mutant_spec)
+    sys.modules[mutation.target] = module
+    try:
+        mutant_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[mutation.target]
+        raise
+    package, stem = mutation.target.rsplit(".", 1)
+    setattr(importlib.import_module(package), stem, module)
+    return module
+
+
+def _m(name, target, find, replace, description):
+    return Mutation(name, target, find, replace, description)
+
+
+GATEWARE_MUTATIONS = (
+    # ------------------------------------------------------------------ neuron unit
+    _m("fire_gt", NEURON,
+       "fire = active & (charged >= self.theta)", "fire = active & (charged > self.theta)",
+       "the firing comparison v >= theta flipped to v > theta (state update only)"),
+    _m("excitatory_port_gt", NEURON,
+       "active & (charged >= self.theta))),", "active & (charged > self.theta))),",
+       "the excitatory spike port compares v > theta (the state update is right)"),
+    _m("no_inhibitory", NEURON,
+       "self.inhibitory.eq((stage == Stage.SETTLE) & (charged < 0))", "self.inhibitory.eq(0)",
+       "stage 2 without its inhibitory branch"),
+    _m("inhibitory_le", NEURON,
+       "& (charged < 0))", "& (charged <= 0))",
+       "the inhibitory comparison v < 0 flipped to v <= 0"),
+    _m("inhibitory_subtracts", NEURON,
+       "Mux(self.inhibitory, charged + self.theta, charged)", "Mux(self.inhibitory, charged - self.theta, charged)",
+       "the inhibitory soft reset subtracts theta instead of adding it"),
+    _m("counter_inhibitory_plus", NEURON,
+       "c.eq(c + fire - self.inhibitory)", "c.eq(c + fire + self.inhibitory)",
+       "an inhibitory spike increments the spike counter"),
+    _m("burst_ge", NEURON,
+       "self.spike.eq((stage == Stage.TRANSMIT) & (c > step))",
+       "self.spike.eq((stage == Stage.TRANSMIT) & (c >= step))",
+       "the transmitted spike c > t flipped to c >= t"),
+    _m("settle_min", NEURON,
+       "settle_steps.eq(Mux(self.t_in > self.t_out, self.t_in, self.t_out) - 1)",
+       "settle_steps.eq(Mux(self.t_in < self.t_out, self.t_in, self.t_out) - 1)",
+       "stage 2 lasts min(T1,T2)-1 steps instead of max(T1,T2)-1"),
+    _m("integrate_one_more", NEURON,
+       "with m.If(step == self.t_in - 1):", "with m.If(step == self.t_in):",
+       "off by one: stage 1 lasts T1 + 1 steps"),
+    _m("transmit_one_more", NEURON,
+       "with m.If(step == self.t_out - 1):", "with m.If(step == self.t_out):",
+       "off by one: stage 3 lasts T2 + 1 steps"),
+    _m("count_no_high_clip", NEURON,
+       "self.count.eq(Mux(c < 0, 0, Mux(c > self.t_out, self.t_out, c)))", "self.count.eq(Mux(c < 0, 0, c))",
+       "the count port not clipped at T2"),
+    _m("count_no_low_clip", NEURON,
+       "self.count.eq(Mux(c < 0, 0, Mux(c > self.t_out, self.t_out, c)))",
+       "self.count.eq(Mux(c > self.t_out, self.t_out, c))",
+       "the count port not clipped at 0 (a negative counter wraps)"),
+    _m("ready_idle_only", NEURON,
+       "self.ready.eq((stage == Stage.IDLE) | (stage == Stage.TRANSMIT))", "self.ready.eq(stage == Stage.IDLE)",
+       "handshake: start refused during TRANSMIT"),
+    _m("start_ignores_ready", NEURON,
+       "with m.If(self.start & self.ready):", "with m.If(self.start):",
+       "handshake: start accepted in any stage (restarts a run in stage 1 or 2)"),
+    _m("start_keeps_counter", NEURON,
+       "[v.eq(self.v0), c.eq(0), stage.eq(Stage.INTEGRATE), step.eq(0)]",
+       "[v.eq(self.v0), stage.eq(Stage.INTEGRATE), step.eq(0)]",
+       "stale register: the spike counter is not cleared at start"),
+    _m("start_keeps_step", NEURON,
+       "[v.eq(self.v0), c.eq(0), stage.eq(Stage.INTEGRATE), step.eq(0)]",
+       "[v.eq(self.v0), c.eq(0), stage.eq(Stage.INTEGRATE)]",
+       "stale register: the step index is not cleared at start (restart during TRANSMIT)"),
+    _m("current_in_settle", NEURON,
+       "Mux(stage == Stage.INTEGRATE, v + self.current, v)", "Mux(stage != Stage.IDLE, v + self.current, v)",
+       "the input current is added in stage 2 as well"),
+    _m("charged_narrow", NEURON,
+       "charged = Signal(signed(self.widths.v_width + 1))", "charged = Signal(signed(self.widths.v_width))",
+       "the membrane-plus-current signal without its extra bit"),
+    _m("membrane_narrow", NEURON,
+       '"v": Out(signed(self.widths.v_width)),', '"v": Out(signed(self.widths.v_width - 1)),',
+       "the membrane register one bit narrower than its derived width (overflow)"),
+    _m("counter_narrow", NEURON,
+       '"c": Out(signed(self.widths.c_width)),', '"c": Out(signed(self.widths.c_width - 1)),',
+       "the spike counter one bit narrower than its derived width (overflow)"),
+    # ------------------------------------------------------------------ layer engine
+    _m("subtract_weight", ENGINE,
+       "a_wr.data.word_select(k, aw).eq(acc_lanes[k] + weight)",
+       "a_wr.data.word_select(k, aw).eq(acc_lanes[k] - weight)",
+       "the accumulator subtracts the weight instead of adding it"),
+    _m("stale_accumulator", ENGINE,
+       "a_rd = acc.read_port(transparent_for=(a_wr,))", "a_rd = acc.read_port()",
+       "the accumulator read port not transparent: a back-to-back spike reads the old sum"),
+    _m("accept_equal_index", ENGINE,
+       "(~first & (payload.index <= prev_index))", "(~first & (payload.index < prev_index))",
+       "an event repeating the previous index is accumulated instead of dropped"),
+    _m("accept_index_in_features", ENGINE,
+       "(payload.index >= cfg.in_features)", "(payload.index > cfg.in_features)",
+       "off by one: an event with index == in_features is accepted"),
+    _m("accept_count_above_t1", ENGINE,
+       "(payload.count > cfg.t_in)", "(payload.count > cfg.t_in + 1)",
+       "off by one: an event with count T1 + 1 is accepted"),
+    _m("reject_count_t1", ENGINE,
+       "(payload.count > cfg.t_in)", "(payload.count >= cfg.t_in)",
+       "off by one: an event with count == T1 is rejected"),
+    _m("order_checked_on_first", ENGINE,
+       "(~first & (payload.index <= prev_index))", "(payload.index <= prev_index)",
+       "the first event of a sample is checked against the previous sample's last index"),
+    _m("first_not_reset", ENGINE,
+       "m.d.sync += [phase.eq(Phase.ACCUMULATE), first.eq(1), last_seen.eq(0), group.eq(0)]",
+       "m.d.sync += [phase.eq(Phase.ACCUMULATE), last_seen.eq(0), group.eq(0)]",
+       "stale register: 'first event of the sample' not set again after a sample"),
+    _m("last_seen_not_reset", ENGINE,
+       "m.d.sync += [phase.eq(Phase.ACCUMULATE), first.eq(1), last_seen.eq(0), group.eq(0)]",
+       "m.d.sync += [phase.eq(Phase.ACCUMULATE), first.eq(1), group.eq(0)]",
+       "stale register: 'last event seen' not cleared after a sample"),
+    _m("bad_event_accumulated", ENGINE,
+       "count.eq(Mux(bad, 0, payload.count))", "count.eq(payload.count)",
+       "a rejected event is flagged but still accumulated"),
+    _m("rejected_without_accept", ENGINE,
+       "self.rejected.eq(accept & bad)", "self.rejected.eq(bad)",
+       "rejected raised while a bad event waits (or a stale one sits) in the input register"),
+    _m("input_always_ready", ENGINE,
+       "self.i.ready.eq(~buffered | can_take)", "self.i.ready.eq(1)",
+       "handshake: i.ready stays high while busy, overwriting the buffered event"),
+    _m("ready_through_output", ENGINE,
+       "self.i.ready.eq(~buffered | can_take)", "self.i.ready.eq(~buffered | can_take | self.o.ready)",
+       "handshake: a combinational path from o.ready to i.ready (documented: none)"),
+    _m("buffer_never_emptied", ENGINE,
+       "m.d.sync += buffered.eq(0)", "pass",
+       "handshake: the input register is not emptied when its event is taken (processed twice)"),
+    _m("repeats_one_more", ENGINE,
+       "repeats.eq(count - 1), group.eq(1)", "repeats.eq(count), group.eq(1)",
+       "off by one (groups > 1): an event accumulates count + 1 spikes"),
+    _m("single_group_short", ENGINE,
+       "busy.eq(count > 1), repeats.eq(count - 2)", "busy.eq(count > 2), repeats.eq(count - 2)",
+       "off by one (one group): an event with count 2 accumulates one spike"),
+    _m("finish_before_spikes", ENGINE,
+       "with m.If((count == 1) & payload.last):", "with m.If(payload.last):",
+       "one group: a last event with count > 1 ends the input phase before its spikes are issued"),
+    _m("address_top_bit_dropped", ENGINE,
+       "for bit in range(constant.bit_length())", "for bit in range(constant.bit_length() - 1)",
+       "times_constant drops the top bit: wrong weight address j*groups"),
+    _m("issue_base_only", ENGINE,
+       "issue_addr.eq(base + group)", "issue_addr.eq(base)",
+       "later groups of a spike read the first group's weights"),
+    _m("acc_read_group_register", ENGINE,
+       "a_rd.addr.eq(Mux(issue, issue_group, group))", "a_rd.addr.eq(group)",
+       "the accumulator is read at the group register instead of the issued group"),
+    _m("writeback_group_register", ENGINE,
+       "writeback_group.eq(issue_group)", "writeback_group.eq(group)",
+       "the sum is written back to the group register instead of the issued group"),
+    _m("params_group0", ENGINE,
+       "p_rd.addr.eq(group)", "p_rd.addr.eq(0)",
+       "every group reads the first group's v0/theta (or bias)"),
+    _m("hidden_acc_not_cleared", ENGINE,
+       "m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(group), a_wr.data.eq(0)]\n"
+       "                m.d.sync += [phase.eq(Phase.RUN), run_steps.eq(0)]",
+       "m.d.sync += [phase.eq(Phase.RUN), run_steps.eq(0)]",
+       "stale register: a hidden engine's accumulators are not cleared (sums carry into the next sample)"),
+    _m("readout_acc_not_cleared", ENGINE,
+       "with m.If(lane == 0):", "with m.If(0):",
+       "stale register: the readout's accumulators are not cleared"),
+    _m("run_one_short", ENGINE,
+       "m.d.sync += [phase.eq(Phase.RUN), run_steps.eq(0)]", "m.d.sync += [phase.eq(Phase.RUN), run_steps.eq(1)]",
+       "off by one: the neuron phase lasts T2 - 1 cycles (counts read before the units settle)"),
+    _m("emit_zero_skipped_wrong", ENGINE,
+       "wanted = (count != 0) | is_last", "wanted = (count > 1) | is_last",
+       "a hidden neuron with count 1 is skipped as if silent (hidden engine)"),
+    _m("last_neuron_not_sent", ENGINE,
+       "wanted = (count != 0) | is_last", "wanted = (count != 0)",
+       "the last neuron is skipped when silent: the next layer never sees 'last'"),
+    _m("emit_ignores_ready", ENGINE,
+       "with m.If(~wanted | self.o.ready):", "with m.If(1):",
+       "handshake: hidden output payload changes while valid without ready"),
+    _m("result_ignores_ready", ENGINE,
+       "with m.If(self.o.ready):\n                    end_sample()", "with m.If(1):\n                    end_sample()",
+       "handshake: the readout drops valid before the result is taken"),
+    _m("readout_last_maximum", ENGINE,
+       "(logit > best)", "(logit >= best)",
+       "argmax tie rule: the last maximum wins instead of the first"),
+    _m("readout_max_not_restarted", ENGINE,
+       "(logit_index == 0) | (logit > best)", "(logit > best)",
+       "stale register: the running maximum is not restarted per sample"),
+    _m("readout_no_bias", ENGINE,
+       "logit.eq(Array(acc_lanes)[lane] + p_rd.data.word_select(lane, lw).as_signed())",
+       "logit.eq(Array(acc_lanes)[lane])",
+       "the readout forgets the bias"),
+    _m("accumulator_narrow", ENGINE,
+       "wb, aw = cfg.weight_width, cfg.acc_width", "wb, aw = cfg.weight_width, cfg.acc_width - 1",
+       "the accumulators one bit narrower than their derived width (overflow)"),
+    _m("logits_narrow", ENGINE,
+       "logits = Signal(data.ArrayLayout(signed(lw), cfg.out_features))",
+       "logits = Signal(data.ArrayLayout(signed(lw - 1), cfg.out_features))",
+       "the readout's logit registers one bit narrower than their derived width"),
+    # ------------------------------------------------------------------ network core
+    _m("gate_open_in_wait", CORE,
+       "self.i.ready.eq(first.i.ready & (state != CoreState.WAIT))", "self.i.ready.eq(first.i.ready)",
+       "handshake: the core says ready while a sample is in flight (the engine does not see the event)"),
+    _m("no_wait_state", CORE,
+       "m.d.sync += state.eq(CoreState.WAIT)", "m.d.sync += state.eq(CoreState.INPUT)",
+       "the gate never closes: the next sample enters before the result is taken"),
+    _m("idle_before_taken", CORE,
+       "with m.If(self.o.valid & self.o.ready):", "with m.If(self.o.valid):",
+       "handshake: the core returns to IDLE when the result is offered, not when it is taken"),
+    _m("cycles_from_zero", CORE,
+       "m.d.sync += cycles.eq(1)", "m.d.sync += cycles.eq(0)",
+       "off by one: the cycle counter starts at 0"),
+    _m("cycles_run_while_valid", CORE,
+       "with m.Elif((state != CoreState.IDLE) & ~readout.o.valid):", "with m.Elif(state != CoreState.IDLE):",
+       "handshake: the cycles field keeps counting while the result waits (payload changes while valid)"),
+    _m("rejected_sticky", CORE,
+       "m.d.sync += rejected.eq(0)", "m.d.sync += rejected.eq(rejected)",
+       "stale register: the result's rejected flag is never cleared"),
+    _m("rejected_never_set", CORE,
+       "with m.Elif(first.rejected):", "with m.Elif(0):",
+       "the result's rejected flag is never set"),
+    _m("monitor_without_ready", CORE,
+       "monitor.valid.eq(before.o.valid & before.o.ready)", "monitor.valid.eq(before.o.valid)",
+       "a monitor shows an event in every cycle it is offered, not when it is handed over"),
 )
 
-ENGINE_MUTATIONS = (
-    Mutation("subtract_weight", "pascal_hdl.gateware.engine",
-             "a_wr.data.word_select(k, aw).eq(acc_lanes[k] + weight)",
-             "a_wr.data.word_select(k, aw).eq(acc_lanes[k] - weight)",
-             "the accumulator subtracts the weight instead of adding it"),
-    Mutation("stale_accumulator", "pascal_hdl.gateware.engine",
-             "a_rd = acc.read_port(transparent_for=(a_wr,))", "a_rd = acc.read_port()",
-             "the accumulator read port not transparent: a back-to-back spike reads the old sum"),
-    Mutation("accept_equal_index", "pascal_hdl.gateware.engine",
-             "(~first & (payload.index <= prev_index))", "(~first & (payload.index < prev_index))",
-             "an event repeating the previous index is accumulated instead of dropped"),
-    Mutation("emit_zero_skipped_wrong", "pascal_hdl.gateware.engine",
-             "wanted = (count != 0) | is_last", "wanted = (count > 1) | is_last",
-             "a hidden neuron with count 1 is skipped as if silent (hidden engine)"),
-)
+_BY_NAME = {m.name: m for m in GATEWARE_MUTATIONS}
+if len(_BY_NAME) != len(GATEWARE_MUTATIONS):  # pragma: no cover - a typo in the table
+    raise MutationError("gateware mutation names must be unique")
+
+
+def mutation_named(name: str) -> Mutation:
+    """The mutation of :data:`GATEWARE_MUTATIONS` called ``name``."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise MutationError(f"no gateware mutation named {name!r}; known: {', '.join(_BY_NAME)}") from None
+
+
+# The designs broken on purpose that the formal proofs must refute on their own
+# (tests/pascal_hdl/formal; each gives a counterexample from reset).
+NEURON_MUTATIONS = tuple(mutation_named(n) for n in (
+    "fire_gt", "no_inhibitory", "burst_ge", "settle_min", "membrane_narrow", "start_ignores_ready"))
+ENGINE_MUTATIONS = tuple(mutation_named(n) for n in (
+    "subtract_weight", "stale_accumulator", "accept_equal_index", "emit_zero_skipped_wrong",
+    "accept_index_in_features", "accept_count_above_t1", "reject_count_t1", "readout_last_maximum",
+    "result_ignores_ready", "rejected_without_accept"))
+
+# Mutants that no check of the default suite, the formal proofs or cosim kills,
+# with the reason (equivalent, or accepted), from the mutation runs (docs/formal.md).
+ACCEPTED_SURVIVORS: dict[str, str] = {
+    "charged_narrow": "equivalent: v + I(t) never leaves the membrane range, which already covers "
+                      "max(v0,0) + T1*max(I,0) and min(v0,0) + T1*min(I,0) (widths.neuron_widths), so the extra bit "
+                      "is never used; the neuron equivalence k-induction PASSes on the mutant (small, wide, "
+                      "digits_mlp_act1): no input sequence tells them apart",
+    "last_seen_not_reset": "equivalent: last_seen is written from the payload at every accepted event and read "
+                           "only while that event's spikes are issued (busy), so the value left from the previous "
+                           "sample is always overwritten before it is read",
+}

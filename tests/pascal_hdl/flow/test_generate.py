@@ -6,6 +6,7 @@ bundled digits MLP for the iCE40 UP5K and checks that it fits.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -177,8 +178,33 @@ def test_synth_rejects_a_folder_without_manifest(tmp_path):
         synthesize(tmp_path, "xc7")
 
 
+BASELINES = Path(__file__).resolve().parent / "baselines"
+
+
+def compare_with_baseline(result: dict, baseline: dict) -> list[str]:
+    """The figures of ``result`` outside the baseline's relative tolerance, as messages."""
+    problems = []
+    for key, expected in baseline["measured"].items():
+        tolerance = baseline["relative_tolerance"][key]
+        if abs(result[key] - expected) > tolerance * abs(expected):
+            problems.append(f"{key}: {result[key]} vs baseline {expected} (tolerance {tolerance:.0%})")
+    return problems
+
+
+def test_baseline_comparison():
+    baseline = {"measured": {"lut4": 1000, "dsp": 0, "fmax_mhz": 30.0},
+                "relative_tolerance": {"lut4": 0.02, "dsp": 0, "fmax_mhz": 0.15}}
+    assert compare_with_baseline({"lut4": 1020, "dsp": 0, "fmax_mhz": 25.6}, baseline) == []
+    assert compare_with_baseline({"lut4": 1021, "dsp": 1, "fmax_mhz": 25.4}, baseline) == [
+        "lut4: 1021 vs baseline 1000 (tolerance 2%)", "dsp: 1 vs baseline 0 (tolerance 0%)",
+        "fmax_mhz: 25.4 vs baseline 30.0 (tolerance 15%)"]
+
+
 @pytest.mark.synth
 def test_digits_mlp_fits_ice40_up5k(tmp_path):
+    """Fits, and the resources and Fmax equal the stored baseline (``baselines/digits_mlp_ice40.json``):
+    LUT4, FF, logic cells within 2 %, EBR and DSP exact, Fmax within 15 %. After a deliberate change,
+    ``PASCAL_HDL_UPDATE_BASELINES=1`` writes the new figures (then review the diff)."""
     network = load(bundled_path("digits-mlp"))
     generate_from_network(network, tmp_path)
     result = synthesize(tmp_path, "ice40-up5k")
@@ -187,4 +213,10 @@ def test_digits_mlp_fits_ice40_up5k(tmp_path):
     assert result["logic_cells"] <= result["logic_cells_available"] and result["io"] <= result["io_available"]
     assert result["ram_blocks"] >= 1  # the weights are in block RAM, not in logic
     assert result["dsp"] == 0          # multiplier-free
-    assert result["fmax_mhz"] > 5
+    path = BASELINES / "digits_mlp_ice40.json"
+    baseline = json.loads(path.read_text())
+    if os.environ.get("PASCAL_HDL_UPDATE_BASELINES"):
+        baseline["measured"] = {key: result[key] for key in baseline["measured"]}
+        path.write_text(json.dumps(baseline, indent=2) + "\n")
+    problems = compare_with_baseline(result, baseline)
+    assert not problems, "synthesis figures moved from the baseline:\n" + "\n".join(problems)

@@ -1,12 +1,12 @@
-"""Formal proof of the layer engine's accumulation (issue 7); see docs/formal.md."""
+"""Formal proof of the layer engine's accumulation (issue 7) and its boundaries (issue 17); see docs/formal.md."""
 from __future__ import annotations
 
 import pytest
 
 from pascal_hdl.formal.engine_proofs import (
-    GROUPED_ENGINE,
-    HIDDEN_ENGINE,
-    SMALL_ENGINE,
+    BOUNDARY_ENGINE,
+    ENGINE_CONFIGS,
+    MUTANT_CONFIGS,
     engine_trace_summary,
     prove_engine,
 )
@@ -14,37 +14,52 @@ from pascal_hdl.formal.mutants import ENGINE_MUTATIONS, load_mutant
 
 pytestmark = pytest.mark.formal
 
-CONFIGS = [SMALL_ENGINE, GROUPED_ENGINE, HIDDEN_ENGINE]
-
 
 def _check(result):
     assert result.passed, f"{result.summary()}\nfailed: {result.failed}\ntrace: {result.trace}\n{result.log}"
     print(result.summary())
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+def test_boundary_engine_carries_the_invalid_events_and_a_tie():
+    """The port of the boundary configuration can carry index == in_features and count == T1 + 1,
+    and its weights give equal maximal logits (the empty sample: logits 0, 0, -1)."""
+    assert BOUNDARY_ENGINE.carries_boundary_events()
+    assert BOUNDARY_ENGINE.tie_counts() == (0, 0, 0)
+    # The other configurations: a 1-bit index cannot carry in_features = 2, and no tie is possible.
+    assert [c.carries_boundary_events() for c in ENGINE_CONFIGS] == [False, False, False, True]
+    assert [c.tie_counts() is not None for c in ENGINE_CONFIGS] == [False, False, False, True]
+
+
+@pytest.mark.parametrize("config", ENGINE_CONFIGS, ids=lambda c: c.name)
 def test_engine_accumulation_bounded(config, tmp_path):
-    """Every logit == bias + sum of the weights of the spiking inputs, any spike pattern and stall pattern."""
+    """Every logit == bias + sum of the weights of the valid spiking inputs (cls the first maximum; hidden:
+    every count == the contract's), any event and stall pattern; the output obeys the stream rule."""
     _check(prove_engine(config, tmp_path))
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+@pytest.mark.parametrize("config", ENGINE_CONFIGS, ids=lambda c: c.name)
 def test_engine_depth_covers_longest_sample(config, tmp_path):
-    """The bound is long enough: a result for a sample with every input at count T1 is reachable."""
+    """The bound is long enough: a result for a sample with every input at count T1 is reachable;
+    where the weights allow a tie, a result with two equal maximal logits is reached too."""
     result = prove_engine(config, tmp_path, mode="cover")
     _check(result)
-    assert result.cover_steps and max(result.cover_steps) < config.samples_depth()
+    covers = 1 + (config.tie_counts() is not None)
+    assert len(result.cover_steps) == covers, result.log
+    assert max(result.cover_steps) < config.samples_depth()
 
 
 @pytest.mark.parametrize("mutation", ENGINE_MUTATIONS, ids=lambda m: m.name)
 def test_engine_mutant_has_counterexample(mutation, tmp_path):
-    hidden = "hidden engine" in mutation.description
-    config = HIDDEN_ENGINE if hidden else SMALL_ENGINE
+    config, messages = MUTANT_CONFIGS[mutation.name]
     module = load_mutant(mutation, tmp_path / "src")
     result = prove_engine(config, tmp_path, module=module, name=f"mutant_{mutation.name}")
     assert result.status == "FAIL", f"{mutation.description}: {result.summary()}\n{result.log}"
     assert result.trace is not None and result.failed
-    assert any(("count 0" if hidden else "accumulation") in f for f in result.failed), result.failed
+    assert any(message in f for f in result.failed for message in messages), result.failed
     print(f"{mutation.name} ({mutation.description}): {result.summary()}")
     print("failed:", "; ".join(result.failed))
     print(engine_trace_summary(result, config))
+
+
+def test_every_engine_mutant_has_a_configuration():
+    assert {m.name for m in ENGINE_MUTATIONS} == set(MUTANT_CONFIGS)

@@ -37,6 +37,10 @@ def test_bundled_models_emit_neuron_units():
     assert any(c.name.startswith("digits_mlp") for c in BUNDLED)
     for config in BUNDLED:
         assert config.max_t_in == 1  # the engine runs every unit with T1 = 1 (I[0] = S)
+    # The widths docs/formal.md states for the digits MLP's unit (current, v0, theta, T1, T2).
+    digits = next(c for c in BUNDLED if c.name.startswith("digits_mlp"))
+    assert (digits.current_width, digits.v0_width, digits.theta_width, digits.max_t_in, digits.max_t_out) == \
+        (17, 14, 13, 1, 4)
 
 
 @pytest.mark.parametrize("proof", NEURON_PROOFS)

@@ -2,6 +2,9 @@
 (``pascal_ref.golden.quantize.integer_ann``) and, cycle by cycle, against :class:`CoreModel`."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,7 +13,17 @@ from pascal_hdl.gateware.core import NetworkCore
 from pascal_hdl.gateware.engine import LayerEngine
 from pascal_hdl.model.core import CoreModel, expected_cycles
 from pascal_hdl.model.engine import EngineModel, sample_events
-from pascal_hdl.testing import events_to_counts, lockstep, plain, simulate, stream_get, stream_put, to_python
+from pascal_hdl.testing import (
+    events_to_counts,
+    lockstep,
+    mnist_like_images,
+    mnist_shape_network,
+    plain,
+    simulate,
+    stream_get,
+    stream_put,
+    to_python,
+)
 from pascal_ref.golden.quantize import integer_ann, quantize
 from pascal_ref.ir.network import QCFS, AvgPool2d, Conv2d, Flatten, Linear, Network
 from pascal_ref.testing import random_mlp
@@ -85,41 +98,114 @@ def test_core_as_transactions():
     assert not any(r["rejected"] for r in results)
 
 
-def test_rejected_event_is_reported_in_the_result():
+@pytest.mark.parametrize("p_valid, p_ready", [(1.0, 1.0), (0.6, 0.4)])
+def test_rejected_event_is_reported_in_the_result(p_valid, p_ready):
+    """A sample with dropped events (one with index == input_features) has `rejected` set, the next one
+    not; the logits are those of the kept events."""
     rng = np.random.default_rng(2)
     config = CoreConfig.from_integer_network(quantize(random_mlp(rng, [6, 5, 3], levels=[2])))
     events = [{"index": 2, "count": 3, "last": False}, {"index": 1, "count": 1, "last": False},
+              {"index": 6, "count": 1, "last": False},   # index == input_features (the port holds up to 7)
               {"index": 4, "count": 2, "last": True},
-              {"index": 0, "count": 4, "last": True}]
-    results, _ = run_core(config, None, 0, 1.0, 1.0, extra_events=events)
-    assert [r["rejected"] for r in results] == [True, False]
-    levels = np.array([[0, 0, 3, 0, 2, 0], [4, 0, 0, 0, 0, 0]])
+              {"index": 0, "count": 4, "last": True},
+              {"index": 3, "count": 2, "last": True}]
+    results, _ = run_core(config, None, 0, p_valid, p_ready, extra_events=events)
+    assert [r["rejected"] for r in results] == [True, False, False]
+    levels = np.array([[0, 0, 3, 0, 2, 0], [4, 0, 0, 0, 0, 0], [0, 0, 0, 2, 0, 0]])
     _, logits, classes = config.forward(levels)
     np.testing.assert_array_equal([r["logits"] for r in results], logits)
+    np.testing.assert_array_equal([r["cls"] for r in results], classes)
 
 
-def test_digits_model_config_and_cycles():
-    from pathlib import Path
+BASELINES = Path(__file__).resolve().parent / "baselines"
 
+
+def digits_core():
+    """The bundled digits MLP quantized by the golden model, its core configuration and the test split levels."""
     import pascal_ref
     from pascal_ref.io.data import load_digits_split
     from pascal_ref.io.fileformat import load
 
     model = quantize(load(Path(pascal_ref.__file__).parent / "models" / "digits_mlp.npz"))
-    config = CoreConfig.from_integer_network(model)
+    _, _, x_test, _ = load_digits_split()
+    return model, CoreConfig.from_integer_network(model), model.encode_input(x_test)
+
+
+def test_digits_model_config_and_cycles():
+    """The digits core's layout and its exact cycle figures against the stored baseline
+    (``baselines/digits_mlp_cycles.json``); the first images also through the Amaranth core."""
+    model, config, levels = digits_core()
+    baseline = json.loads((BASELINES / "digits_mlp_cycles.json").read_text())
     assert [(l.in_features, l.out_features, l.t_in, l.t_out, l.lanes) for l in config.layers] == \
         [(64, 64, 16, 4, 8), (64, 10, 4, None, 10)]
-    _, _, x_test, _ = load_digits_split()
-    levels = model.encode_input(x_test[:20])
-    hidden, logits, _ = config.forward(levels)
-    golden = integer_ann(model, x_int=levels)
+    assert sum(l.weight_bits_total for l in config.layers) == baseline["weight_memory_bits"] == 37_888
+    first = levels[:baseline["first_images"]]
+    hidden, logits, _ = config.forward(first)
+    golden = integer_ann(model, x_int=first)
     np.testing.assert_array_equal(logits, golden.integer_logits)
     np.testing.assert_array_equal(hidden[0], golden.levels[model.layers[0].name])
-    cycles = expected_cycles(config, levels)
-    ideal = config.ideal_cycles(levels)
-    assert np.all(cycles >= ideal) and np.all(cycles < 1.1 * ideal + 400)
+    assert expected_cycles(config, first).tolist() == baseline["cycles_first_images"]
+    assert config.ideal_cycles(first).tolist() == baseline["ideal_first_images"]
     full = np.full((1, 64), 16)
-    assert cycles.max() < expected_cycles(config, full)[0] <= config.worst_case_cycles()
+    assert expected_cycles(config, full).tolist() == [baseline["cycles_all_inputs_full"]]
+    assert config.worst_case_cycles() == baseline["worst_case_cycles"] == 8_573
+    # The hardware itself on the first four images: its cycle counter is the baseline's.
+    dut, results = NetworkCore(config), []
+
+    async def testbench(ctx):
+        for sample in first[:4]:
+            for event in sample_events(sample):
+                await stream_put(ctx, dut.i, event)
+            results.append(await stream_get(ctx, dut.o))
+
+    simulate(dut, testbench)
+    assert [r["cycles"] for r in results] == baseline["cycles_first_images"][:4]
+    assert [r["logits"] for r in results] == golden.integer_logits[:4].tolist()
+
+
+def test_digits_cycle_figures_of_the_test_split():
+    """The figures of docs/hardware.md: 540 images, 2,656 cycles on average (1,624-3,441), 1.021x the
+    ideal (at most 1.044x per image); pinned in the baseline (the cycle model, 6-15 s)."""
+    _, config, levels = digits_core()
+    split = json.loads((BASELINES / "digits_mlp_cycles.json").read_text())["test_split"]
+    cycles, ideal = expected_cycles(config, levels), config.ideal_cycles(levels)
+    assert (len(cycles), int(cycles.sum()), int(cycles.min()), int(cycles.max()), int(ideal.sum())) == \
+        (split["images"], split["cycles_sum"], split["cycles_min"], split["cycles_max"], split["ideal_sum"])
+    assert round(float((cycles / ideal).max()), 4) == split["max_ratio_per_image"]
+    assert (len(cycles), round(cycles.mean()), cycles.min(), cycles.max()) == (540, 2656, 1624, 3441)
+    assert round(cycles.sum() / ideal.sum(), 3) == 1.021 and round(float((cycles / ideal).max()), 3) == 1.044
+
+
+# The 784-128-10 figures of docs/hardware.md (pascal_ref.testing.mnist_shape_network, the first 100
+# mnist_like_images): hidden lanes -> (groups, mean cycles, min, max, cycles / ideal, worst case).
+MNIST_FIGURES = {16: (8, 4265, 3453, 4990, 1.017, 25_789), 10: (13, 6811, 5503, 7984, 1.030, 41_499)}
+
+
+def mnist_core(lanes: int):
+    from pascal_hdl.flow.generate import core_config_from_network
+
+    return core_config_from_network(mnist_shape_network(), lanes=[lanes, 10])
+
+
+@pytest.mark.parametrize("lanes", sorted(MNIST_FIGURES))
+def test_mnist_shape_layout_and_worst_case(lanes):
+    config, _ = mnist_core(lanes)
+    groups, *_, worst = MNIST_FIGURES[lanes]
+    assert [(l.in_features, l.out_features, l.lanes, l.groups) for l in config.layers] == \
+        [(784, 128, lanes, groups), (128, 10, 10, 1)]
+    assert config.worst_case_cycles() == worst
+
+
+@pytest.mark.parametrize("lanes", sorted(MNIST_FIGURES))
+def test_mnist_shape_cycle_figures(lanes):
+    """Cycles per image of the 784-128-10 table in docs/hardware.md (the cycle model, 2-10 s each)."""
+    config, model = mnist_core(lanes)
+    levels = model.encode_input(mnist_like_images(100))
+    cycles, ideal = expected_cycles(config, levels), config.ideal_cycles(levels)
+    _, mean, low, high, ratio, _ = MNIST_FIGURES[lanes]
+    assert (round(cycles.mean()), cycles.min(), cycles.max(), round(cycles.sum() / ideal.sum(), 3)) == \
+        (mean, low, high, ratio)
+    assert round(float(levels.sum(axis=1).mean())) == 504 and round(float((levels > 0).mean()), 2) == 0.18
 
 
 def test_unsupported_models_are_rejected():

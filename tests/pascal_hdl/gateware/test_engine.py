@@ -9,7 +9,7 @@ from pascal_hdl.config import HardwareError, LayerConfig
 from pascal_hdl.gateware.engine import LayerEngine, times_constant
 from pascal_hdl.model.contract import layer_contract
 from pascal_hdl.model.engine import EngineModel, sample_events
-from pascal_hdl.testing import events_to_counts, lockstep, random_layer, simulate
+from pascal_hdl.testing import events_to_counts, lockstep, random_layer, simulate, stream_get, stream_put
 
 
 def run_engine(config: LayerConfig, events: list[dict], samples: int, seed: int, p_valid: float, p_ready: float):
@@ -31,6 +31,15 @@ def run_engine(config: LayerConfig, events: list[dict], samples: int, seed: int,
     run = lockstep(dut, model, events, until=until, seed=seed, p_valid=p_valid, p_ready=p_ready,
                    probes={"rejected": (dut.rejected, model.rejecting)}, observe=note_rejections)
     return run.outputs, rejected, run.cycles
+
+
+def with_tied_classes(config: LayerConfig) -> LayerConfig:
+    """The readout with its last class made a copy of the class with the largest bias (weights and
+    bias): the two tie on every sample, at the maximum on the silent one (cls: the earlier class)."""
+    weight, bias = config.weight.copy(), config.v0.copy()
+    top = int(np.argmax(bias[:-1]))
+    weight[-1], bias[-1] = weight[top], bias[top]
+    return LayerConfig(config.name, weight, config.t_in, None, None, bias, config.lanes)
 
 
 def contract_outputs(config: LayerConfig, counts: np.ndarray):
@@ -57,6 +66,8 @@ def test_engine_matches_model_and_contract(case):
     out_features, in_features, t_in, t_out, lanes, density, p_valid, p_ready = case
     rng = np.random.default_rng(sum(x for x in case if isinstance(x, int)))
     config = random_layer(rng, out_features, in_features, t_in, t_out, lanes)
+    if config.is_readout and out_features > 1:
+        config = with_tied_classes(config)
     counts = rng.integers(0, t_in + 1, (8, in_features)) * (rng.random((8, in_features)) < density)
     counts[1] = 0                       # an all-silent sample
     counts[2] = t_in                    # every input at its maximum
@@ -68,6 +79,8 @@ def test_engine_matches_model_and_contract(case):
     if config.is_readout:
         np.testing.assert_array_equal([o["logits"] for o in outputs], expected)
         np.testing.assert_array_equal([o["cls"] for o in outputs], np.argmax(expected, axis=1))
+        if out_features > 1:   # the silent sample's logits are the biases: a tie at the maximum
+            assert (expected[1] == expected[1].max()).sum() >= 2
     else:
         np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), expected)
         # Event-driven output: zero counts are not sent, except the flagged last neuron.
@@ -85,18 +98,122 @@ def test_ideal_stream_cycles_follow_the_formula():
 
 
 def test_bad_events_are_rejected_and_dropped():
+    """Each rule at its exact boundary: index == in_features rejected, in_features - 1 accepted;
+    count T1 + 1 rejected, T1 accepted; a repeated index rejected."""
     rng = np.random.default_rng(5)
     config = random_layer(rng, 6, 10, 4, 2, 3)
+    assert (1 << 4) > config.in_features and (1 << 3) > config.t_in + 1   # the port carries both
     events = [{"index": 3, "count": 2, "last": False},
               {"index": 3, "count": 1, "last": False},   # not increasing
-              {"index": 12, "count": 1, "last": False},  # index out of range
-              {"index": 5, "count": 6, "last": False},   # count above T1 (the port holds up to 7)
-              {"index": 7, "count": 4, "last": True}]
+              {"index": 10, "count": 1, "last": False},  # index == in_features
+              {"index": 12, "count": 1, "last": False},  # index beyond it
+              {"index": 5, "count": 5, "last": False},   # count T1 + 1
+              {"index": 5, "count": 7, "last": False},   # the largest count the port holds
+              {"index": 6, "count": 4, "last": False},   # count == T1: accepted
+              {"index": 9, "count": 1, "last": True}]    # index in_features - 1: accepted
     outputs, rejected, _ = run_engine(config, events, 1, 2, 1.0, 1.0)
-    assert rejected == [False, True, True, True, False]
+    assert rejected == [False, True, True, True, True, True, False, False]
     counts = np.zeros((1, 10), np.int64)
-    counts[0, 3], counts[0, 7] = 2, 4
+    counts[0, 3], counts[0, 6], counts[0, 9] = 2, 4, 1
     np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(counts))
+
+
+def kept_events(config: LayerConfig, events: list[dict]) -> tuple[np.ndarray, list[bool]]:
+    """The engine's documented rule, written out independently of :class:`EngineModel`: an event is kept
+    if index < in_features, count <= T1 and the index is above the previous kept index of the sample.
+    Returns the per-sample counts of the kept events and, per event, whether it is kept."""
+    samples, kept, counts, previous = [], [], np.zeros(config.in_features, np.int64), -1
+    for event in events:
+        keep = event["index"] < config.in_features and event["count"] <= config.t_in and event["index"] > previous
+        kept.append(keep)
+        if keep:
+            counts[event["index"]] = event["count"]
+            previous = event["index"]
+        if event["last"]:
+            samples.append(counts)
+            counts, previous = np.zeros(config.in_features, np.int64), -1
+    return np.array(samples), kept
+
+
+@pytest.mark.parametrize("in_features, t_in, t_out, lanes", [(3, 2, 2, 2), (3, 2, None, 3), (5, 4, 3, 1),
+                                                              (5, 4, None, 2)],
+                         ids=["hidden_3in_T2", "readout_3in_T2", "hidden_5in_T4", "readout_5in_T4"])
+def test_hostile_event_streams(in_features, t_in, t_out, lanes):
+    """Whatever the port can carry (index == in_features and count == T1 + 1 included), in any order,
+    with any `last`: exactly the events of the rule are kept, every other one is flagged, and the
+    outputs are the contract's on the kept ones; random idle and back-pressure."""
+    rng = np.random.default_rng(in_features * 10 + t_in + lanes + (t_out or 0))
+    config = random_layer(rng, 4, in_features, t_in, t_out, lanes)
+    index_max = (1 << (in_features - 1).bit_length()) - 1
+    count_max = (1 << t_in.bit_length()) - 1
+    events = [{"index": int(rng.integers(0, index_max + 1)), "count": int(rng.integers(0, count_max + 1)),
+               "last": bool(rng.random() < 0.2)} for _ in range(150)]
+    events[-1]["last"] = True
+    assert {in_features, index_max} <= {e["index"] for e in events}
+    assert {t_in, t_in + 1} <= {e["count"] for e in events}
+    counts, kept = kept_events(config, events)
+    outputs, rejected, _ = run_engine(config, events, len(counts), 9, 0.7, 0.6)
+    assert rejected == [not k for k in kept]
+    assert any(kept) and not all(kept)
+    expected = contract_outputs(config, counts)
+    if config.is_readout:
+        np.testing.assert_array_equal([o["logits"] for o in outputs], expected)
+        np.testing.assert_array_equal([o["cls"] for o in outputs], np.argmax(expected, axis=1))
+    else:
+        np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), expected)
+
+
+@pytest.mark.parametrize("t_out", [2, None], ids=["hidden", "readout"])
+def test_handshakes_depend_on_state_only(t_out):
+    """No combinational path from the input side to i.ready/o.valid: in every cycle, flipping i.valid,
+    the input payload and o.ready leaves i.ready and o.valid as they were."""
+    rng = np.random.default_rng(12)
+    config = random_layer(rng, 5, 4, 2, t_out, 2)
+    counts = rng.integers(0, 3, (6, 4))
+    events = [e for sample in counts for e in sample_events(sample)]
+    dut, model = LayerEngine(config), EngineModel(config)
+    probed = []
+
+    def flip_inputs(ctx, cycle):
+        before = (ctx.get(dut.i.ready), ctx.get(dut.o.valid))
+        valid, payload, ready = ctx.get(dut.i.valid), ctx.get(dut.i.payload), ctx.get(dut.o.ready)
+        ctx.set(dut.i.valid, not valid)
+        ctx.set(dut.i.payload, {"index": int(rng.integers(0, 4)), "count": int(rng.integers(0, 3)), "last": 1})
+        ctx.set(dut.o.ready, not ready)
+        assert (ctx.get(dut.i.ready), ctx.get(dut.o.valid)) == before, f"cycle {cycle}"
+        ctx.set(dut.i.valid, valid)
+        ctx.set(dut.i.payload, payload)
+        ctx.set(dut.o.ready, ready)
+        probed.append(before)
+
+    lockstep(dut, model, events, until=lambda outputs: sum(config.is_readout or o["last"] for o in outputs) == 6,
+             seed=3, p_valid=0.7, p_ready=0.6, observe=flip_inputs)
+    assert {(1, 0), (0, 1), (0, 0)} <= set(probed)
+
+
+def test_reset_keeps_partial_sums():
+    """Documented limitation (docs/hardware.md, Reset): rst in the middle of a sample does not clear the
+    accumulators, so the next sample's logits include the partial sums of the interrupted one."""
+    from amaranth.hdl import ClockDomain, Module
+
+    weight = np.array([[3, -1, 2, 0], [-2, 4, 1, 1], [1, 1, -3, 2]])
+    bias = np.array([1, -2, 0])
+    config = LayerConfig("readout", weight, 3, None, None, bias, lanes=3)
+    dut, top, results = LayerEngine(config), Module(), []
+    top.submodules.dut = dut
+    top.domains.sync = domain = ClockDomain("sync")
+
+    async def testbench(ctx):
+        await stream_put(ctx, dut.i, {"index": 0, "count": 2, "last": 0})   # interrupted sample
+        await ctx.tick().repeat(4)
+        ctx.set(domain.rst, 1)
+        await ctx.tick()
+        ctx.set(domain.rst, 0)
+        await stream_put(ctx, dut.i, {"index": 1, "count": 1, "last": 1})
+        results.append(await stream_get(ctx, dut.o))
+
+    simulate(top, testbench)
+    assert results[0]["logits"] == (2 * weight[:, 0] + weight[:, 1] + bias).tolist()
 
 
 def test_times_constant_is_exact():
@@ -129,6 +246,47 @@ def test_bad_layer_configs_are_rejected(kwargs, message):
                 theta=np.ones(4, np.int64), v0=np.zeros(4, np.int64), lanes=2) | kwargs
     with pytest.raises(HardwareError, match=message):
         LayerConfig(**args)
+
+
+def _neurons(n: int, inputs: int = 3, value: int = 1) -> dict:
+    return dict(weight=np.full((n, inputs), value, np.int64), theta=np.ones(n, np.int64), v0=np.zeros(n, np.int64))
+
+
+# Each limit of pascal_hdl.config (docs/hardware.md, "Supported models"): the largest accepted value, and one
+# more, refused with the message naming it.
+LIMITS = [
+    ("weights 16 bits", dict(weight=np.full((4, 3), 32767)), dict(weight=np.full((4, 3), 32768)), "weights need 17 bits"),
+    ("weights 16 bits, negative", dict(weight=np.full((4, 3), -32768)), dict(weight=np.full((4, 3), -32769)),
+     "weights need 17 bits"),
+    ("L 256", dict(t_out=256), dict(t_out=257), r"t_out \(L\) must be an integer in \[1, 256\]"),
+    ("T1 256", dict(t_in=256), dict(t_in=257), r"t_in \(input train length\) must be an integer in \[1, 256\]"),
+    ("64 lanes", dict(lanes=64, **_neurons(64)), dict(lanes=65, **_neurons(65)), r"lanes must be an integer in \[1, 64\]"),
+    ("65536 inputs", dict(lanes=1, **_neurons(1, 65536)), dict(lanes=1, **_neurons(1, 65537)), r"both sizes must be in \[1, 65536\]"),
+    # v0 on 39 bits plus the 5-bit current: a 40-bit membrane; v0 = 2**38 needs 40 bits, the membrane 41.
+    ("membrane 40 bits", dict(v0=np.full(4, 2 ** 38 - 1)), dict(v0=np.full(4, 2 ** 38)), "membrane needs 41 bits"),
+    ("membrane 40 bits, negative", dict(v0=np.full(4, -2 ** 38)), dict(v0=np.full(4, -2 ** 38 - 1)), "membrane needs 41 bits"),
+    # Readout logits: bias + S with S in [0, 12]: bias 2**39 - 13 is the largest on 40 bits.
+    ("logits 40 bits", dict(t_out=None, theta=None, v0=np.full(4, 2 ** 39 - 13)),
+     dict(t_out=None, theta=None, v0=np.full(4, 2 ** 39 - 12)), "logits need 41 bits"),
+]
+
+
+@pytest.mark.parametrize("ok, bad, message", [pytest.param(*case[1:], id=case[0]) for case in LIMITS])
+def test_layer_limits_at_their_exact_boundaries(ok, bad, message):
+    base = dict(name="fc1", weight=np.ones((4, 3), np.int64), t_in=4, t_out=2, theta=np.ones(4, np.int64),
+                v0=np.zeros(4, np.int64), lanes=2)
+    LayerConfig(**(base | ok))
+    with pytest.raises(HardwareError, match=message):
+        LayerConfig(**(base | bad))
+
+
+def test_the_accumulator_limit_is_reached_exactly_by_the_other_limits():
+    """With every other limit at its maximum (65536 inputs, T1 = 256, weights -32768 or 32767) the accumulator
+    needs exactly 40 bits: the accumulator check of LayerConfig cannot fire on its own (its mutants are
+    equivalent; the logit and membrane checks above can)."""
+    for value in (-32768, 32767):
+        layer = LayerConfig("r", np.full((1, 65536), value, np.int64), 256, None, None, np.zeros(1, np.int64), 1)
+        assert layer.acc_width == 40
 
 
 def test_readout_ties_go_to_the_first_maximum():

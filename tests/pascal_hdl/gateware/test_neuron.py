@@ -12,8 +12,11 @@ from pascal_ref.golden.neuron import pasc_if
 STAGES = (Stage.INTEGRATE, Stage.SETTLE, Stage.TRANSMIT)
 
 
-def run_cases(dut: PascIfNeuron, cases, restart_in_transmit: bool = False) -> int:
-    """Drive every case through ``dut`` and compare each step with ``pasc_if``; return steps checked."""
+def run_cases(dut: PascIfNeuron, cases, restart_in_transmit: bool = False, start_when_busy: bool = False) -> int:
+    """Drive every case through ``dut`` and compare each step with ``pasc_if``; return steps checked.
+
+    ``start_when_busy``: hold ``start`` high, with another ``v0``, in every INTEGRATE and SETTLE
+    cycle (``ready`` low: the unit must ignore it)."""
     checked = 0
 
     async def testbench(ctx):
@@ -33,6 +36,10 @@ def run_cases(dut: PascIfNeuron, cases, restart_in_transmit: bool = False) -> in
                 for t in range(trace.v.shape[0]):
                     if stage == Stage.INTEGRATE:
                         ctx.set(dut.current, int(currents[t]))
+                    if start_when_busy:
+                        assert ctx.get(dut.ready) == (stage == Stage.TRANSMIT)
+                        ctx.set(dut.start, stage != Stage.TRANSMIT)
+                        ctx.set(dut.v0, v0 + 1 if v0 + 1 < 1 << (dut.v0_width - 1) else v0 - 1)
                     assert (ctx.get(dut.stage), ctx.get(dut.step)) == (stage, t)
                     assert ctx.get(dut.excitatory) == trace.excitatory[t, 0], (stage, t)
                     assert ctx.get(dut.inhibitory) == trace.inhibitory[t, 0], (stage, t)
@@ -83,6 +90,14 @@ def test_inhibitory_spikes_happen_and_restart_in_transmit():
     ref = pasc_if(np.array(cases[0][0])[:, None], 7, 3, 4, trace=True)
     assert ref.trace[1].inhibitory.any()
     run_cases(dut, cases, restart_in_transmit=True)
+
+
+def test_start_is_ignored_unless_ready():
+    """``start`` held high through stages 1 and 2 (with another v0) changes nothing."""
+    rng = np.random.default_rng(8)
+    dut = PascIfNeuron(current_width=6, v0_width=5, theta_width=4, max_t_in=4, max_t_out=3)
+    cases = [([20, -3, 9, 1], 5, 3, 3), ([4], 6, -2, 2)] + random_neuron_cases(rng, 80, 6, 5, 4, 4, 3)
+    assert run_cases(dut, cases, start_when_busy=True) > 80
 
 
 def test_widths_are_worst_case_and_tight():
