@@ -1,0 +1,373 @@
+"""Bounded proofs of the Conv2d engine's address generation and scatter, and of the pooling unit.
+
+Scatter (:class:`ConvScatterHarness`, around :class:`pascal_hdl.gateware.conv.ConvEngine`). The
+solver drives the input port freely (any index, count, ``last``, ``valid`` every cycle; any
+``o.ready``). The harness keeps, straight from the definition of a convolution and independently of
+the engine's tap tables, for every input index ``j = (c, y, x)`` the synapses of its receptive
+field: every kernel tap ``(ky, kx)`` and output ``(oy, ox)`` with ``oy*sh - ph + ky == y`` and
+``ox*sw - pw + kx == x`` inside the output map, times every group ``g``: the pair (weight word
+``((c*kh + ky)*kw + kx)*G + g``, accumulator word ``(oy*Wo + ox)*G + g``). A pair names its input
+uniquely. It queues the valid events it hands in (the engine's rule: ``index < in_features``,
+``count <= T1``, increasing within a sample) that reach anything, and checks, on the engine's
+``issue`` observation port:
+
+* ``no stray issue``: an issue cycle only while a queued event is pending;
+* ``receptive field``: every issued pair is a synapse of the head event's receptive field;
+* ``once per spike``: no synapse is issued more than ``count`` times for an event; since an
+  event's issues are exactly the next ``count * |field|`` issue cycles (the harness counts them
+  off), every synapse of the field is issued exactly ``count`` times: every spike reaches exactly
+  the output neurons of its receptive field, borders, padding and stride included;
+* ``complete``: when the engine offers an output of a sample, no event of that sample is still
+  pending (the neuron phase reads the accumulators only after every spike was scattered).
+
+Pooling (:class:`PoolHarness`, around :class:`pascal_hdl.gateware.pool.PoolUnit`). Free input as
+above; the harness sums or takes the maximum, per pooled cell, of the valid events whose window
+contains it (the windows from the definition ``oy*sh <= y < oy*sh + kh``), and checks that every
+output event's count equals its cell's value, cells not sent are 0, indices increase, ``last``
+flags the last cell, and the stream rule.
+
+Each proof has a mutant (one source edit of the design, :data:`CONV_MUTATIONS`) that it must refute.
+Bounded (bmc) from reset: the state lives in memories the harness cannot name.
+"""
+from __future__ import annotations
+
+import importlib
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from amaranth.hdl import (
+    Assert,
+    Assume,
+    Cat,
+    Cover,
+    Elaboratable,
+    Module,
+    Mux,
+    ResetSignal,
+    Signal,
+)
+
+from pascal_hdl.formal.mutants import Mutation
+from pascal_hdl.model.conv import ConvConfig
+from pascal_hdl.model.pool import PoolConfig
+
+from .sby import ProofResult, run_proof
+
+__all__ = ["CONV_MUTATIONS", "CONV_PROOFS", "POOL_PROOFS", "ConvScatterHarness", "PoolHarness", "ProofCase",
+           "prove", "receptive_field"]
+
+
+def receptive_field(conv: ConvConfig, index: int) -> list[tuple[int, int]]:
+    """(weight word, accumulator word) of every synapse input ``index`` reaches, from the definition."""
+    c, y, x = conv.decode(index)
+    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+    groups, ho, wo = conv.groups, conv.out_height, conv.out_width
+    pairs = []
+    for ky, kx in itertools.product(range(kh), range(kw)):
+        for oy, ox in itertools.product(range(ho), range(wo)):
+            if oy * sh - ph + ky == y and ox * sw - pw + kx == x:
+                pairs += [(((c * kh + ky) * kw + kx) * groups + g, (oy * wo + ox) * groups + g) for g in range(groups)]
+    return pairs
+
+
+def _table(m: Module, key, values: dict[int, int], shape, name: str) -> Signal:
+    """A constant table ``values[key]`` (0 elsewhere) as a Mux chain."""
+    out = Signal(shape, name=name)
+    expr = 0
+    for k, v in values.items():
+        expr = Mux(key == k, v, expr)
+    m.d.comb += out.eq(expr)
+    return out
+
+
+def _input_rules(m: Module, dut, in_features: int, t_in: int):
+    """The engine's rule for the taken event: ``(take, valid, first, prev)``; per sample, delimited by ``last``."""
+    take = dut.i.valid & dut.i.ready
+    index, count, last = dut.i.payload.index, dut.i.payload.count, dut.i.payload.last
+    first = Signal(init=1, name="h_first")
+    prev = Signal.like(index, name="h_prev")
+    valid = Signal(name="h_valid_event")
+    m.d.comb += valid.eq(take & (index < in_features) & (count <= t_in) & (first | (index > prev)))
+    with m.If(take):
+        with m.If(last):
+            m.d.sync += first.eq(1)
+        with m.Elif(valid):
+            m.d.sync += [first.eq(0), prev.eq(index)]
+    return take, valid
+
+
+class ConvScatterHarness(Elaboratable):
+    """The scatter properties (module docstring) around one :class:`ConvEngine`."""
+
+    QUEUE = 3    # events in flight: input register, decode register, issue
+
+    def __init__(self, conv: ConvConfig, module=None):
+        self.conv = conv
+        self.module = module or importlib.import_module("pascal_hdl.gateware.conv")
+        self.dut = self.module.ConvEngine(conv)
+
+    @property
+    def ports(self):
+        d = self.dut
+        return [d.i.valid, d.i.payload.as_value(), d.o.ready]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        conv = self.conv
+        m.d.comb += Assume(~ResetSignal())
+        fields = [receptive_field(conv, j) for j in range(conv.in_features)]
+        slots = max(len(f) for f in fields)
+        index, count, last = dut.i.payload.index, dut.i.payload.count, dut.i.payload.last
+        take, valid = _input_rules(m, dut, conv.in_features, conv.t_in)
+        total_max = conv.t_in * slots
+        size_now = _table(m, index, {j: len(f) for j, f in enumerate(fields)}, range(slots + 1), "field_size")
+
+        # Sample parity: toggled by every `last` taken (input side) and by the last output taken.
+        in_parity, out_parity = Signal(name="in_parity"), Signal(name="out_parity")
+        with m.If(take & last):
+            m.d.sync += in_parity.eq(~in_parity)
+        with m.If(dut.o.valid & dut.o.ready & dut.o.payload.last):
+            m.d.sync += out_parity.eq(~out_parity)
+
+        q_index = [Signal.like(index, name=f"q{k}_index") for k in range(self.QUEUE)]
+        q_count = [Signal.like(count, name=f"q{k}_count") for k in range(self.QUEUE)]
+        q_total = [Signal(range(total_max + 1), name=f"q{k}_total") for k in range(self.QUEUE)]
+        q_parity = [Signal(name=f"q{k}_parity") for k in range(self.QUEUE)]
+        size = Signal(range(self.QUEUE + 2), name="queue_size")
+        done = Signal(range(total_max + 1), name="head_issued")
+        hits = [Signal(range(conv.t_in + 2), name=f"hits{s}") for s in range(slots)]
+
+        issue = dut.issue
+        head = q_index[0]
+        hit_any = 0
+        hit = []
+        for s in range(slots):
+            w_s = _table(m, head, {j: f[s][0] for j, f in enumerate(fields) if s < len(f)}, range(conv.weight_depth + 1),
+                         f"field_weight{s}")
+            a_s = _table(m, head, {j: f[s][1] for j, f in enumerate(fields) if s < len(f)}, range(conv.acc_depth + 1),
+                          f"field_word{s}")
+            ok_s = _table(m, head, {j: 1 for j, f in enumerate(fields) if s < len(f)}, 1, f"field_ok{s}")
+            h = Signal(name=f"hit{s}")
+            m.d.comb += h.eq(ok_s & (issue.weight == w_s) & (issue.word == a_s))
+            hit.append(h)
+            hit_any = hit_any | h
+
+        pop = Signal(name="pop")
+        m.d.comb += pop.eq(issue.valid & (size != 0) & (done + 1 == q_total[0]))
+        push = Signal(name="push")
+        m.d.comb += push.eq(valid & (count != 0) & (size_now != 0))
+        with m.If(issue.valid):
+            m.d.comb += Assert(size != 0, "no stray issue: an issue cycle only while a spike is pending")
+            with m.If(size != 0):
+                m.d.comb += Assert(hit_any, "receptive field: the issued synapse belongs to the pending input")
+                for s in range(slots):
+                    m.d.comb += Assert(hits[s] + hit[s] <= q_count[0], "once per spike: a synapse at most count times")
+        with m.If(pop):
+            m.d.sync += [done.eq(0)] + [h.eq(0) for h in hits]
+        with m.Elif(issue.valid):
+            m.d.sync += [done.eq(done + 1)] + [h.eq(h + x) for h, x in zip(hits, hit)]
+        # The queue: shift on pop, append on push.
+        entries = list(zip(q_index, q_count, q_total, q_parity))
+        # Issue cycles of the event: count * |field|, a table over (index, count) (no multiplier).
+        totals = {(j << len(count)) | spikes: spikes * len(fields[j])
+                  for j in range(conv.in_features) for spikes in range(1, conv.t_in + 1)}
+        total_in = _table(m, Cat(count, index), totals, range(total_max + 1), "push_total")
+        incoming = (index, count, total_in, in_parity)
+        m.d.comb += Assert(size <= self.QUEUE, "at most three events in flight")
+        for k in range(self.QUEUE):
+            stay = entries[k]
+            shifted = entries[k + 1] if k + 1 < self.QUEUE else None
+            with m.If(pop):
+                with m.If(push & (size - 1 == k)):
+                    m.d.sync += [r.eq(v) for r, v in zip(stay, incoming)]
+                if shifted is not None:
+                    with m.Elif(k + 1 < size):
+                        m.d.sync += [r.eq(v) for r, v in zip(stay, shifted)]
+            with m.Elif(push & (size == k)):
+                m.d.sync += [r.eq(v) for r, v in zip(stay, incoming)]
+        m.d.sync += size.eq(size + push - pop)
+
+        with m.If(dut.o.valid):
+            for k in range(self.QUEUE):
+                m.d.comb += Assert((size <= k) | (q_parity[k] != out_parity),
+                                   "complete: every spike of a sample scattered before its neurons are read")
+        # Non-vacuity: a full-count event at the map's border (a field smaller than the largest) is
+        # scattered completely, and a sample reaches its output within the bound.
+        border = Signal(name="border_scattered")
+        small = {j for j, f in enumerate(fields) if 0 < len(f) < slots} or {j for j, f in enumerate(fields) if f}
+        border_head = _table(m, head, {j: 1 for j in small}, 1, "border_head")
+        with m.If(pop & border_head & (q_count[0] == conv.t_in)):
+            m.d.sync += border.eq(1)
+        m.d.comb += [Cover(border), Cover(border & dut.o.valid)]
+        return m
+
+
+class PoolHarness(Elaboratable):
+    """The pooling properties (module docstring) around one :class:`PoolUnit`."""
+
+    def __init__(self, pool: PoolConfig, module=None):
+        self.pool = pool
+        self.module = module or importlib.import_module("pascal_hdl.gateware.pool")
+        self.dut = self.module.PoolUnit(pool)
+
+    @property
+    def ports(self):
+        d = self.dut
+        return [d.i.valid, d.i.payload.as_value(), d.o.ready]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        pool = self.pool
+        m.d.comb += Assume(~ResetSignal())
+        index, count, last = dut.i.payload.index, dut.i.payload.count, dut.i.payload.last
+        take, valid = _input_rules(m, dut, pool.in_features, pool.t_in)
+        cells = pool.out_features
+        (kh, kw), (sh, sw) = pool.kernel, pool.stride
+        channels, wo = pool.input_shape[0], pool.out_width
+        members = {n: [] for n in range(cells)}    # cell -> inputs whose window contains it (definition)
+        for j in range(pool.in_features):
+            c, y, x = pool.decode(j)
+            for oy, ox in itertools.product(range(pool.out_height), range(wo)):
+                if oy * sh <= y < oy * sh + kh and ox * sw <= x < ox * sw + kw:
+                    members[(oy * wo + ox) * channels + c].append(j)
+        value = range(pool.t_out + 1)
+        cur = [Signal(value, name=f"cell{n}") for n in range(cells)]
+        nxt = [Signal(value, name=f"next_cell{n}") for n in range(cells)]
+        closed, nxt_closed = Signal(name="closed"), Signal(name="next_closed")
+        result_taken = dut.o.valid & dut.o.ready & dut.o.payload.last
+
+        def combine(old, n):
+            inside = 0
+            for j in members[n]:
+                inside = inside | (index == j)
+            new = Mux(old > count, old, count) if pool.reduce == "max" else old + count
+            return Mux(valid & inside, new, old)
+
+        with m.If(result_taken):
+            m.d.sync += [s.eq(Mux(take, combine(t, n), t)) for n, (s, t) in enumerate(zip(cur, nxt))]
+            m.d.sync += [closed.eq(nxt_closed | (take & last))] + [t.eq(0) for t in nxt] + [nxt_closed.eq(0)]
+        with m.Elif(take):
+            with m.If(closed):
+                m.d.comb += Assert(~nxt_closed, "at most one event of the next sample waits")
+                m.d.sync += [t.eq(combine(t, n)) for n, t in enumerate(nxt)]
+                with m.If(last):
+                    m.d.sync += nxt_closed.eq(1)
+            with m.Else():
+                m.d.sync += [s.eq(combine(s, n)) for n, s in enumerate(cur)]
+                with m.If(last):
+                    m.d.sync += closed.eq(1)
+
+        next_index = Signal(range(cells + 1), name="next_index")
+        o_index, o_count, o_last = dut.o.payload.index, dut.o.payload.count, dut.o.payload.last
+        with m.If(dut.o.valid):
+            m.d.comb += Assert(closed, "an output only after the sample's last input event")
+            m.d.comb += Assert(o_index >= next_index, "outputs in increasing index order")
+            m.d.comb += Assert(o_last == (o_index == cells - 1), "last flags the last cell")
+            for n in range(cells):
+                with m.If(o_index == n):
+                    m.d.comb += Assert(o_count == cur[n], f"cell {n}: {pool.reduce} of its window's counts")
+                    for k in range(n):
+                        with m.If(next_index <= k):
+                            m.d.comb += Assert(cur[k] == 0, f"cell {k} skipped only with value 0")
+        with m.If(result_taken):
+            m.d.sync += next_index.eq(0)
+        with m.Elif(dut.o.valid & dut.o.ready):
+            m.d.sync += next_index.eq(o_index + 1)
+
+        stalled = Signal(name="o_stalled")
+        held = Signal(dut.o.payload.shape(), name="o_held")
+        m.d.sync += [stalled.eq(dut.o.valid & ~dut.o.ready), held.eq(dut.o.payload)]
+        with m.If(stalled):
+            m.d.comb += Assert(dut.o.valid, "stream: o.valid held until taken")
+            m.d.comb += Assert(dut.o.payload.as_value() == held.as_value(), "stream: o.payload stable while valid")
+        # Non-vacuity: a result whose cells all have windows combining two nonzero inputs.
+        m.d.comb += Cover(dut.o.valid & o_last & (cur[0] != 0) & (cur[cells - 1] != 0))
+        return m
+
+
+@dataclass(frozen=True)
+class ProofCase:
+    """One proof: the configuration (a :class:`ConvConfig` or :class:`PoolConfig`), its bound."""
+
+    name: str
+    config: object
+    depth: int
+
+    @property
+    def harness_class(self):
+        return ConvScatterHarness if isinstance(self.config, ConvConfig) else PoolHarness
+
+
+def _conv(name, weight_shape, input_shape, stride, padding, lanes, layout, t_in=2):
+    rng = np.random.default_rng(sum(weight_shape) + stride + padding)
+    out = weight_shape[0]
+    return ConvConfig(name, rng.integers(-3, 4, weight_shape), input_shape, stride, padding, t_in, 1,
+                      np.ones(out, np.int64), np.zeros(out, np.int64), lanes, layout)
+
+
+CONV_PROOFS = (
+    # 3x3, stride 2, padding 1 on a 3x3 map (2x2 outputs): the corner, edge and centre inputs reach 1, 2
+    # and 4 outputs through different taps; 2 output channels on 1 lane (2 groups); 9 inputs on a
+    # 4-bit index: the port carries the invalid indices 9..15.
+    ProofCase("conv_scatter_stride2_pad1", _conv("conv_scatter_stride2_pad1", (2, 1, 3, 3), (1, 3, 3), 2, 1, 1,
+                                                 "chw", t_in=1), 12),
+    # 2x2, stride 3, no padding, "hwc" input with 2 channels on a 1x4 map: the columns x = 2 reach nothing
+    # (stride gap), x = 3 reaches the second output; T1 = 2 (the 2-bit count carries the invalid 3).
+    ProofCase("conv_scatter_stride3_hwc", _conv("conv_scatter_stride3_hwc", (2, 2, 1, 2), (2, 1, 5), 3, 0, 2,
+                                                "hwc"), 12),
+)
+
+POOL_PROOFS = (
+    # Overlapping 1x2 windows, stride 1, on a 1x3 map: 2 cells, the middle input in both windows;
+    # 3 inputs on a 2-bit index (carries the invalid 3), T1 = 2 on a 2-bit count (carries 3).
+    ProofCase("pool_max_overlap", PoolConfig("pool_max_overlap", (1, 1, 3), (1, 2), 1, "max", 2, "chw"), 16),
+    ProofCase("pool_sum_overlap", PoolConfig("pool_sum_overlap", (1, 1, 3), (1, 2), 1, "sum", 2, "chw"), 16),
+)
+
+# One edit each; the proof named beside it must refute it (the failed properties listed).
+CONV_MUTATIONS = {
+    "row_step_ignores_stride": (Mutation(
+        "row_step_ignores_stride", "pascal_hdl.gateware.conv",
+        "step_w, step_a = sh * kw * groups, wo * groups", "step_w, step_a = kw * groups, wo * groups",
+        "the weight address of the next row tap ignores the row stride"),
+        "conv_scatter_stride2_pad1", ("receptive field",)),
+    "column_word_steps_up": (Mutation(
+        "column_word_steps_up", "pascal_hdl.gateware.conv",
+        'a_tap.eq(cur["a_tap"] - groups)', 'a_tap.eq(cur["a_tap"] + groups)',
+        "the next column tap writes the output to the right instead of the left"),
+        "conv_scatter_stride2_pad1", ("receptive field",)),
+    "unreached_column_issued": (Mutation(
+        "unreached_column_issued", "pascal_hdl.gateware.conv",
+        "works = (count != 0) & (p_ny != 0) & (p_nx != 0)", "works = (count != 0) & (p_ny != 0)",
+        "an input whose column reaches no output (stride gap) is scattered anyway"),
+        "conv_scatter_stride3_hwc", ("no stray issue", "receptive field", "once per spike")),
+    "extra_spike": (Mutation(
+        "extra_spike", "pascal_hdl.gateware.conv",
+        'with m.Elif(cur["rep"] != cur["count"] - 1):', 'with m.Elif(cur["rep"] != cur["count"]):',
+        "an event of count c is scattered c + 1 times"),
+        "conv_scatter_stride3_hwc", ("no stray issue", "once per spike")),
+    "pool_max_takes_min": (Mutation(
+        "pool_max_takes_min", "pascal_hdl.gateware.pool",
+        "combined = Mux(old > writeback_count, old, writeback_count)",
+        "combined = Mux(old > writeback_count, writeback_count, old)",
+        "max pooling keeps the smaller count"),
+        "pool_max_overlap", ("max of its window", "skipped only with value 0")),
+    "pool_sum_overwrites": (Mutation(
+        "pool_sum_overwrites", "pascal_hdl.gateware.pool",
+        "combined = old + writeback_count", "combined = writeback_count",
+        "sum pooling keeps only the last count of a window"),
+        "pool_sum_overlap", ("sum of its window",)),
+}
+
+CASES = {case.name: case for case in CONV_PROOFS + POOL_PROOFS}
+
+
+def prove(case: ProofCase, workdir, module=None, mode: str = "bmc", name: str | None = None) -> ProofResult:
+    """Bounded proof (``mode="bmc"``) or the cover run (``"cover"``) of one case."""
+    harness = case.harness_class(case.config, module)
+    name = name or f"{case.name}_{mode}"
+    return run_proof(harness, harness.ports, name, Path(workdir), mode=mode, depth=case.depth, flatten_memories=True)

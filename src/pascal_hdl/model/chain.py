@@ -1,0 +1,231 @@
+"""A chain of hardware stages for a convolutional integer model (no Amaranth): the plan the generator
+will follow (``CoreConfig.from_integer_network`` takes Linear chains only today).
+
+:func:`stage_configs` maps a ``pascal_ref.golden.quantize.IntegerNetwork`` onto stages, in stream order:
+
+* the two layers of a ResNet basic block (``act1``, then ``act2`` with two synapses: conv2 on act1
+  and the identity or 1x1-conv shortcut on the block input) -> one
+  :class:`~pascal_hdl.model.residual.ResidualBlockConfig` (conv1 engine and the two-port act2
+  engine, the block input forked to both);
+* a Conv2d layer -> its pooling pre-ops as :class:`~pascal_hdl.model.pool.PoolConfig` units,
+  then a :class:`~pascal_hdl.model.conv.ConvConfig` engine (the first one reads the ``"chw"``
+  input, every later one the ``"hwc"`` events of the stage before);
+* a Linear layer -> its pooling pre-ops as units, then a :class:`~pascal_hdl.config.LayerConfig`
+  whose weight columns are permuted to the ``"hwc"`` order of the events it receives
+  (:func:`~pascal_hdl.model.conv.hwc_permutation`; none for the network input or a Linear source).
+
+:func:`chain_forward` runs the integer behaviour of the stages (each stage's ``forward``);
+:class:`ChainModel` the cycle models of the stages chained as
+:class:`pascal_hdl.gateware.chain.StageChain` chains the blocks.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pascal_hdl.config import (
+    DEFAULT_HIDDEN_LANES,
+    DEFAULT_READOUT_LANES,
+    HardwareError,
+    LayerConfig,
+    _identifier,
+)
+from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, hwc_permutation
+from pascal_hdl.model.engine import EngineModel
+from pascal_hdl.model.pool import PoolConfig, PoolUnitModel, pool_chain
+from pascal_hdl.model.residual import (
+    ResidualBlockConfig,
+    ResidualBlockModel,
+    block_layers,
+)
+
+__all__ = ["UP5K_DIGITS_CNN_LANES", "ChainModel", "chain_forward", "stage_configs", "stage_kind", "stage_model"]
+
+
+def stage_configs(model, lanes: int | None = None, layer_lanes: dict | None = None) -> list:
+    """Stages (pooling units, conv engines, residual blocks, Linear engines) of a chain network, in stream order.
+
+    ``lanes``: of every engine (None: the defaults, 8 hidden, 10 readout; never more than the
+    layer's output channels). ``layer_lanes``: per golden layer name, lanes overriding ``lanes``
+    (e.g. ``{"act1": 4}`` puts the digits CNN into the iCE40 UP5K's 30 block RAMs, see
+    :data:`UP5K_DIGITS_CNN_LANES`); a name that is not a layer of the model is an error."""
+    layer_lanes = dict(layer_lanes or {})
+    unknown = set(layer_lanes) - {layer.name for layer in model.layers}
+    if unknown:
+        raise HardwareError(f"layer_lanes: no layer named {', '.join(sorted(unknown))} in network '{model.network.name}'")
+    network = model.network
+    if network.input_levels is None:
+        raise HardwareError(f"network '{network.name}': analog input is not supported; use count-coded input")
+    stages, layout, levels = [], "chw", int(network.input_levels)
+    layers, index = list(model.layers), -1
+    while index + 1 < len(layers):
+        index += 1
+        layer = layers[index]
+        if block_layers(layers, index):
+            if layer.synapses[0].pre_ops:
+                raise HardwareError(f"layer '{layer.name}': pre-ops before a residual block are not supported")
+            block = ResidualBlockConfig.from_int_layers(layer, layers[index + 1], layer_lanes.get(layer.name, lanes),
+                                                        layout, layer_lanes.get(layers[index + 1].name, lanes))
+            stages.append(block)
+            layout, levels, index = "hwc", layers[index + 1].levels, index + 1
+            continue
+        if len(layer.synapses) != 1:
+            raise HardwareError(f"layer '{layer.name}': {len(layer.synapses)} synapses (residual block) are not supported yet")
+        synapse = layer.synapses[0]
+        if synapse.input_min != 0:
+            raise HardwareError(f"layer '{layer.name}': input levels from {synapse.input_min}; the hardware takes counts >= 0")
+        kind = synapse.op.kind
+        if len(synapse.input_shape) == 3:
+            units, shape = pool_chain(synapse, levels, layout)
+            stages += units
+            if units:
+                layout = "hwc"
+        else:
+            units, shape = [], tuple(synapse.input_shape)
+        if kind == "conv":
+            out = int(layer.output_shape[0])
+            chosen = layer_lanes.get(layer.name, lanes)
+            stages.append(ConvConfig.from_int_layer(layer, min(out, chosen or DEFAULT_HIDDEN_LANES), layout,
+                                                    pooled=bool(units)))
+            layout = "hwc"
+        elif kind == "dense":
+            weight = np.asarray(synapse.weight)
+            if layout == "hwc" and len(shape) == 3:
+                permuted = np.empty_like(weight)
+                permuted[:, hwc_permutation(shape)] = weight
+                weight = permuted
+            out = weight.shape[0]
+            default = DEFAULT_READOUT_LANES if layer.is_readout else DEFAULT_HIDDEN_LANES
+            stages.append(LayerConfig(_identifier(layer.name), weight, int(synapse.input_max), layer.levels,
+                                      None if layer.is_readout else np.asarray(layer.theta),
+                                      np.asarray(layer.bias if layer.is_readout else layer.v0),
+                                      min(out, layer_lanes.get(layer.name, lanes) or default)))
+            layout = "flat"
+        else:
+            raise HardwareError(f"layer '{layer.name}': {type(synapse.op).__name__} is not supported by the hardware")
+        levels = layer.levels
+    return stages
+
+
+# The bundled digits CNN on the iCE40 UP5K (StageChain, lanes 8 elsewhere). Block RAM: conv1's
+# accumulators, 64 positions x 2 groups of 8 lanes x 15 bits, fill 8 SB_RAM40_4K to half their
+# depth (34 blocks in all, the UP5K has 30); with 4 lanes they are 256 words x 60 bits, 4 blocks
+# filled, at the price of twice the conv1 issue cycles. Logic: the readout on 5 lanes has the
+# same 2 groups for its 10 classes as on 8 (so the same cycles) and 3 adders fewer.
+UP5K_DIGITS_CNN_LANES = {"act1": 4, "fc": 5}
+
+
+def chain_forward(stages, levels) -> list[np.ndarray]:
+    """Outputs of every stage for flat input levels ``(batch, features)`` (``"chw"``): counts in the
+    stage's output order, the readout's logits last."""
+    values, outputs = np.asarray(levels), []
+    for stage in stages:
+        values = stage.forward(values)
+        outputs.append(values)
+    return outputs
+
+
+def stage_kind(stage) -> str:
+    """``"conv"``, ``"pool"``, ``"dense"`` or ``"readout"``."""
+    if isinstance(stage, ConvConfig):
+        return "conv"
+    if isinstance(stage, PoolConfig):
+        return "pool"
+    if isinstance(stage, ResidualBlockConfig):
+        return "residual"
+    return "readout" if stage.is_readout else "dense"
+
+
+def stage_model(stage):
+    """The cycle model of one stage."""
+    if isinstance(stage, ConvConfig):
+        return ConvEngineModel(stage)
+    if isinstance(stage, PoolConfig):
+        return PoolUnitModel(stage)
+    if isinstance(stage, ResidualBlockConfig):
+        return ResidualBlockModel(stage)
+    if isinstance(stage, LayerConfig):
+        return EngineModel(stage)
+    raise TypeError(f"stage_model: not a stage configuration: {type(stage).__name__}")
+
+
+class ChainModel:
+    """Cycle models chained as their blocks are (stream ``o`` of one into ``i`` of the next, the same
+    cycle), with the interface of one model (``in_ready``, ``out_valid``, ``out_payload``, ``step``,
+    ``rejecting``); :attr:`events` records, per link, the payloads handed on (the ``monitor``
+    ports of :class:`~pascal_hdl.gateware.chain.StageChain`)."""
+
+    def __init__(self, stages):
+        self.stages = list(stages)
+        self.models = [stage_model(stage) for stage in self.stages]
+        self.events = [[] for _ in self.models[:-1]]
+
+    def in_ready(self) -> bool:
+        return self.models[0].in_ready()
+
+    def out_valid(self) -> bool:
+        return self.models[-1].out_valid()
+
+    @property
+    def out_payload(self):
+        return self.models[-1].out_payload
+
+    def rejecting(self) -> bool:
+        """Any stage drops an event in this cycle."""
+        return any(model.rejecting() for model in self.models)
+
+    def step(self, in_valid: bool = False, in_payload=None, out_ready: bool = True) -> tuple[bool, bool]:
+        models = self.models
+        valid = [m.out_valid() for m in models]
+        ready = [m.in_ready() for m in models]
+        payloads = [m.out_payload if v else None for m, v in zip(models, valid)]
+        last = len(models) - 1
+        accepted, taken = models[0].step(in_valid, in_payload, ready[1] if last else out_ready)
+        for index in range(1, len(models)):
+            handed = valid[index - 1] and ready[index]
+            if handed:
+                self.events[index - 1].append(payloads[index - 1])
+            _, taken = models[index].step(handed, payloads[index - 1], ready[index + 1] if index < last else out_ready)
+        return accepted, taken
+
+
+def run_chain_model(stages, levels, max_cycles: int = 10_000_000) -> tuple[list, np.ndarray]:
+    """Run :class:`ChainModel` one sample at a time (flat ``"chw"`` input levels), the source offering
+    the events back to back and the sink always ready. Returns the last stage's payloads (one per
+    sample) and the cycles per sample, from the acceptance of the first event to the first cycle the
+    result (the readout's, or the last event of a hidden stage) is valid."""
+    from pascal_hdl.model.engine import sample_events
+
+    results, cycles = [], []
+    for sample in np.asarray(levels):
+        chain, queue = ChainModel(stages), sample_events(sample)
+        started, outputs = None, []
+        for cycle in range(max_cycles):
+            if chain.out_valid():
+                payload = chain.out_payload
+                if stages[-1].t_out is None or payload["last"]:
+                    results.append(payload)
+                    cycles.append(cycle - started)
+                    break
+                outputs.append(payload)
+            accepted, _ = chain.step(bool(queue), queue[0] if queue else None, True)
+            if accepted and started is None:
+                started = cycle
+            if accepted:
+                queue.pop(0)
+        else:  # pragma: no cover - the models always terminate
+            raise RuntimeError("chain model did not finish")
+    return results, np.array(cycles, dtype=np.int64)
+
+
+def ideal_cycles(stages, levels) -> dict[str, np.ndarray]:
+    """Per weighted stage (by name): synaptic events divided by lanes, for flat ``"chw"`` input levels
+    (pooling units do no synaptic work and are not listed)."""
+    values, ideal = np.asarray(levels), {}
+    for stage in stages:
+        if isinstance(stage, (ConvConfig, ResidualBlockConfig)):
+            ideal[stage.name] = stage.ideal_cycles(values)
+        elif isinstance(stage, LayerConfig):
+            ideal[stage.name] = values.sum(axis=1) * stage.out_features / stage.lanes
+        if not (isinstance(stage, LayerConfig) and stage.is_readout):
+            values = stage.forward(values)
+    return ideal

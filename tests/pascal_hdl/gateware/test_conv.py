@@ -1,0 +1,311 @@
+"""Amaranth-simulator tests of the Conv2d engine: cycle by cycle against :class:`ConvEngineModel`
+under random idle and back-pressure, outputs against the golden integer model (``integer_ann``)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pascal_hdl.conv_testing import conv_network, random_levels
+from pascal_hdl.gateware.chain import StageChain
+from pascal_hdl.gateware.conv import ConvEngine
+from pascal_hdl.gateware.pool import PoolUnit
+from pascal_hdl.model.chain import ChainModel, run_chain_model, stage_configs
+from pascal_hdl.model.conv import (
+    ConvConfig,
+    ConvEngineModel,
+    ConvPhase,
+    from_layout,
+    to_layout,
+)
+from pascal_hdl.model.engine import sample_events
+from pascal_hdl.model.pool import PoolConfig
+from pascal_hdl.testing import events_to_counts, lockstep, plain, to_python
+from pascal_ref.golden.quantize import integer_ann, quantize
+from pascal_ref.io.bundled import bundled_path
+from pascal_ref.io.data import load_digits_split
+from pascal_ref.io.fileformat import load
+from pascal_ref.testing import random_inputs, random_network
+
+
+def run_conv(config: ConvConfig, events: list[dict], samples: int, seed: int, p_valid: float, p_ready: float):
+    """:func:`lockstep` of the engine beside its model; the outputs, per event taken from the input
+    register whether it was rejected, and the cycles."""
+    dut, model = ConvEngine(config), ConvEngineModel(config)
+    rejected = []
+
+    def note_rejections(ctx, cycle):
+        if model._decoding():
+            rejected.append(model.rejecting())
+
+    run = lockstep(dut, model, events, until=lambda outputs: sum(bool(o["last"]) for o in outputs) == samples,
+                   seed=seed, p_valid=p_valid, p_ready=p_ready, probes={"rejected": (dut.rejected, model.rejecting)},
+                   observe=note_rejections, max_cycles=200_000)
+    return run.outputs, rejected, run.cycles
+
+
+# kernel, stride, padding, L_in, L, lanes, input shape, output channels, p_valid, p_ready
+CASES = [
+    (1, 1, 0, 4, 2, 3, (2, 5, 5), 3, 0.7, 0.6),
+    (1, 2, 0, 1, 1, 1, (1, 5, 6), 2, 1.0, 1.0),     # L = 1, one lane, inputs that reach nothing
+    (1, 2, 1, 4, 4, 2, (2, 5, 4), 5, 0.5, 0.4),     # padded last group
+    (1, 1, 1, 2, 8, 4, (3, 4, 5), 4, 0.9, 0.3),     # T1 < T2, one group, border outputs without input
+    (3, 1, 0, 8, 1, 3, (2, 6, 5), 3, 0.6, 0.7),     # T1 > T2 = 1
+    (3, 1, 1, 4, 3, 2, (2, 5, 5), 4, 0.7, 0.5),
+    (3, 2, 0, 4, 2, 1, (2, 6, 6), 3, 1.0, 0.5),
+    (3, 2, 1, 3, 4, 3, (1, 7, 6), 6, 0.8, 0.8),
+    (3, 1, 1, 2, 1, 6, (2, 4, 4), 6, 1.0, 1.0),     # 6 lanes, T2 = 1
+]
+
+
+def case_id(c):
+    return f"k{c[0]}s{c[1]}p{c[2]}_T{c[3]}-{c[4]}_lanes{c[5]}_{'x'.join(map(str, c[6]))}to{c[7]}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_conv_engine_matches_model_and_golden(case):
+    kernel, stride, padding, t_in, t_out, lanes, shape, out, p_valid, p_ready = case
+    rng = np.random.default_rng(sum(case[:6]) + 100)
+    _, model = conv_network(rng, kernel, stride, padding, [t_out], input_levels=t_in, input_shape=shape,
+                            channels=(out,))
+    config = ConvConfig.from_int_layer(model.layers[0], lanes=lanes)
+    levels = random_levels(rng, 6, shape, t_in, density=0.5)
+    flat = to_layout(levels, "chw")
+    events = [e for sample in flat for e in sample_events(sample)]
+    outputs, rejected, _ = run_conv(config, events, len(levels), 1, p_valid, p_ready)
+    assert not any(rejected) and len(rejected) == len(events)
+    counts = from_layout(events_to_counts(outputs, config.out_features), config.output_shape, "hwc")
+    np.testing.assert_array_equal(counts, integer_ann(model, x_int=levels).levels["act1"])
+    assert all(o["count"] != 0 or o["last"] for o in outputs)
+
+
+@pytest.mark.parametrize("p_ready", [1.0, 0.5])
+def test_latch_waits_for_a_busy_emitter(p_ready):
+    """Every neuron fires (positive weights, v0 at theta): each word has 7 events to send, more than the
+    T2 + 2 = 3 cycles the units need for the next word, so LATCH waits for the emitter (seen in the
+    model); cycle by cycle equal, every count T2."""
+    rng = np.random.default_rng(17)
+    config = ConvConfig("conv", rng.integers(0, 4, (7, 2, 3, 3)), (2, 4, 4), 1, 1, 2, 1, np.full(7, 5),
+                        np.full(7, 5), 7)
+    assert not config.emitter_keeps_up
+    flat = rng.integers(0, 3, (3, config.in_features))
+    events = [e for sample in flat for e in sample_events(sample)]
+    waits = []
+    dut, model = ConvEngine(config), ConvEngineModel(config)
+
+    def note_waits(ctx, cycle):
+        waits.append(model.phase == ConvPhase.LATCH and model.out_valid())
+
+    run = lockstep(dut, model, events, until=lambda outputs: sum(o["last"] for o in outputs) == len(flat), seed=4,
+                   p_valid=1.0, p_ready=p_ready, observe=note_waits)
+    assert sum(waits) > len(flat) * config.acc_depth
+    np.testing.assert_array_equal(events_to_counts(run.outputs, config.out_features), config.forward(flat))
+    assert np.all(config.forward(flat) == config.t_out)
+
+
+def test_cycles_equal_the_model_with_an_ideal_source_and_sink():
+    """With no idle and no back-pressure, the hardware's cycles per sample equal ``expected_cycles``
+    and, where every input reaches an output, the formula ``stream_cycles``."""
+    rng = np.random.default_rng(4)
+    for kernel, stride, padding in [(3, 1, 1), (1, 2, 0)]:
+        _, model = conv_network(rng, kernel, stride, padding, [2], input_levels=3, input_shape=(2, 5, 5),
+                                channels=(3,))
+        config = ConvConfig.from_int_layer(model.layers[0], lanes=2)
+        flat = to_layout(random_levels(rng, 3, (2, 5, 5), 3, density=0.5), "chw")
+        expected = config.expected_cycles(flat)
+        for sample, cycles in zip(flat, expected):
+            _, _, measured = run_conv(config, sample_events(sample), 1, 0, 1.0, 1.0)
+            assert measured == cycles
+        assert config.reaches_everything == (stride == 1) and config.emitter_keeps_up
+        if config.reaches_everything:
+            np.testing.assert_array_equal(expected, config.stream_cycles(flat))
+
+
+def run_chain(stages, levels, seed: int, p_valid: float, p_ready: float):
+    """:func:`lockstep` of a :class:`StageChain` beside its :class:`ChainModel`; returns the results and,
+    per link, the events the monitors showed (equal to the models' hand-overs)."""
+    events = [e for sample in to_layout(levels, "chw") for e in sample_events(sample)]
+    dut, models = StageChain(stages), ChainModel(stages)
+    seen = [[] for _ in stages[:-1]]
+
+    def note_links(ctx, cycle):
+        for index in range(len(stages) - 1):
+            monitor = getattr(dut, f"monitor{index}")
+            if ctx.get(monitor.valid):
+                seen[index].append(to_python(ctx.get(monitor.payload)))
+
+    run = lockstep(dut, models, events, until=lambda outputs: len(outputs) == len(levels), seed=seed,
+                   p_valid=p_valid, p_ready=p_ready, probes={"rejected": (dut.rejected, models.rejecting)},
+                   observe=note_links, max_cycles=400_000)
+    assert seen == [plain(e) for e in models.events]
+    return run, seen
+
+
+def check_chain_against_golden(model, stages, levels, run, seen):
+    """Every hidden neuron layer's counts (at the conv engines' outputs), logits and class equal the
+    golden integer model's."""
+    golden = integer_ann(model, x_int=levels)
+    hidden = iter(layer.name for layer in model.layers[:-1])
+    for stage, events in zip(stages, seen):
+        counts = events_to_counts(events, stage.out_features)
+        assert len(counts) == len(levels)
+        if isinstance(stage, ConvConfig):
+            np.testing.assert_array_equal(from_layout(counts, stage.output_shape, "hwc"), golden.levels[next(hidden)])
+    np.testing.assert_array_equal([o["logits"] for o in run.outputs], golden.integer_logits)
+    np.testing.assert_array_equal([o["cls"] for o in run.outputs], np.argmax(golden.integer_logits, axis=1))
+
+
+def test_conv_conv_linear_chain_equals_golden_logits():
+    """conv (chw in) -> conv (stride 2, hwc in) -> the existing Linear readout engine (columns permuted
+    to hwc), chained by their streams: per-link events and every payload cycle by cycle as the chained
+    models, per-layer counts, logits and class equal the golden integer model's, with idle and back-pressure."""
+    rng = np.random.default_rng(31)
+    shape = (2, 6, 6)
+    _, model = conv_network(rng, 3, 1, 1, [2, 3], input_levels=4, input_shape=shape, channels=(3, 4),
+                            second=(3, 2, 1))
+    stages = stage_configs(model, lanes=3)
+    assert [type(s).__name__ for s in stages] == ["ConvConfig", "ConvConfig", "LayerConfig"]
+    assert stages[1].input_layout == "hwc"
+    levels = random_levels(rng, 5, shape, 4, density=0.6)
+    run, seen = run_chain(stages, levels, 7, 0.7, 0.5)
+    check_chain_against_golden(model, stages, levels, run, seen)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_random_cnn_with_max_and_average_pooling_equals_golden(seed):
+    """The random conv family of the golden model's tests (conv, MaxPool2d, conv with stride 1 or 2,
+    overlapping AvgPool2d, Flatten, Linear readout; random L including 1) as conv engines, pooling units
+    and the Linear readout: cycle by cycle as the chained models, counts, logits, class as the golden model."""
+    rng = np.random.default_rng(seed)
+    network = random_network(rng, "conv", input_levels=4)
+    model = quantize(network)
+    stages = stage_configs(model, lanes=2)
+    assert [type(s).__name__ for s in stages] == ["ConvConfig", "PoolConfig", "ConvConfig", "PoolConfig", "LayerConfig"]
+    assert [s.reduce for s in stages if isinstance(s, PoolConfig)] == ["max", "sum"]
+    levels = model.encode_input(random_inputs(network, rng, 3))
+    run, seen = run_chain(stages, levels, seed, 0.8, 0.6)
+    check_chain_against_golden(model, stages, levels, run, seen)
+
+
+def test_digits_cnn_first_test_image_equals_golden():
+    """The bundled digits CNN as stages (conv, max pool, conv, average pool, Linear readout; 8 lanes) in
+    the Amaranth simulator on the first digits test image: every payload cycle by cycle as the chained
+    models, both conv layers' counts, logits and class equal the golden integer model; the cycles equal
+    ``run_chain_model``'s."""
+    model = quantize(load(bundled_path("digits-cnn")), weight_bits=8)
+    stages = stage_configs(model, lanes=8)
+    levels = model.encode_input(load_digits_split()[2][:1].reshape((-1,) + model.network.input_shape))
+    run, seen = run_chain(stages, levels, 0, 1.0, 1.0)
+    check_chain_against_golden(model, stages, levels, run, seen)
+    _, cycles = run_chain_model(stages, to_layout(levels, "chw"))
+    assert run.cycles == cycles[0] + 1     # lockstep also counts the cycle the result is taken
+
+
+@pytest.mark.parametrize("block", ["conv", "pool_max", "pool_sum"])
+def test_no_multiplier_or_divider_is_built(block):
+    """The address decode divides by constants through shift-add products: the netlist has no
+    $mul, $div or $mod cell (the weights are added, counts repeated)."""
+    from amaranth.back import rtlil
+
+    rng = np.random.default_rng(1)
+    if block == "conv":
+        config = ConvConfig("conv", rng.integers(-7, 8, (5, 3, 3, 3)), (3, 7, 6), (2, 1), (1, 0), 5, 3,
+                            rng.integers(1, 30, 5), rng.integers(-9, 9, 5), 2)
+        dut = ConvEngine(config)
+    else:
+        dut = PoolUnit(PoolConfig("pool", (3, 7, 6), 3, 2, block[5:], 5, "chw"))
+    text = rtlil.convert(dut, name="top")
+    for cell in ("$mul", "$div", "$mod", "$divfloor", "$modfloor"):
+        assert f"cell {cell} " not in text, cell
+
+
+def small_config(rng, t_in=3, shape=(1, 3, 3), lanes=2) -> ConvConfig:
+    weight = rng.integers(-7, 8, (3, shape[0], 2, 2))
+    return ConvConfig("conv", weight, shape, 1, 1, t_in, 2, rng.integers(1, 20, 3), rng.integers(-8, 8, 3), lanes)
+
+
+def kept_counts(config: ConvConfig, events: list[dict]) -> tuple[np.ndarray, list[bool]]:
+    """The documented rule, written out independently of the model: an event is kept if index <
+    in_features, count <= T1 and its index is above the previous kept index of the sample."""
+    samples, kept, counts, previous = [], [], np.zeros(config.in_features, np.int64), -1
+    for event in events:
+        keep = event["index"] < config.in_features and event["count"] <= config.t_in and event["index"] > previous
+        kept.append(keep)
+        if keep:
+            counts[event["index"]], previous = event["count"], event["index"]
+        if event["last"]:
+            samples.append(counts)
+            counts, previous = np.zeros(config.in_features, np.int64), -1
+    return np.array(samples), kept
+
+
+def test_bad_events_are_rejected_and_dropped():
+    """Each rule at its boundary: index == in_features rejected, in_features - 1 kept; count T1 + 1
+    rejected, T1 kept; a repeated index rejected; a rejected last event still ends the sample."""
+    rng = np.random.default_rng(5)
+    config = small_config(rng, t_in=4)                        # 9 inputs, T1 = 4: the port holds 15 and 7
+    events = [{"index": 2, "count": 2, "last": False},
+              {"index": 2, "count": 1, "last": False},        # not increasing
+              {"index": 9, "count": 1, "last": False},        # index == in_features
+              {"index": 4, "count": 5, "last": False},        # count T1 + 1
+              {"index": 4, "count": 4, "last": False},        # count T1
+              {"index": 8, "count": 1, "last": True},         # in_features - 1, last
+              {"index": 15, "count": 1, "last": True},        # out of range and last: ends the (silent) sample
+              {"index": 0, "count": 3, "last": True}]
+    outputs, rejected, _ = run_conv(config, events, 3, 2, 1.0, 1.0)
+    assert rejected == [False, True, True, True, False, False, True, False]
+    counts, kept = kept_counts(config, events)
+    assert rejected == [not k for k in kept]
+    np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(counts))
+
+
+@pytest.mark.parametrize("t_in, shape, lanes", [(2, (1, 3, 3), 3), (4, (2, 2, 3), 2)])
+def test_hostile_event_streams(t_in, shape, lanes):
+    """Every index and count the port can carry (index == in_features and count == T1 + 1 included), in
+    any order, any ``last``: exactly the events of the rule are kept, the outputs are the golden
+    convolution's on them; random idle and back-pressure."""
+    rng = np.random.default_rng(t_in * 7 + lanes)
+    config = small_config(rng, t_in, shape, lanes)
+    index_max = (1 << (config.in_features - 1).bit_length()) - 1
+    count_max = (1 << t_in.bit_length()) - 1
+    events = [{"index": int(rng.integers(0, index_max + 1)), "count": int(rng.integers(0, count_max + 1)),
+               "last": bool(rng.random() < 0.2)} for _ in range(120)]
+    events[-1]["last"] = True
+    assert {config.in_features, index_max} <= {e["index"] for e in events}
+    assert {t_in, t_in + 1} <= {e["count"] for e in events}
+    counts, kept = kept_counts(config, events)
+    outputs, rejected, _ = run_conv(config, events, len(counts), 9, 0.7, 0.6)
+    assert rejected == [not k for k in kept] and any(kept) and not all(kept)
+    np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(counts))
+
+
+def test_handshakes_depend_on_state_only():
+    """Flipping i.valid, the input payload and o.ready within any cycle leaves i.ready and o.valid unchanged."""
+    rng = np.random.default_rng(12)
+    config = small_config(rng)
+    flat = rng.integers(0, 4, (5, config.in_features))
+    events = [e for sample in flat for e in sample_events(sample)]
+    dut, model = ConvEngine(config), ConvEngineModel(config)
+    probed = []
+
+    def flip_inputs(ctx, cycle):
+        before = (ctx.get(dut.i.ready), ctx.get(dut.o.valid))
+        valid, payload, ready = ctx.get(dut.i.valid), ctx.get(dut.i.payload), ctx.get(dut.o.ready)
+        ctx.set(dut.i.valid, not valid)
+        ctx.set(dut.i.payload, {"index": int(rng.integers(0, 9)), "count": int(rng.integers(0, 4)), "last": 1})
+        ctx.set(dut.o.ready, not ready)
+        assert (ctx.get(dut.i.ready), ctx.get(dut.o.valid)) == before, f"cycle {cycle}"
+        ctx.set(dut.i.valid, valid)
+        ctx.set(dut.i.payload, payload)
+        ctx.set(dut.o.ready, ready)
+        probed.append(before)
+
+    lockstep(dut, model, events, until=lambda outputs: sum(o["last"] for o in outputs) == len(flat), seed=3,
+             p_valid=0.7, p_ready=0.6, observe=flip_inputs)
+    assert {(1, 0), (0, 1), (0, 0)} <= set(probed)
+
+
+def test_engine_refuses_a_wrong_config():
+    with pytest.raises(TypeError, match="ConvEngine: config must be a ConvConfig"):
+        ConvEngine("conv")
+    with pytest.raises(TypeError, match="ConvEngineModel: config must be a ConvConfig"):
+        ConvEngineModel(None)

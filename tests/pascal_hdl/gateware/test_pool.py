@@ -1,0 +1,122 @@
+"""Amaranth-simulator tests of the pooling unit: cycle by cycle against :class:`PoolUnitModel` under
+random idle and back-pressure, outputs against the golden pre-ops (``MaxPool2d``, ``AvgPool2d``,
+``GlobalAvgPool`` of the integer model)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pascal_hdl.gateware.pool import PoolUnit
+from pascal_hdl.model.conv import to_layout
+from pascal_hdl.model.engine import sample_events
+from pascal_hdl.model.pool import PoolConfig, PoolUnitModel
+from pascal_hdl.testing import events_to_counts, lockstep
+from pascal_ref.ir.layers import AvgPool2d, GlobalAvgPool, MaxPool2d
+
+
+def run_pool(config: PoolConfig, events, samples: int, seed: int, p_valid: float, p_ready: float):
+    dut, model = PoolUnit(config), PoolUnitModel(config)
+    rejected = []
+
+    def note_rejections(ctx, cycle):
+        if model._decoding():
+            rejected.append(model.rejecting())
+
+    run = lockstep(dut, model, events, until=lambda outputs: sum(bool(o["last"]) for o in outputs) == samples,
+                   seed=seed, p_valid=p_valid, p_ready=p_ready, probes={"rejected": (dut.rejected, model.rejecting)},
+                   observe=note_rejections)
+    return run.outputs, rejected, run.cycles
+
+
+CASES = [  # pre-op, input shape, T1, layout, p_valid, p_ready
+    (MaxPool2d("pool", 2), (3, 4, 4), 4, "hwc", 0.7, 0.6),
+    (MaxPool2d("pool", 2), (2, 5, 5), 1, "chw", 1.0, 1.0),       # cropped row and column, L = 1
+    (MaxPool2d("pool", 3, 2), (2, 5, 6), 3, "hwc", 0.6, 0.4),    # overlapping windows
+    (AvgPool2d("pool", 2, 1), (2, 4, 4), 3, "hwc", 0.8, 0.5),    # overlapping sums
+    (AvgPool2d("pool", 2), (2, 4, 6), 2, "chw", 0.5, 0.8),
+    (GlobalAvgPool("gap"), (3, 3, 3), 4, "hwc", 0.9, 0.3),
+]
+
+
+def case_id(c):
+    op, shape, t_in, layout = c[:4]
+    return f"{type(op).__name__}_{'x'.join(map(str, shape))}_T{t_in}_{layout}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_pool_unit_matches_model_and_golden(case):
+    op, shape, t_in, layout, p_valid, p_ready = case
+    rng = np.random.default_rng(len(case_id(case)) + t_in)
+    config = PoolConfig.from_pre_op(op, shape, t_in, layout)
+    maps = rng.integers(1, t_in + 1, (6,) + shape) * (rng.random((6,) + shape) < 0.5)
+    maps[1], maps[2] = 0, t_in
+    flat = to_layout(maps, layout)
+    events = [e for sample in flat for e in sample_events(sample)]
+    outputs, rejected, _ = run_pool(config, events, len(maps), 2, p_valid, p_ready)
+    assert not any(rejected) and len(rejected) == len(events)
+    golden = to_layout(op.apply(maps, integer=True), "hwc")
+    np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), golden)
+    assert all(o["count"] != 0 or o["last"] for o in outputs)
+
+
+def test_cycles_equal_the_model_with_an_ideal_source_and_sink():
+    rng = np.random.default_rng(6)
+    config = PoolConfig.from_pre_op(AvgPool2d("pool", 2, 1), (2, 4, 4), 2)
+    flat = to_layout(rng.integers(0, 3, (3, 2, 4, 4)), "hwc")
+    for sample, cycles in zip(flat, config.expected_cycles(flat)):
+        _, _, measured = run_pool(config, sample_events(sample), 1, 0, 1.0, 1.0)
+        assert measured == cycles
+
+
+@pytest.mark.parametrize("reduce", ["max", "sum"])
+def test_hostile_event_streams(reduce):
+    """Any index and count the port carries (index == in_features, count == T1 + 1 included), in any order,
+    any ``last``: exactly the events of the rule are kept and pooled, the rest flagged."""
+    rng = np.random.default_rng(11 if reduce == "max" else 12)
+    config = PoolConfig("pool", (1, 3, 4), 2, 1, reduce, 2)          # 12 inputs: the port holds 15; T1 = 2: 3
+    index_max, count_max = 15, 3
+    events = [{"index": int(rng.integers(0, index_max + 1)), "count": int(rng.integers(0, count_max + 1)),
+               "last": bool(rng.random() < 0.2)} for _ in range(120)]
+    events[-1]["last"] = True
+    samples, kept, counts, previous = [], [], np.zeros(config.in_features, np.int64), -1
+    for event in events:
+        keep = event["index"] < config.in_features and event["count"] <= config.t_in and event["index"] > previous
+        kept.append(keep)
+        if keep:
+            counts[event["index"]], previous = event["count"], event["index"]
+        if event["last"]:
+            samples.append(counts)
+            counts, previous = np.zeros(config.in_features, np.int64), -1
+    outputs, rejected, _ = run_pool(config, events, len(samples), 9, 0.7, 0.6)
+    assert rejected == [not k for k in kept] and any(kept) and not all(kept)
+    np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(np.array(samples)))
+
+
+def test_handshakes_depend_on_state_only():
+    rng = np.random.default_rng(13)
+    config = PoolConfig("pool", (2, 4, 4), 2, None, "max", 3)
+    flat = rng.integers(0, 4, (5, config.in_features))
+    events = [e for sample in flat for e in sample_events(sample)]
+    dut, model = PoolUnit(config), PoolUnitModel(config)
+    probed = []
+
+    def flip_inputs(ctx, cycle):
+        before = (ctx.get(dut.i.ready), ctx.get(dut.o.valid))
+        valid, payload, ready = ctx.get(dut.i.valid), ctx.get(dut.i.payload), ctx.get(dut.o.ready)
+        ctx.set(dut.i.valid, not valid)
+        ctx.set(dut.i.payload, {"index": int(rng.integers(0, 32)), "count": int(rng.integers(0, 4)), "last": 1})
+        ctx.set(dut.o.ready, not ready)
+        assert (ctx.get(dut.i.ready), ctx.get(dut.o.valid)) == before, f"cycle {cycle}"
+        ctx.set(dut.i.valid, valid)
+        ctx.set(dut.i.payload, payload)
+        ctx.set(dut.o.ready, ready)
+        probed.append(before)
+
+    lockstep(dut, model, events, until=lambda outputs: sum(o["last"] for o in outputs) == len(flat), seed=3,
+             p_valid=0.7, p_ready=0.6, observe=flip_inputs)
+    assert {(1, 0), (0, 1), (0, 0)} <= set(probed)
+
+
+def test_unit_refuses_a_wrong_config():
+    with pytest.raises(TypeError, match="PoolUnit: config must be a PoolConfig"):
+        PoolUnit(None)

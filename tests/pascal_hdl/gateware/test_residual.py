@@ -1,0 +1,203 @@
+"""Amaranth-simulator tests of the ResNet basic block (fork, conv1 engine, two-port act2 engine): cycle by
+cycle against :class:`ResidualBlockModel` under random idle and back-pressure, counts against the golden
+integer model; a random small ResNet as a :class:`StageChain` against ``integer_ann``."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pascal_hdl.conv_testing import random_levels, residual_network
+from pascal_hdl.gateware.chain import StageChain
+from pascal_hdl.gateware.residual import ResidualBlock, ResidualEngine
+from pascal_hdl.model.chain import (
+    ChainModel,
+    run_chain_model,
+    stage_configs,
+    stage_kind,
+)
+from pascal_hdl.model.conv import ConvConfig, from_layout, to_layout
+from pascal_hdl.model.engine import sample_events
+from pascal_hdl.model.residual import ResidualBlockConfig, ResidualBlockModel
+from pascal_hdl.testing import events_to_counts, lockstep, plain, to_python
+from pascal_ref.golden.quantize import integer_ann
+from pascal_ref.testing import random_inputs
+
+# blocks (shortcut, channels, stride), L of every activation (stem first), stem channels, input shape, lanes
+NETWORKS = {
+    "equal_L": ([("identity", 3, 1), ("conv", 4, 2)], [2, 2, 2, 2, 2], 3, (2, 5, 5), 2),
+    "unequal_L": ([("identity", 3, 1), ("conv", 4, 2)], [3, 8, 1, 2, 4], 3, (2, 5, 5), 3),
+    "unequal_L_other_way": ([("conv", 4, 1), ("identity", 4, 1)], [8, 2, 4, 1, 3], 2, (1, 5, 4), 2),
+    "identity_many_groups": ([("identity", 5, 1)], [4, 1, 3], 5, (2, 4, 4), 2),
+}
+
+
+def build(name: str, seed: int = 0):
+    blocks, levels, stem, shape, lanes = NETWORKS[name]
+    rng = np.random.default_rng(seed + 100 * list(NETWORKS).index(name))
+    network, model = residual_network(rng, blocks, levels, input_levels=4, input_shape=shape, stem=stem)
+    return rng, network, model, stage_configs(model, lanes=lanes)
+
+
+def block_inputs(model, stages, levels):
+    """Per residual stage: the block, the golden names of its two layers and its input counts (its layout)."""
+    values, names, out = to_layout(levels, "chw"), iter(layer.name for layer in model.layers), []
+    for stage in stages:
+        kind = stage_kind(stage)
+        if kind == "residual":
+            out.append((stage, (next(names), next(names)), values))
+        elif kind != "pool":
+            next(names)
+        if kind != "readout":
+            values = stage.forward(values)
+    return out
+
+
+def run_block(block: ResidualBlockConfig, flat, seed: int, p_valid: float, p_ready: float):
+    events = [e for sample in flat for e in sample_events(sample)]
+    dut, model = ResidualBlock(block), ResidualBlockModel(block)
+    inner = []
+
+    def note_inner(ctx, cycle):
+        if ctx.get(dut.inner.valid):
+            inner.append(to_python(ctx.get(dut.inner.payload)))
+
+    run = lockstep(dut, model, events, until=lambda outputs: sum(bool(o["last"]) for o in outputs) == len(flat),
+                   seed=seed, p_valid=p_valid, p_ready=p_ready, probes={"rejected": (dut.rejected, model.rejecting)},
+                   observe=note_inner, max_cycles=300_000)
+    assert inner == [plain(e) for e in model.inner]
+    return run, inner
+
+
+@pytest.mark.parametrize("network, p_valid, p_ready", [("equal_L", 0.7, 0.5), ("unequal_L", 1.0, 1.0),
+                                                       ("unequal_L_other_way", 0.6, 0.7),
+                                                       ("identity_many_groups", 0.8, 0.4)])
+def test_block_matches_model_and_golden(network, p_valid, p_ready):
+    """Each block of the network (identity and 1x1-conv shortcuts, equal and unequal L on the two paths)
+    alone in the simulator, beside its cycle model with random idle and back-pressure: every handshake,
+    payload and ``rejected`` each cycle; the inner act1 events and the act2 counts equal the golden model's."""
+    rng, network_, model, stages = build(network)
+    levels = model.encode_input(random_inputs(network_, rng, 3))
+    golden = integer_ann(model, x_int=levels)
+    for block, (first, second), flat in block_inputs(model, stages, levels):
+        run, inner = run_block(block, flat, 5, p_valid, p_ready)
+        act1 = events_to_counts(inner, block.conv1.out_features)
+        np.testing.assert_array_equal(from_layout(act1, block.conv1.output_shape, "hwc"), golden.levels[first])
+        act2 = events_to_counts(run.outputs, block.out_features)
+        np.testing.assert_array_equal(from_layout(act2, block.output_shape, "hwc"), golden.levels[second])
+
+
+def run_chain(stages, levels, seed: int, p_valid: float, p_ready: float):
+    events = [e for sample in to_layout(levels, "chw") for e in sample_events(sample)]
+    dut, models = StageChain(stages), ChainModel(stages)
+    seen = [[] for _ in stages[:-1]]
+
+    def note_links(ctx, cycle):
+        for index in range(len(stages) - 1):
+            monitor = getattr(dut, f"monitor{index}")
+            if ctx.get(monitor.valid):
+                seen[index].append(to_python(ctx.get(monitor.payload)))
+
+    run = lockstep(dut, models, events, until=lambda outputs: len(outputs) == len(levels), seed=seed,
+                   p_valid=p_valid, p_ready=p_ready, probes={"rejected": (dut.rejected, models.rejecting)},
+                   observe=note_links, max_cycles=400_000)
+    assert seen == [plain(e) for e in models.events]
+    return run, seen
+
+
+@pytest.mark.parametrize("network, seed, p_valid, p_ready", [("unequal_L", 0, 0.8, 0.6), ("equal_L", 1, 1.0, 1.0)])
+def test_random_resnet_chain_equals_golden(network, seed, p_valid, p_ready):
+    """conv stem, an identity block, a 1x1-conv-shortcut block (stride 2), global average pooling and the
+    Linear readout as one StageChain: every payload cycle by cycle as the chained models (random idle and
+    back-pressure, or none: then the cycles equal ``run_chain_model``'s), every block's act2 counts at its
+    monitor, the logits and the class equal the golden integer model's."""
+    rng, network_, model, stages = build(network, seed)
+    assert [stage_kind(s) for s in stages] == ["conv", "residual", "residual", "pool", "readout"]
+    levels = model.encode_input(random_inputs(network_, rng, 2))
+    golden = integer_ann(model, x_int=levels)
+    run, seen = run_chain(stages, levels, seed, p_valid, p_ready)
+    names = iter(layer.name for layer in model.layers)
+    for stage, events in zip(stages, seen):
+        counts = events_to_counts(events, stage.out_features)
+        if isinstance(stage, ResidualBlockConfig):
+            next(names)
+            np.testing.assert_array_equal(from_layout(counts, stage.output_shape, "hwc"), golden.levels[next(names)])
+        elif isinstance(stage, ConvConfig):
+            np.testing.assert_array_equal(from_layout(counts, stage.output_shape, "hwc"), golden.levels[next(names)])
+    np.testing.assert_array_equal([o["logits"] for o in run.outputs], golden.integer_logits)
+    np.testing.assert_array_equal([o["cls"] for o in run.outputs], np.argmax(golden.integer_logits, axis=1))
+    if p_valid == p_ready == 1.0:
+        _, cycles = run_chain_model(stages, to_layout(levels[:1], "chw"))
+        first, _ = run_chain(stages, levels[:1], seed, 1.0, 1.0)
+        assert first.cycles == cycles[0] + 1     # lockstep also counts the cycle the result is taken
+
+
+def test_hostile_events_are_rejected_and_dropped():
+    """Every index and count the block's port can carry (index == in_features, count == T1 + 1, repeats,
+    random ``last``): conv1 and the shortcut drop exactly the events of the rule (the same ones), the
+    act2 counts are the block's ``forward`` on the kept counts; random idle and back-pressure."""
+    rng, _, _, stages = build("identity_many_groups")
+    block = next(s for s in stages if isinstance(s, ResidualBlockConfig))
+    index_max = (1 << (block.in_features - 1).bit_length()) - 1
+    count_max = (1 << block.t_in.bit_length()) - 1
+    events = [{"index": int(rng.integers(0, index_max + 1)), "count": int(rng.integers(0, count_max + 1)),
+               "last": bool(rng.random() < 0.1)} for _ in range(60)]
+    events[-1]["last"] = True
+    samples, counts, previous = [], np.zeros(block.in_features, np.int64), -1
+    for event in events:
+        if event["index"] < block.in_features and event["count"] <= block.t_in and event["index"] > previous:
+            counts[event["index"]], previous = event["count"], event["index"]
+        if event["last"]:
+            samples.append(counts)
+            counts, previous = np.zeros(block.in_features, np.int64), -1
+    dut, model = ResidualBlock(block), ResidualBlockModel(block)
+    flags = []
+    run = lockstep(dut, model, events, until=lambda outputs: sum(o["last"] for o in outputs) == len(samples), seed=2,
+                   p_valid=0.7, p_ready=0.6, probes={"rejected": (dut.rejected, model.rejecting)},
+                   observe=lambda ctx, cycle: flags.append(ctx.get(dut.rejected)))
+    assert sum(flags) > 0 and model.conv1.rejected == model.merge.rejected > 0
+    np.testing.assert_array_equal(events_to_counts(run.outputs, block.out_features), block.forward(np.array(samples)))
+
+
+def test_handshakes_depend_on_state_only():
+    """Flipping i.valid, the input payload and o.ready within any cycle leaves i.ready and o.valid unchanged
+    (the fork's ready is the AND of two state-only readies)."""
+    rng, _, _, stages = build("equal_L")
+    block = next(s for s in stages if isinstance(s, ResidualBlockConfig))
+    flat = random_levels(rng, 2, block.input_shape, block.t_in, 0.5).reshape(2, -1)
+    events = [e for sample in flat for e in sample_events(sample)]
+    dut, model = ResidualBlock(block), ResidualBlockModel(block)
+    probed = []
+
+    def flip_inputs(ctx, cycle):
+        before = (ctx.get(dut.i.ready), ctx.get(dut.o.valid))
+        valid, payload, ready = ctx.get(dut.i.valid), ctx.get(dut.i.payload), ctx.get(dut.o.ready)
+        ctx.set(dut.i.valid, not valid)
+        ctx.set(dut.i.payload, {"index": int(rng.integers(0, block.in_features)), "count": 1, "last": 1})
+        ctx.set(dut.o.ready, not ready)
+        assert (ctx.get(dut.i.ready), ctx.get(dut.o.valid)) == before, f"cycle {cycle}"
+        ctx.set(dut.i.valid, valid)
+        ctx.set(dut.i.payload, payload)
+        ctx.set(dut.o.ready, ready)
+        probed.append(before)
+
+    lockstep(dut, model, events, until=lambda outputs: sum(o["last"] for o in outputs) == len(flat), seed=3,
+             p_valid=0.7, p_ready=0.6, observe=flip_inputs)
+    assert {(1, 0), (0, 1), (0, 0)} <= set(probed)
+
+
+def test_no_multiplier_or_divider_is_built():
+    """The identity shortcut's group (c // lanes) and every address come from shift-add products."""
+    from amaranth.back import rtlil
+
+    _, _, _, stages = build("identity_many_groups")
+    block = next(s for s in stages if isinstance(s, ResidualBlockConfig))
+    text = rtlil.convert(ResidualBlock(block), name="top")
+    for cell in ("$mul", "$div", "$mod", "$divfloor", "$modfloor"):
+        assert f"cell {cell} " not in text, cell
+
+
+def test_blocks_refuse_a_wrong_config():
+    with pytest.raises(TypeError, match="ResidualEngine: config must be a ResidualConfig"):
+        ResidualEngine("merge")
+    with pytest.raises(TypeError, match="ResidualBlock: config must be a ResidualBlockConfig"):
+        ResidualBlock(None)
