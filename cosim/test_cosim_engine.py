@@ -21,17 +21,20 @@ harness's stream checker with a message naming the cycle.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
 import pytest
 from jobboard import CosimJob
 
-from pascal_cosim.bench import assemble, simulate
+from pascal_cosim.bench import assemble, random_gaps, ring_words, simulate
 from pascal_cosim.core import engine_bench, engine_dut, engine_harness
+from pascal_cosim.payload import PayloadLayout
 from pascal_hdl.config import LayerConfig
 from pascal_hdl.flow.generate import verilog_ports
 from pascal_hdl.formal.mutants import Mutation, load_mutant
+from pascal_hdl.model.engine import sample_events
 
 pytestmark = pytest.mark.cosim
 
@@ -94,6 +97,47 @@ def random_samples(config: LayerConfig, n_per_density: int, rng) -> np.ndarray:
     return samples[rng.permutation(len(samples))]
 
 
+HOSTILE = ("t4to2_l4", "readout")   # engines whose event ports can carry index == in_features and count T1 + 1
+
+
+def hostile_events(config: LayerConfig, events: list[dict]) -> tuple[list[dict], dict]:
+    """The events of one sample with events the engine must drop inserted before its last one: index ==
+    ``in_features``, count ``T1 + 1``, and (after a valid event) a repeated index; their ``last`` is 0."""
+    from pascal_hdl.gateware.engine import event_layout
+
+    from amaranth import Shape
+
+    layout = event_layout(config.in_features, config.t_in)
+    widths = {name: Shape.cast(layout[name].shape).width for name in ("index", "count")}
+    assert config.in_features < (1 << widths["index"]) and config.t_in + 1 < (1 << widths["count"]), widths
+    bad = [{"index": config.in_features, "count": 1, "last": False},
+           {"index": events[0]["index"], "count": config.t_in + 1, "last": False}]
+    kinds = {"index_in_features": 1, "count_above_t1": 1, "repeated_index": 0}
+    if len(events) >= 2:
+        bad.append({"index": events[0]["index"], "count": 1, "last": False})
+        kinds["repeated_index"] = 1
+        return events[:1] + bad + events[1:], kinds
+    return bad + events, kinds
+
+
+def hostile_bench(harness, config: LayerConfig, samples, *, instance: str, idle: float, ready: float, rng):
+    """The engine's bench with hostile events in every sample; expected: the contract of the clean
+    samples (a dropped event has no effect)."""
+    from pascal_hdl.gateware.engine import event_layout
+
+    bench = engine_bench(harness, config, samples, instance=instance, idle=idle, ready_probability=ready,
+                         seed=int(rng.integers(1 << 30)))
+    layout = PayloadLayout.from_amaranth(event_layout(config.in_features, config.t_in))
+    payloads, totals = [], {}
+    for sample in samples:
+        events, kinds = hostile_events(config, sample_events(sample))
+        payloads.extend(layout.pack(event) for event in events)
+        totals = {k: totals.get(k, 0) + v for k, v in kinds.items()}
+    words = ring_words(payloads, random_gaps(len(payloads), idle, rng), harness.source.payload_width,
+                       harness.gap_width)
+    return dataclasses.replace(bench, words=words, cycle_limit=2 * bench.cycle_limit), totals
+
+
 def instance_name(name: str, mode: str) -> str:
     return f"{name}_{mode.split('-')[0]}"
 
@@ -119,6 +163,13 @@ def engine_benches(workdir):
             benches.append(engine_bench(harness, config, samples, instance=instance, idle=idle,
                                         ready_probability=ready, seed=int(rng.integers(1 << 30))))
             info[instance] = (config, samples)
+        if name in HOSTILE and engine_class is None:
+            rng = np.random.default_rng([CONFIGS[config.name][-1], 99])
+            samples = random_samples(config, SAMPLES_PER_DENSITY, rng)
+            bench, totals = hostile_bench(harness, config, samples, instance=f"{name}_hostile", idle=0.5, ready=0.4,
+                                          rng=rng)
+            benches.append(bench)
+            info[f"{name}_hostile"] = (config, samples, totals)
     # A few thousand cycles per engine: -O0 (the C++ build dominates, -O1 would double it).
     return assemble("engines", verilog, benches, files, opt_fast="-O0"), benches, info
 
@@ -135,7 +186,7 @@ def _run(simulator, root):
 
 def cosim_job(item, root) -> CosimJob | None:
     if item.originalname not in ("test_engine_matches_golden", "test_argmax_tie_mutant_fails",
-                                 "test_stream_checker_stops_the_mutant"):
+                                 "test_stream_checker_stops_the_mutant", "test_hostile_events_have_no_effect"):
         return None
     simulator = item.callspec.params["simulator"]
     return CosimJob(("engines", simulator), 30 if simulator == "icarus" else 12, lambda: _run(simulator, root))
@@ -185,3 +236,17 @@ def test_stream_checker_stops_the_mutant(simulator, request, cosim_jobs):
     assert result.errors[0] == (f"stream o: valid dropped or payload changed before the beat was accepted, "
                                 f"at cycle {cycle} (the run stopped there)")
     assert result.counters["i_violations"] == 0
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_events_have_no_effect(simulator, name, request, cosim_jobs):
+    """Events the contract forbids (index == in_features, count T1 + 1, a repeated index), sent on the
+    stream under idle and back-pressure among a sample's valid events, are dropped: every sample's
+    outputs equal the contract of its valid events alone."""
+    results, info, _ = cosim_jobs.result(request.node)
+    result = results[f"{name}_hostile"]
+    config, samples, totals = info[f"{name}_hostile"]
+    print(f"\nhostile events ({simulator}) {name}: {totals} in {len(samples)} samples, {result.error_count} mismatches")
+    assert totals["index_in_features"] == totals["count_above_t1"] == len(samples) and totals["repeated_index"] > 0
+    assert not result.errors, f"{result.error_count} mismatches:\n" + "\n".join(result.errors[:10])
+    assert result.received == {"o": len(samples)}
