@@ -52,6 +52,7 @@ def _cosim(args) -> int:
     from pascal_cosim.runner import SimulationFailed, default_build_root, safe_name
     from pascal_hdl.config import HardwareError
     from pascal_hdl.flow.generate import core_config_from_network, generate_from_network
+    from pascal_hdl.model.chain import stage_kind
     from pascal_ref.cli.common import echo, write_json
     from pascal_ref.golden.quantize import integer_ann
     from pascal_ref.io.bundled import resolve_model_path
@@ -73,6 +74,7 @@ def _cosim(args) -> int:
     except HardwareError as error:
         raise CommandError(f"the core cannot take model {args.model!r}: {error}") from None
     levels = model.encode_input(data.x)
+    levels = levels.reshape(len(levels), -1)   # flat, "chw": the core's input events
 
     root = default_build_root() if args.build_dir is None else Path(args.build_dir).resolve()
     options = f"{args.lanes}\0{args.weight_bits}\0{per_channel}\0".encode()
@@ -103,15 +105,16 @@ def _cosim(args) -> int:
         got = int(measured[first]) if first < len(measured) else None
         errors.append(f"cycles differ from the cycle model on {len(cycle_bad)} samples, first sample {first}: "
                       f"{got} != {int(model_cycles[first])}")
-    golden_logits = np.asarray(integer_ann(model, x_int=levels).integer_logits)
+    golden_logits = np.asarray(integer_ann(model, x_int=levels.reshape((count,) + tuple(network.input_shape)))
+                               .integer_logits)
 
     ok = not errors
     echo(f"cosim {args.model} on {data.name} ({count} samples), {args.sim}: "
           f"{'every sample matches the integer golden model and the cycle model' if ok else 'MISMATCHES'}")
     for layer in config.layers:
-        kind = "readout" if layer.is_readout else "hidden"
+        kind = {"dense": "hidden"}.get(stage_kind(layer), stage_kind(layer))
         bad = result.mismatches_per_layer.get(layer.name, count)
-        echo(f"  layer {layer.name} ({kind}, {layer.out_features} neurons, {layer.lanes} lanes): "
+        echo(f"  layer {layer.name} ({kind}, {layer.out_features} neurons, {getattr(layer, 'lanes', 1)} lanes): "
               f"{bad} of {count} samples differ")
     ideal = config.ideal_cycles(levels)
     if len(measured) == count and not len(cycle_bad):
@@ -150,7 +153,7 @@ def _cosim(args) -> int:
                        "model_equal": int(count - len(cycle_bad)), "ideal_mean": float(ideal.mean())},
             "speed": {"simulated_cycles": result.simulated_cycles, "sim_wall_s": result.sim_wall_s,
                       "cycles_per_s": result.cycles_per_s, "build_s": result.build_s, "run_s": result.run_s},
-            "lanes": [layer.lanes for layer in config.layers], "build_folder": str(folder),
+            "lanes": [getattr(layer, "lanes", 1) for layer in config.layers], "build_folder": str(folder),
             "samples": samples,
         }
         write_json(args.json, payload)

@@ -63,10 +63,10 @@ class CoreDut:
     memory_differences: list[str]
 
 
-def _images(top: str, layers) -> list[MemoryImage]:
+def _images(top: str, layers, positions=None) -> list[MemoryImage]:
     images = []
     for index, layer in enumerate(layers):
-        module = f"{top}.layer{index}_{layer}"
+        module = f"{top}.layer{index if positions is None else positions[layer]}_{layer}"
         images.append(MemoryImage(module, "weights", f"{layer}.weights.hex", layer))
         images.append(MemoryImage(module, "params", f"{layer}.params.hex", layer))
     return images
@@ -77,8 +77,11 @@ def core_dut(folder) -> CoreDut:
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     top = manifest["top"]
-    layers = [layer["name"] for layer in manifest["layers"]]
-    images = _images(top, layers)
+    # Linear layer engines load their memories from the .hex files; conv, pooling and residual stages
+    # keep the Verilog's inline initial values (the same words, checked by pascal_hdl's generator tests).
+    layers = [layer["name"] for layer in manifest["layers"] if layer.get("kind", "hidden") in ("hidden", "readout")]
+    positions = {layer["name"]: index for index, layer in enumerate(manifest["layers"])}
+    images = _images(top, layers, positions)
     hex_files = {image.file: (folder / image.file).read_text() for image in images}
     text, differences = memories_from_hex((folder / manifest["verilog"][0]).read_text(), images, hex_files)
     return CoreDut(top, manifest, {f"{top}.v": text}, {k: v.encode() for k, v in hex_files.items()}, differences)
@@ -108,6 +111,45 @@ def cycle_limit(samples: int, worst_case: int, idle: float, ready_probability: f
     return min((1 << 32) - 1, int(samples * (worst_case + 16) * (1 + 4 * idle) / ready_probability) + 1000)
 
 
+def golden_stage_levels(config, golden, batch: int) -> dict[str, np.ndarray]:
+    """The integer golden model's counts of every neuron layer that is a stage of the core, flat in the
+    order the stage's monitor sends them: ``"chw"`` = the golden order for a Linear layer, ``"hwc"``
+    (``index = (y*W + x)*C + c``) for a conv layer or the act2 of a residual block (stage ``block``,
+    golden layer ``block.act2``). Pooling stages have no golden layer."""
+    from pascal_hdl.config import LayerConfig
+    from pascal_hdl.model.conv import to_layout
+
+    by_identifier = {"".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name): name for name in golden.levels}
+    found = {}
+    for stage in config.hidden:
+        name = by_identifier.get(stage.name) or by_identifier.get(f"{stage.name}_act2")
+        if name is None:
+            continue
+        values = np.asarray(golden.levels[name], dtype=np.int64)
+        if values.ndim == 4 and not isinstance(stage, LayerConfig):
+            found[stage.name] = to_layout(values, "hwc")
+        else:
+            found[stage.name] = values.reshape(batch, -1)
+    return found
+
+
+def hidden_counts(config, golden, levels) -> list[np.ndarray]:
+    """Expected counts on every ``monitor_*`` port: the golden model's levels where the stage is a golden
+    neuron layer (:func:`golden_stage_levels`), the stage model (``CoreConfig.forward``) for pooling
+    units; a stage model that disagrees with the golden model is an error before any simulation."""
+    levels = np.asarray(levels)
+    batch = len(levels)
+    golden_levels = golden_stage_levels(config, golden, batch)
+    if config.is_linear:   # golden layer i is hidden layer i (as before conv cores)
+        names = list(golden.levels)
+        return [np.asarray(golden.levels[names[index]], dtype=np.int64) for index in range(len(config.hidden))]
+    hidden, _, _ = config.forward(levels.reshape(batch, -1))
+    for layer, counts in zip(config.hidden, hidden):
+        if layer.name in golden_levels and not np.array_equal(golden_levels[layer.name], counts):
+            raise ValueError(f"stage '{layer.name}': the stage model's counts differ from the golden model's")
+    return [golden_levels.get(layer.name, counts).astype(np.int64) for layer, counts in zip(config.hidden, hidden)]
+
+
 def network_bench(harness: StreamHarness, config, golden, levels, *, instance: str = "h", idle: float = 0.0,
                   ready_probability: float = 1.0, seed: int = 1, expected_cycles=None, noun: str = "image") -> Bench:
     """A bench of the network core.
@@ -122,6 +164,7 @@ def network_bench(harness: StreamHarness, config, golden, levels, *, instance: s
 
     levels = np.asarray(levels)
     count = len(levels)
+    levels = levels.reshape(count, -1)
     rng = np.random.default_rng(seed)
     payloads, _ = input_words(levels, config.input_features, config.input_levels)
     gaps = random_gaps(len(payloads), idle, rng)
@@ -131,11 +174,10 @@ def network_bench(harness: StreamHarness, config, golden, levels, *, instance: s
     if expected_cycles is not None:
         expected["cycles"] = np.asarray(expected_cycles, dtype=np.int64)
     channels = []
-    names = list(golden.levels)
-    for index, layer in enumerate(config.hidden):
+    for layer, counts in zip(config.hidden, hidden_counts(config, golden, levels)):
         channels.append(Channel(f"monitor_{layer.name}", "events", layer.name,
                                 PayloadLayout.from_amaranth(event_layout(layer.out_features, layer.t_out)), count,
-                                layer.out_features, {"counts": np.asarray(golden.levels[names[index]], dtype=np.int64)}))
+                                layer.out_features, {"counts": counts}))
     readout = config.readout
     channels.append(Channel("o", "results", readout.name, PayloadLayout.from_amaranth(core_result_layout(config)),
                             count, readout.out_features, expected))
@@ -246,7 +288,8 @@ def cosim_network(folder, config, model, levels, simulator: str, *, run_name: st
 
     dut = core_dut(folder)
     harness = core_harness(dut, config)
-    golden = integer_ann(model, x_int=np.asarray(levels))
+    levels = np.asarray(levels)
+    golden = integer_ann(model, x_int=levels.reshape((len(levels),) + tuple(model.network.input_shape)))
     bench = network_bench(harness, config, golden, levels, idle=idle, ready_probability=ready_probability, seed=seed,
                           expected_cycles=expected_cycles)
     design = assemble(dut.top, dut.verilog, [bench], dut.runtime_files, opt_fast=opt_fast)
@@ -270,7 +313,8 @@ def cosim_network(folder, config, model, levels, simulator: str, *, run_name: st
 def cycle_stats(config, levels, cycles, worst_case: int) -> dict:
     """Cycles per sample measured by a co-simulation, beside the ideal (synaptic events / lanes)."""
     cycles = np.asarray(cycles)
-    ideal = config.ideal_cycles(np.asarray(levels)[:len(cycles)])
+    levels = np.asarray(levels)
+    ideal = config.ideal_cycles(levels.reshape(len(levels), -1)[:len(cycles)])
     return {"images": len(cycles), "mean_cycles_per_image": float(cycles.mean()),
             "max_cycles_per_image": int(cycles.max()), "min_cycles_per_image": int(cycles.min()),
             "mean_ideal_cycles": float(ideal.mean()), "measured_over_ideal": float(cycles.sum() / max(1, ideal.sum())),

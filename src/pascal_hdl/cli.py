@@ -1,9 +1,11 @@
 """``pascal-ref hdl`` and ``pascal-ref synth``: plugins of the golden model's CLI.
 
-    pascal-ref hdl MODEL -o DIR [--lanes N] [--weight-bits B] [--name TOP]
+    pascal-ref hdl MODEL -o DIR [--lanes N] [--layer-lanes NAME=K,...] [--weight-bits B] [--name TOP]
     pascal-ref synth DIR --target ice40-up5k|ecp5-25k [--freq MHz] [--json OUT]
 
-``MODEL`` is a model ``.npz`` or a bundled model name (``digits-mlp``).
+``MODEL`` is a model ``.npz`` or a bundled model name (``digits-mlp``, ``digits-cnn``).
+``--layer-lanes act1=4,fc=5`` puts the digits CNN into the iCE40 UP5K
+(:data:`pascal_hdl.model.chain.UP5K_DIGITS_CNN_LANES`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,17 @@ def _positive(text: str) -> int:
     if value < 1:
         raise ValueError(f"expected an integer >= 1, got {text}")
     return value
+
+
+def _layer_lanes(text: str) -> dict:
+    """``NAME=K[,NAME=K...]``: lanes per golden layer name."""
+    lanes = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected NAME=K[,NAME=K...], got {text!r}")
+        lanes[name.strip()] = _positive(value.strip())
+    return lanes
 
 
 def _hdl(args) -> int:
@@ -47,7 +60,7 @@ def _hdl(args) -> int:
     try:
         manifest = generate_from_network(network, args.output, lanes=args.lanes, weight_bits=args.weight_bits,
                                          per_channel=not args.per_layer_threshold, name=args.name,
-                                         model_bytes=model_bytes)
+                                         model_bytes=model_bytes, layer_lanes=args.layer_lanes)
     except HardwareError as error:
         raise CommandError(f"the core cannot take model {printable(args.model)!r}: {error}") from None
     layers = ", ".join(f"{l['name']} {l['in_features']}->{l['out_features']} x{l['lanes']} lanes"
@@ -59,10 +72,13 @@ def _hdl(args) -> int:
 
 def register_hdl(subparsers):
     parser = subparsers.add_parser("hdl", help="generate the spiking core's Verilog, memory images and manifest")
-    parser.add_argument("model", help="model .npz file or bundled model name (digits-mlp)")
+    parser.add_argument("model", help="model .npz file or bundled model name (digits-mlp, digits-cnn)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="build folder to write")
     parser.add_argument("--lanes", type=_positive, default=None,
                         help="neurons updated in parallel per layer (default: 8 hidden, 16 readout, capped at the size)")
+    parser.add_argument("--layer-lanes", type=_layer_lanes, default=None, metavar="NAME=K,...",
+                        help="lanes of named layers, overriding --lanes (e.g. act1=4,fc=5: the digits CNN on the "
+                             "iCE40 UP5K)")
     parser.add_argument("--weight-bits", type=_positive, default=8, help="integer weight width (default 8)")
     parser.add_argument("--per-layer-threshold", action="store_true",
                         help="one integer threshold per layer instead of per output channel")

@@ -4,9 +4,12 @@
 ``v0`` or readout bias, train lengths, lanes) and derives every width from
 the numbers themselves (worst case, see :attr:`LayerConfig.current_range`).
 :class:`CoreConfig` chains them into a network core and is built from a
-``pascal_ref.golden.quantize.IntegerNetwork`` by :meth:`CoreConfig.from_integer_network`,
-which rejects what the hardware does not support with a :class:`HardwareError`
-naming the layer. The engines, the core, the Verilog generator and the
+``pascal_ref.golden.quantize.IntegerNetwork`` by :meth:`CoreConfig.from_integer_network`
+(Linear chains), which rejects what it does not support with a :class:`HardwareError`
+naming the layer. A core's stages may also be the conv, pooling and residual
+configurations of :mod:`pascal_hdl.model` (this module may not import them: it checks
+their interface, :func:`is_stage`); :func:`pascal_hdl.model.chain.core_config` builds the
+core of any network the hardware takes. The engines, the core, the Verilog generator and the
 co-simulation all read these objects; no width is written twice.
 
 Limits (checked at construction): weights at most :data:`MAX_WEIGHT_BITS`
@@ -24,7 +27,8 @@ from pascal_hdl.widths import NeuronWidths, neuron_widths, signed_width
 from pascal_ref.errors import PascalError
 
 __all__ = ["HardwareError", "LayerConfig", "CoreConfig", "MAX_WEIGHT_BITS", "MAX_ACC_BITS", "MAX_LEVELS",
-           "MAX_FEATURES", "MAX_LANES", "DEFAULT_HIDDEN_LANES", "DEFAULT_READOUT_LANES"]
+           "MAX_FEATURES", "MAX_LANES", "DEFAULT_HIDDEN_LANES", "DEFAULT_READOUT_LANES", "is_stage", "stage_is_readout",
+           "stage_worst_case_cycles"]
 
 MAX_WEIGHT_BITS = 16
 MAX_ACC_BITS = 40
@@ -279,17 +283,18 @@ class CoreConfig:
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise HardwareError(f"core name must be an identifier, got {self.name!r}")
         layers = tuple(self.layers)
-        if not layers or not all(isinstance(layer, LayerConfig) for layer in layers):
-            raise HardwareError("a core needs a non-empty sequence of LayerConfig")
+        if not layers or not all(is_stage(layer) for layer in layers):
+            raise HardwareError("a core needs a non-empty sequence of LayerConfig (or other stage configurations)")
         object.__setattr__(self, "layers", layers)
         features, levels, source = self.input_features, self.input_levels, "input"
         for index, layer in enumerate(layers):
             last = index == len(layers) - 1
-            if layer.is_readout != last:
+            if stage_is_readout(layer) != last:
                 raise HardwareError(f"layer '{layer.name}': only the last layer is a readout (t_out None)")
             if layer.in_features != features:
-                raise HardwareError(f"layer '{layer.name}': weight shape {layer.weight.shape} does not match "
-                                    f"input size {features} from '{source}'")
+                shape = f"weight shape {layer.weight.shape}" if isinstance(layer, LayerConfig) else \
+                    f"{layer.in_features} inputs"
+                raise HardwareError(f"layer '{layer.name}': {shape} does not match input size {features} from '{source}'")
             if layer.t_in != levels:
                 raise HardwareError(f"layer '{layer.name}': t_in={layer.t_in} but '{source}' sends trains of {levels} steps")
             features, levels, source = layer.out_features, layer.t_out, layer.name
@@ -355,8 +360,15 @@ class CoreConfig:
     def classes(self) -> int:
         return self.readout.out_features
 
+    @property
+    def is_linear(self) -> bool:
+        """Every stage a Linear layer engine (an MLP core; no conv, pooling or residual stage)."""
+        return all(isinstance(layer, LayerConfig) for layer in self.layers)
+
     def forward(self, levels) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """Integer model: ``(hidden counts per layer, logits, classes)`` for input levels ``(batch, features)``."""
+        """Integer model: ``(hidden counts per stage, logits, classes)`` for input levels ``(batch, features)``
+        (``"chw"``); the counts of a stage are in its output order (``"hwc"`` after a conv, pooling or
+        residual stage, the order of its ``monitor_*`` events)."""
         counts = np.asarray(levels)
         hidden = []
         for layer in self.hidden:
@@ -366,14 +378,19 @@ class CoreConfig:
         return hidden, logits, np.argmax(logits, axis=1)
 
     def ideal_cycles(self, levels) -> np.ndarray:
-        """The engine's bound per sample: synaptic events divided by lanes,
+        """The engines' bound per sample: synaptic events divided by lanes,
         ``sum_layers (input spikes * out_features / lanes)`` (float; the engines
-        need ``groups = ceil(out/lanes)`` cycles per spike, plus overheads)."""
+        need ``groups = ceil(out/lanes)`` cycles per spike, plus overheads). A conv or
+        residual stage counts its synaptic events (spikes times the outputs each reaches)
+        over its lanes (``stage.ideal_cycles``); a pooling unit does no synaptic work."""
         counts = np.asarray(levels)
         total = np.zeros(len(counts), dtype=np.float64)
         for layer in self.layers:
-            total += counts.sum(axis=1) * layer.out_features / layer.lanes
-            if not layer.is_readout:
+            if isinstance(layer, LayerConfig):
+                total += counts.sum(axis=1) * layer.out_features / layer.lanes
+            elif hasattr(layer, "ideal_cycles"):
+                total += layer.ideal_cycles(counts)
+            if not stage_is_readout(layer):
                 counts = layer.forward(counts)
         return total
 
@@ -383,9 +400,35 @@ class CoreConfig:
         (nonzero counts, or the single all-zero event): ``1 + sum_layers (in*T1*groups + out)
         + sum_hidden groups*(2+T2) + groups_readout + 1``. In every cycle of a sample at least one
         engine issues an accumulation, runs a neuron/readout step or offers an output, so the
-        terms add up."""
+        terms add up. Any other stage adds its own bound (``stage.worst_case_cycles()``; a residual
+        block the bounds of its two engines)."""
         total = 1
         for layer in self.layers:
-            total += layer.in_features * layer.t_in * layer.groups + layer.out_features
-            total += layer.groups + 1 if layer.is_readout else layer.groups * (2 + layer.t_out)
+            if isinstance(layer, LayerConfig):
+                total += layer.in_features * layer.t_in * layer.groups + layer.out_features
+                total += layer.groups + 1 if layer.is_readout else layer.groups * (2 + layer.t_out)
+            else:
+                total += stage_worst_case_cycles(layer)
         return int(total)
+
+
+def is_stage(stage) -> bool:
+    """A stage configuration of a core: a :class:`LayerConfig` or any object with the stage interface
+    (``name``, ``in_features``, ``out_features``, ``t_in``, ``t_out``, ``forward``): the conv, pooling
+    and residual configurations of :mod:`pascal_hdl.model` (which this module may not import)."""
+    return isinstance(stage, LayerConfig) or all(
+        hasattr(stage, key) for key in ("name", "in_features", "out_features", "t_in", "t_out", "forward"))
+
+
+def stage_is_readout(stage) -> bool:
+    return bool(getattr(stage, "is_readout", False))
+
+
+def stage_worst_case_cycles(stage) -> int:
+    """A stage's own bound of the cycles of a sample; a residual block: the bounds of conv1, and of
+    act2's two input ports (conv2 and the shortcut), each as a conv engine of its own (an over-estimate:
+    the neuron phase counted twice)."""
+    if hasattr(stage, "worst_case_cycles"):
+        return int(stage.worst_case_cycles())
+    parts = (stage.conv1, stage.merge) if hasattr(stage, "conv1") else (stage.main, stage.shortcut)
+    return sum(stage_worst_case_cycles(part) for part in parts)

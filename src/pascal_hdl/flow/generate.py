@@ -31,6 +31,7 @@ import numpy as np
 from amaranth.back import verilog
 
 from pascal_hdl.config import CoreConfig, HardwareError, LayerConfig
+from pascal_hdl.model.chain import core_config
 
 __all__ = ["component_verilog", "generate", "generate_from_network", "core_config_from_network", "verilog_ports",
            "manifest_of", "MANIFEST_FORMAT", "MANIFEST_VERSION", "read_hex"]
@@ -115,6 +116,96 @@ def _param_width(layer: LayerConfig) -> int:
     return layer.lanes * (layer.logit_width if layer.is_readout else layer.v0_width + layer.theta_width)
 
 
+def _weight_bits(stage) -> int:
+    """Bits of weight memory of a stage (a residual block: its two engines; a pooling unit: none)."""
+    if hasattr(stage, "conv1"):
+        return stage.conv1.weight_bits_total + stage.merge.weight_bits_total
+    return getattr(stage, "weight_bits_total", 0)
+
+
+def _stage_kind(stage) -> str:
+    if isinstance(stage, LayerConfig):
+        return "readout" if stage.is_readout else "hidden"
+    if hasattr(stage, "conv1"):
+        return "residual"
+    return "conv" if hasattr(stage, "kernel_size") else "pool"
+
+
+def _conv_entry(conv, file_stem: str) -> dict:
+    """A conv engine (or the act2 engine of a residual block): geometry, widths, memories."""
+    entry = {
+        "name": conv.name,
+        "in_features": conv.in_features,
+        "out_features": conv.out_features,
+        "input_shape": list(conv.main.input_shape if hasattr(conv, "main") else conv.input_shape),
+        "output_shape": list(conv.output_shape),
+        "t_in": conv.t_in,
+        "t_out": conv.t_out,
+        "lanes": conv.lanes,
+        "groups": conv.groups,
+        "widths": {"weight": conv.weight_width, "accumulator": conv.acc_width, "v0": conv.v0_width,
+                   "theta": conv.theta_width},
+        "current_range": list(conv.current_range),
+        "weight_memory": {"file": f"{file_stem}.weights.hex", "depth": conv.weight_depth,
+                          "word_width": conv.lanes * conv.weight_width, "bits": conv.weight_bits_total},
+        "param_memory": {"file": f"{file_stem}.params.hex", "depth": conv.groups,
+                         "word_width": conv.lanes * (conv.v0_width + conv.theta_width),
+                         "layout": "per lane: v0 (low bits) | theta"},
+    }
+    if not hasattr(conv, "main"):
+        entry.update(_geometry(conv), accumulator_memory={"depth": conv.acc_depth, "bits": conv.acc_bits_total})
+    else:   # the act2 engine of a residual block: two input ports
+        entry.update(ports={"main": _geometry(conv.main), "shortcut": _geometry(conv.shortcut)})
+    return entry
+
+
+def _geometry(conv) -> dict:
+    return {"kernel": list(conv.kernel_size), "stride": list(conv.stride), "padding": list(conv.padding),
+            "input_shape": list(conv.input_shape), "input_order": conv.input_layout, "diagonal": bool(conv.diagonal)}
+
+
+def _stage_entry(stage) -> dict:
+    """The manifest entry of one stage; events out of a conv, pooling or residual stage are ``"hwc"``."""
+    kind = _stage_kind(stage)
+    if kind in ("hidden", "readout"):
+        entry = _layer_entry(stage)
+        entry["output_order"] = "flat"
+        return entry
+    if kind == "pool":
+        entry = {"name": stage.name, "in_features": stage.in_features, "out_features": stage.out_features,
+                 "input_shape": list(stage.input_shape), "output_shape": list(stage.output_shape),
+                 "kernel": list(stage.kernel), "stride": list(stage.stride), "reduce": stage.reduce,
+                 "t_in": stage.t_in, "t_out": stage.t_out, "lanes": 1, "input_order": stage.input_layout}
+    elif kind == "conv":
+        entry = _conv_entry(stage, stage.name)
+    else:
+        entry = {"name": stage.name, "in_features": stage.in_features, "out_features": stage.out_features,
+                 "input_shape": list(stage.input_shape), "output_shape": list(stage.output_shape),
+                 "t_in": stage.t_in, "t_out": stage.t_out, "lanes": stage.merge.lanes,
+                 "input_order": stage.input_layout,
+                 "engines": [_conv_entry(stage.conv1, f"{stage.name}.conv1"),
+                             _conv_entry(stage.merge, f"{stage.name}.act2")]}
+    entry["kind"] = kind
+    entry["output_order"] = "hwc"
+    return entry
+
+
+def _memory_files(stage) -> list[tuple[str, list[int], int]]:
+    """``(file, words, word width)`` of every memory image of a stage."""
+    kind = _stage_kind(stage)
+    if kind in ("hidden", "readout"):
+        return [(f"{stage.name}.weights.hex", stage.weight_words(), stage.lanes * stage.weight_width),
+                (f"{stage.name}.params.hex", stage.param_words(), _param_width(stage))]
+    engines = {"conv": [(stage, stage.name)], "pool": [],
+               "residual": [(getattr(stage, "conv1", None), f"{stage.name}.conv1"),
+                            (getattr(stage, "merge", None), f"{stage.name}.act2")]}[kind]
+    files = []
+    for conv, stem in engines:
+        files.append((f"{stem}.weights.hex", conv.weight_words(), conv.lanes * conv.weight_width))
+        files.append((f"{stem}.params.hex", conv.param_words(), conv.lanes * (conv.v0_width + conv.theta_width)))
+    return files
+
+
 def manifest_of(config: CoreConfig, top: str, ports: list[dict], verilog_name: str, cycles: dict,
                 source: dict | None = None) -> dict:
     """The manifest dict (see the module docstring)."""
@@ -127,10 +218,11 @@ def manifest_of(config: CoreConfig, top: str, ports: list[dict], verilog_name: s
         "input": {"features": config.input_features, "levels": config.input_levels, "encoding": "count-coded",
                   "note": "pixel levels 0..levels as bursts (pascal_ref.ir.network input_levels)"},
         "classes": config.classes,
-        "layers": [_layer_entry(layer) for layer in config.layers],
+        "layers": [_layer_entry(layer) for layer in config.layers] if config.is_linear else
+                  [_stage_entry(stage) for stage in config.layers],
         "ports": ports,
         "expected_cycles": cycles,
-        "memory_bits": sum(layer.weight_bits_total for layer in config.layers),
+        "memory_bits": sum(_weight_bits(layer) for layer in config.layers),
     }
 
 
@@ -163,8 +255,8 @@ def generate(config: CoreConfig, out_dir, top: str | None = None, source: dict |
     verilog_name = f"{top}.v"
     (out / verilog_name).write_text(text)
     for layer in config.layers:
-        (out / f"{layer.name}.weights.hex").write_text(_hex_lines(layer.weight_words(), layer.lanes * layer.weight_width))
-        (out / f"{layer.name}.params.hex").write_text(_hex_lines(layer.param_words(), _param_width(layer)))
+        for file, words, width in _memory_files(layer):
+            (out / file).write_text(_hex_lines(words, width))
     manifest = manifest_of(config, top, verilog_ports(text, top), verilog_name, _expected_cycles(config, core), source)
     manifest["digests"] = _digests(manifest, out)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -176,12 +268,12 @@ def _digests(manifest: dict, out: Path) -> dict:
     refuses a build folder whose files or manifest were changed after generation)."""
     from pascal_hdl.flow.synth import file_digest, manifest_digest
     names = list(manifest["verilog"]) + [layer[memory]["file"] for layer in manifest["layers"]
-                                         for memory in ("weight_memory", "param_memory")]
+                                         for memory in ("weight_memory", "param_memory") if memory in layer]
     return {"files": {name: file_digest(out, name) for name in names}, "manifest": manifest_digest(manifest)}
 
 
 def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_channel: bool = True,
-                             name: str | None = None) -> tuple[CoreConfig, object]:
+                             name: str | None = None, layer_lanes: dict | None = None) -> tuple[CoreConfig, object]:
     """Quantize a float network as the golden model does and map it onto the core.
 
     Returns ``(config, integer_model)``; raises :class:`HardwareError` for a
@@ -196,15 +288,18 @@ def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_chan
         raise HardwareError(f"network '{network.name}': analog input is not supported by the core; "
                             "use count-coded input (input_levels)")
     model = quantize(network, weight_bits=weight_bits, per_channel=per_channel)
-    return CoreConfig.from_integer_network(model, lanes=lanes, name=name), model
+    return core_config(model, lanes=lanes, layer_lanes=layer_lanes, name=name), model
 
 
 def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, per_channel: bool = True,
-                          name: str | None = None, model_bytes: bytes | None = None) -> dict:
+                          name: str | None = None, model_bytes: bytes | None = None,
+                          layer_lanes: dict | None = None) -> dict:
     """Quantize, check and generate; the manifest records the options and the model's SHA-256."""
-    config, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name)
+    config, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name, layer_lanes)
     source = {"network": network.name, "weight_bits": weight_bits, "per_channel": per_channel,
-              "lanes": [layer.lanes for layer in config.layers]}
+              "lanes": [getattr(layer, "lanes", 1) for layer in config.layers]}
+    if layer_lanes:
+        source["layer_lanes"] = dict(sorted(layer_lanes.items()))
     if model_bytes is not None:
         source["model_sha256"] = hashlib.sha256(model_bytes).hexdigest()
     return generate(config, out_dir, source=source)

@@ -1,10 +1,17 @@
-"""The network core: a chain of layer engines that runs a whole integer model.
+"""The network core: a chain of stages that runs a whole integer model.
 
 ::
 
-    i (input events) -> [gate] -> LayerEngine(hidden 1) -> ... -> LayerEngine(readout) -> o (result)
-                                       |                   |
-                                  monitor_<name>      monitor_<name>   (every event between layers)
+    i (input events) -> [gate] -> stage 1 -> ... -> LayerEngine(readout) -> o (result)
+                                     |          |
+                              monitor_<name>  monitor_<name>   (every event between stages)
+
+A stage is the block of its configuration (:func:`pascal_hdl.gateware.chain.stage_block`):
+a :class:`~pascal_hdl.gateware.engine.LayerEngine` (Linear), a
+:class:`~pascal_hdl.gateware.conv.ConvEngine`, a :class:`~pascal_hdl.gateware.pool.PoolUnit` or a
+:class:`~pascal_hdl.gateware.residual.ResidualBlock`; an MLP core holds only layer engines.
+The events after a conv, pooling or residual stage are in ``"hwc"`` order
+(``index = (y*W + x)*C + c``), as :meth:`CoreConfig.forward` gives its counts.
 
 Input encoding: count coded (``docs/semantics.md`` §5, the golden
 model's ``input_levels`` option): each input feature ``j`` with level
@@ -29,7 +36,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from pascal_hdl.config import CoreConfig
-from pascal_hdl.gateware.engine import LayerEngine, event_layout
+from pascal_hdl.gateware.chain import stage_block
+from pascal_hdl.gateware.engine import event_layout
 from pascal_hdl.model.core import CoreState
 from pascal_hdl.widths import check_type
 
@@ -85,7 +93,7 @@ class NetworkCore(wiring.Component):
     @property
     def cycle_model(self) -> dict:
         """How the cycles of a sample are predicted (for manifests); exact figures: :func:`expected_cycles`."""
-        return {
+        info = {
             "model": "pascal_hdl.model.core.expected_cycles(config, levels): exact, cycle-level CoreModel",
             "per_input_event": "max(1, count * groups) cycles",
             "per_group_hidden": "READ 1 + START 1 + RUN T2 + one EMIT cycle per neuron (+ back-pressure)",
@@ -93,6 +101,11 @@ class NetworkCore(wiring.Component):
             "cycles_counted": "first input event accepted -> first cycle the result is valid",
             "worst_case": self.config.worst_case_cycles(),
         }
+        if not self.config.is_linear:
+            info["per_conv_event"] = "count * (valid taps) * groups cycles (a spike reaches the outputs of its taps)"
+            info["per_conv_word"] = "T2 + 2 cycles per accumulator word (the emitter overlaps the next word)"
+            info["per_pool_event"] = "one cycle per window cell the event updates, then one EMIT per nonzero cell"
+        return info
 
     def monitor(self, layer_name: str):
         """The monitor interface of a hidden layer."""
@@ -102,7 +115,7 @@ class NetworkCore(wiring.Component):
         m = Module()
         engines = []
         for index, layer in enumerate(self.config.layers):
-            engine = LayerEngine(layer)
+            engine = stage_block(layer)
             m.submodules[f"layer{index}_{layer.name}"] = engine
             engines.append(engine)
         for before, after, layer in zip(engines, engines[1:], self.config.hidden):

@@ -1,5 +1,6 @@
 """A chain of hardware stages for a convolutional integer model (no Amaranth): the plan the generator
-will follow (``CoreConfig.from_integer_network`` takes Linear chains only today).
+follows (:func:`core_config` builds the :class:`~pascal_hdl.config.CoreConfig` of any network: Linear
+chains through ``CoreConfig.from_integer_network``, everything else through :func:`stage_configs`).
 
 :func:`stage_configs` maps a ``pascal_ref.golden.quantize.IntegerNetwork`` onto stages, in stream order:
 
@@ -25,6 +26,7 @@ import numpy as np
 from pascal_hdl.config import (
     DEFAULT_HIDDEN_LANES,
     DEFAULT_READOUT_LANES,
+    CoreConfig,
     HardwareError,
     LayerConfig,
     _identifier,
@@ -38,7 +40,8 @@ from pascal_hdl.model.residual import (
     block_layers,
 )
 
-__all__ = ["UP5K_DIGITS_CNN_LANES", "ChainModel", "chain_forward", "stage_configs", "stage_kind", "stage_model"]
+__all__ = ["UP5K_DIGITS_CNN_LANES", "ChainModel", "chain_forward", "core_config", "is_linear_chain",
+           "stage_configs", "stage_kind", "stage_model"]
 
 
 def stage_configs(model, lanes: int | None = None, layer_lanes: dict | None = None) -> list:
@@ -104,6 +107,39 @@ def stage_configs(model, lanes: int | None = None, layer_lanes: dict | None = No
             raise HardwareError(f"layer '{layer.name}': {type(synapse.op).__name__} is not supported by the hardware")
         levels = layer.levels
     return stages
+
+
+def is_linear_chain(model) -> bool:
+    """Every layer of the integer model is one Linear synapse whose pre-ops (if any) act on a flat input
+    or only flatten: the MLP path (:meth:`CoreConfig.from_integer_network`, unchanged since the first core)."""
+    for layer in model.layers:
+        if len(layer.synapses) != 1 or layer.synapses[0].op.kind != "dense":
+            return False
+        synapse = layer.synapses[0]
+        if len(synapse.input_shape) == 3 and any(not pre_op.flattens for pre_op in synapse.pre_ops):
+            return False
+    return True
+
+
+def core_config(model, lanes=None, layer_lanes: dict | None = None, name: str | None = None) -> CoreConfig:
+    """The :class:`~pascal_hdl.config.CoreConfig` of any network the hardware takes.
+
+    A Linear chain (:func:`is_linear_chain`) without ``layer_lanes`` goes through
+    :meth:`CoreConfig.from_integer_network` (``lanes`` an int or one per layer), so an MLP core is
+    exactly what it always was; any other network (Conv2d, pooling, residual blocks, a Linear
+    readout) becomes the stages of :func:`stage_configs` (``lanes`` an int or None, ``layer_lanes``
+    per golden layer name). What the hardware cannot take raises a :class:`HardwareError` naming the layer."""
+    network = getattr(model, "network", None)
+    if network is None or not hasattr(model, "layers"):
+        raise TypeError(f"core_config: expected an IntegerNetwork, got {type(model).__name__}")
+    if is_linear_chain(model) and not layer_lanes:
+        return CoreConfig.from_integer_network(model, lanes=lanes, name=name)
+    if lanes is not None and not isinstance(lanes, (int, np.integer)):
+        raise HardwareError(f"network '{network.name}': lanes per layer of a conv network are given by layer name "
+                            "(layer_lanes), not as a list")
+    stages = stage_configs(model, None if lanes is None else int(lanes), layer_lanes)
+    core_name = name if name is not None else _identifier(network.name)
+    return CoreConfig(core_name, int(np.prod(network.input_shape)), int(network.input_levels), tuple(stages))
 
 
 # The bundled digits CNN on the iCE40 UP5K (StageChain, lanes 8 elsewhere). Block RAM: conv1's

@@ -1,7 +1,7 @@
 """Cycle-level Python model of the network core (:class:`pascal_hdl.gateware.core.NetworkCore`).
 
-:class:`CoreModel` chains :class:`~pascal_hdl.model.engine.EngineModel` s as the
-core chains its engines; :func:`expected_cycles` is the exact cycle count of a
+:class:`CoreModel` chains the stage models (:func:`~pascal_hdl.model.chain.stage_model`:
+:class:`~pascal_hdl.model.engine.EngineModel`, conv, pooling, residual) as the core chains its blocks; :func:`expected_cycles` is the exact cycle count of a
 sample for a source that offers its events back to back.
 """
 from __future__ import annotations
@@ -11,7 +11,8 @@ import enum
 import numpy as np
 
 from pascal_hdl.config import CoreConfig, HardwareError
-from pascal_hdl.model.engine import EngineModel, sample_events
+from pascal_hdl.model.chain import stage_model
+from pascal_hdl.model.engine import sample_events
 from pascal_hdl.widths import check_type
 
 __all__ = ["CoreState", "CoreModel", "check_levels", "run_model", "expected_cycles"]
@@ -26,7 +27,7 @@ class CoreState(enum.IntEnum):
 
 
 class CoreModel:
-    """Cycle-level Python model of :class:`NetworkCore` built from :class:`EngineModel` s.
+    """Cycle-level Python model of :class:`NetworkCore` built from the stage models.
 
     Per cycle: read :meth:`in_ready`, :meth:`out_valid`, :attr:`out_payload`,
     then :meth:`step`. :attr:`events` records, per hidden layer, the events
@@ -35,7 +36,7 @@ class CoreModel:
 
     def __init__(self, config: CoreConfig):
         self.config = check_type("CoreModel", "config", config, CoreConfig)
-        self.engines = [EngineModel(layer) for layer in config.layers]
+        self.engines = [stage_model(layer) for layer in config.layers]
         self.state = CoreState.IDLE
         self.cycles = 0
         self.rejected = False

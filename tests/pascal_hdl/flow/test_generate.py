@@ -109,10 +109,10 @@ def test_cli_hdl_writes_the_folder(tmp_path):
 # ------------------------------------------------------------- what the core cannot take
 
 
-def conv_network():
+def conv_network(input_levels=4):
     rng = np.random.default_rng(0)
     return Network((1, 4, 4), [Conv2d("conv1", rng.normal(0, 1, (2, 1, 3, 3))), QCFS("act1", 1.0, 2), Flatten("flat"),
-                               Linear("fc", rng.normal(0, 1, (3, 8)))], input_levels=4, name="conv_net")
+                               Linear("fc", rng.normal(0, 1, (3, 8)))], input_levels=input_levels, name="conv_net")
 
 
 def pooled_network():
@@ -123,27 +123,64 @@ def pooled_network():
 
 @pytest.mark.parametrize("network, kwargs, message", [
     (small_network(input_levels=None), {}, r"analog input is not supported"),
-    (conv_network(), {}, r"layer 'act1': Conv2d 'conv1' is not supported by the core \(Linear only\)"),
-    (pooled_network(), {}, r"AvgPool2d before the Linear op is not supported"),
+    (conv_network(input_levels=None), {}, r"network 'conv_net': analog input is not supported"),
+    (conv_network(), {"weight_bits": 20}, r"layer 'act1'.*weights need 20 bits, more than the limit 16"),
+    (conv_network(), {"lanes": [2, 2]}, r"lanes per layer of a conv network are given by layer name"),
     (small_network(), {"weight_bits": 20}, r"weights need 20 bits, more than the limit 16"),
     (small_network(hidden=80), {"lanes": MAX_LANES + 1}, r"layer 'act1': lanes must be an integer in \[1, 64\]"),
     (small_network(), {"lanes": [4]}, r"lanes has 1 entries, the model has 2 layers"),
     (small_network(input_levels=300), {}, r"t_in \(input train length\) must be an integer in \[1, 256\]"),
     (small_network(levels=1000), {}, r"t_out \(L\) must be an integer in \[1, 256\]"),
-], ids=["analog-input", "conv", "pooling", "weight-bits", "lanes", "lanes-list", "input-levels", "levels"])
+], ids=["analog-input", "conv-analog-input", "conv-weight-bits", "conv-lanes-list", "weight-bits", "lanes", "lanes-list", "input-levels", "levels"])
 def test_unsupported_models_fail_at_generation(tmp_path, network, kwargs, message):
     with pytest.raises(HardwareError, match=message):
         generate_from_network(network, tmp_path / "out", **kwargs)
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+@pytest.mark.parametrize("network, kinds", [
+    (conv_network(), ["conv", "readout"]),
+    (pooled_network(), ["pool", "hidden", "readout"]),
+], ids=["conv", "pooling"])
+def test_conv_and_pooling_models_generate(tmp_path, network, kinds):
+    """A conv or pooling network gets a build folder: stages with geometry and event order, every memory
+    image listed with its digest (``pascal-ref synth`` accepts the folder), cycle figures."""
+    from pascal_hdl.flow.synth import load_manifest
+
+    manifest = generate_from_network(network, tmp_path / "out")
+    assert [layer["kind"] for layer in manifest["layers"]] == kinds
+    first = manifest["layers"][0]
+    assert first["input_order"] == "chw" and first["output_order"] == "hwc"
+    assert first["input_shape"] == list(network.input_shape)
+    assert manifest["expected_cycles"]["worst_case"] >= manifest["expected_cycles"]["ideal_all_inputs_full"] > 0
+    assert load_manifest(tmp_path / "out")["top"] == network.name
+    for layer in manifest["layers"]:
+        for memory in ("weight_memory", "param_memory"):
+            if memory in layer:
+                assert len(read_hex(tmp_path / "out" / layer[memory]["file"])) == layer[memory]["depth"]
+
+
 def test_cli_hdl_reports_unsupported_model(tmp_path):
     model = tmp_path / "conv.npz"
-    save(conv_network(), model)
+    save(conv_network(input_levels=None), model)
     proc = subprocess.run([CLI, "hdl", str(model), "-o", str(tmp_path / "o")],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    assert "the core cannot take model" in proc.stderr and "Conv2d 'conv1' is not supported" in proc.stderr
+    assert "the core cannot take model" in proc.stderr and "analog input is not supported" in proc.stderr
+
+
+def test_cli_hdl_layer_lanes(tmp_path):
+    """``--layer-lanes NAME=K,...`` sets the lanes of named layers (the iCE40 UP5K fit of the digits CNN)."""
+    proc = subprocess.run([CLI, "hdl", "digits-cnn", "-o", str(tmp_path / "o"), "--layer-lanes", "act1=4,fc=5"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert [(layer["name"], layer["lanes"]) for layer in manifest["layers"]] == \
+        [("act1", 4), ("pool1", 1), ("act2", 8), ("pool2", 1), ("fc", 5)]
+    assert manifest["source"]["layer_lanes"] == {"act1": 4, "fc": 5}
+    proc = subprocess.run([CLI, "hdl", "digits-cnn", "-o", str(tmp_path / "p"), "--layer-lanes", "act9=4"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no layer named act9" in proc.stderr
 
 
 # ------------------------------------------------------------- synthesis flow
@@ -161,6 +198,17 @@ def test_wrapper_folds_wide_ports():
     assert "output wire o__valid" in text
     with pytest.raises(SynthError, match="'clk' and 'rst'"):
         wrapper_verilog({"top": "core", "ports": [{"name": "a", "direction": "input", "width": 1}]})
+
+
+def test_wrapper_shares_one_fold_bus_beyond_two_wide_outputs():
+    """A conv core's monitors: more than two wide outputs fold onto one bus (the UP5K SG48 has 39 I/O)."""
+    ports = [{"name": "clk", "direction": "input", "width": 1}, {"name": "rst", "direction": "input", "width": 1}]
+    ports += [{"name": f"m{k}", "direction": "output", "width": 9 + k} for k in range(3)]
+    text, folded = wrapper_verilog({"top": "core", "ports": ports})
+    assert folded == 9 + 10 + 11
+    assert f"output wire [{NARROW_BITS - 1}:0] fold_out" in text and "fold_m0" not in text
+    assert "assign fold_out[0] = w_m0[0] ^ w_m0[8] ^ w_m1[0] ^ w_m1[8] ^ w_m2[0] ^ w_m2[8];" in text
+    assert "assign fold_out[2] = w_m0[2] ^ w_m1[2] ^ w_m2[2] ^ w_m2[10];" in text
 
 
 def test_parse_fmax_takes_the_last_line():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pascal_hdl.conv_testing import conv_network, random_levels
 from pascal_hdl.gateware.chain import StageChain
 from pascal_hdl.gateware.conv import ConvEngine
 from pascal_hdl.gateware.pool import PoolUnit
@@ -19,7 +18,14 @@ from pascal_hdl.model.conv import (
 )
 from pascal_hdl.model.engine import sample_events
 from pascal_hdl.model.pool import PoolConfig
-from pascal_hdl.testing import events_to_counts, lockstep, plain, to_python
+from pascal_hdl.testing import (
+    conv_network,
+    events_to_counts,
+    lockstep,
+    plain,
+    random_levels,
+    to_python,
+)
 from pascal_ref.golden.quantize import integer_ann, quantize
 from pascal_ref.io.bundled import bundled_path
 from pascal_ref.io.data import load_digits_split

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pascal_hdl.conv_testing import random_levels, residual_network
 from pascal_hdl.gateware.chain import StageChain
 from pascal_hdl.gateware.residual import ResidualBlock, ResidualEngine
 from pascal_hdl.model.chain import (
@@ -18,7 +17,14 @@ from pascal_hdl.model.chain import (
 from pascal_hdl.model.conv import ConvConfig, from_layout, to_layout
 from pascal_hdl.model.engine import sample_events
 from pascal_hdl.model.residual import ResidualBlockConfig, ResidualBlockModel
-from pascal_hdl.testing import events_to_counts, lockstep, plain, to_python
+from pascal_hdl.testing import (
+    events_to_counts,
+    lockstep,
+    plain,
+    random_levels,
+    residual_network,
+    to_python,
+)
 from pascal_ref.golden.quantize import integer_ann
 from pascal_ref.testing import random_inputs
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from pascal_hdl.config import HardwareError, LayerConfig
-from pascal_hdl.conv_testing import conv_network, random_levels
 from pascal_hdl.model.contract import layer_contract
 from pascal_hdl.model.conv import (
     ConvConfig,
@@ -19,6 +18,7 @@ from pascal_hdl.model.conv import (
     run_conv_model,
     to_layout,
 )
+from pascal_hdl.testing import conv_network, random_levels
 from pascal_ref.golden.ops import conv2d
 from pascal_ref.golden.quantize import integer_ann
 

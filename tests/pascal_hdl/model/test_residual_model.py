@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from pascal_hdl.config import HardwareError
-from pascal_hdl.conv_testing import random_levels, residual_network
 from pascal_hdl.model.chain import (
     chain_forward,
     ideal_cycles,
@@ -25,6 +24,7 @@ from pascal_hdl.model.residual import (
     ResidualEngineModel,
     run_block_model,
 )
+from pascal_hdl.testing import random_levels, residual_network
 from pascal_ref.golden.quantize import integer_ann
 from pascal_ref.golden.snn import simulate
 from pascal_ref.ir.network import MaxPool2d

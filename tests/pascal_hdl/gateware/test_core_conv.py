@@ -1,0 +1,129 @@
+"""The network core on convolutional networks (Conv2d engines, pooling units, residual blocks, a Linear
+readout): Amaranth simulation cycle by cycle against :class:`CoreModel`, every monitor against the integer
+golden model in the stage's ``"hwc"`` order, the logits against ``integer_ann``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pascal_hdl.config import HardwareError
+from pascal_hdl.gateware.core import NetworkCore
+from pascal_hdl.model.chain import core_config
+from pascal_hdl.model.conv import to_layout
+from pascal_hdl.model.core import CoreModel, expected_cycles
+from pascal_hdl.model.engine import sample_events
+from pascal_hdl.testing import (
+    conv_network,
+    events_to_counts,
+    lockstep,
+    plain,
+    random_levels,
+    residual_network,
+    to_python,
+)
+from pascal_ref.golden.quantize import integer_ann, quantize
+from pascal_ref.ir.network import Network
+
+
+def run_core(config, levels, seed: int, p_valid: float, p_ready: float):
+    """The samples through the core beside :class:`CoreModel`; results and the events of every monitor."""
+    dut, model = NetworkCore(config), CoreModel(config)
+    queue = [e for sample in levels for e in sample_events(sample)]
+    events = {stage.name: [] for stage in config.hidden}
+
+    def note_monitors(ctx, cycle):
+        for stage in config.hidden:
+            monitor = dut.monitor(stage.name)
+            if ctx.get(monitor.valid):
+                events[stage.name].append(to_python(ctx.get(monitor.payload)))
+
+    run = lockstep(dut, model, queue, until=lambda results: len(results) == len(levels), seed=seed,
+                   p_valid=p_valid, p_ready=p_ready, observe=note_monitors, max_cycles=400_000)
+    for stage in config.hidden:
+        assert events[stage.name] == plain(model.events[stage.name]), stage.name
+    return run.outputs, events
+
+
+def check_against_golden(model, config, levels, results, events):
+    golden = integer_ann(model, x_int=levels.reshape((len(levels),) + tuple(model.network.input_shape)))
+    np.testing.assert_array_equal([r["logits"] for r in results], golden.integer_logits)
+    assert [r["cls"] for r in results] == np.argmax(golden.integer_logits, axis=1).tolist()
+    assert not any(r["rejected"] for r in results)
+    hidden, _, _ = config.forward(levels)
+    checked = 0
+    for stage, counts in zip(config.hidden, hidden):
+        np.testing.assert_array_equal(events_to_counts(events[stage.name], stage.out_features), counts, stage.name)
+        golden_name = next((layer.name for layer in model.layers if layer.name.replace(".", "_") == stage.name
+                            or layer.name == stage.name + ".act2"), None)
+        if golden_name is not None:   # a neuron layer of the golden model: its levels in "hwc" order
+            expected = np.asarray(golden.levels[golden_name])
+            expected = to_layout(expected, "hwc") if expected.ndim == 4 else expected.reshape(len(levels), -1)
+            np.testing.assert_array_equal(counts, expected, stage.name)
+            checked += 1
+    return checked
+
+
+def test_digits_cnn_core_matches_the_golden_model():
+    """The bundled digits CNN (conv, max-pool, conv, max-pool, Linear): two test images through the
+    Amaranth core, every cycle equal to the cycle model, every stage's counts and the logits exact."""
+    import pascal_ref
+    from pascal_ref.io.data import load_digits_split
+    from pascal_ref.io.fileformat import load
+
+    model = quantize(load(Path(pascal_ref.__file__).parent / "models" / "digits_cnn.npz"))
+    config = core_config(model)
+    assert [(type(s).__name__, s.name) for s in config.layers] == [
+        ("ConvConfig", "act1"), ("PoolConfig", "pool1"), ("ConvConfig", "act2"), ("PoolConfig", "pool2"),
+        ("LayerConfig", "fc")]
+    _, _, x_test, _ = load_digits_split()
+    levels = model.encode_input(x_test[:2]).reshape(2, -1)
+    results, events = run_core(config, levels, seed=1, p_valid=1.0, p_ready=1.0)
+    assert check_against_golden(model, config, levels, results, events) == 2
+    cycles = [r["cycles"] for r in results]
+    assert cycles == expected_cycles(config, levels).tolist()
+    assert all(config.ideal_cycles(levels) < cycles) and max(cycles) <= config.worst_case_cycles()
+
+
+@pytest.mark.parametrize("p_valid, p_ready", [(1.0, 1.0), (0.6, 0.4)])
+def test_random_residual_network_core(p_valid, p_ready):
+    """A random ResNet (conv stem, a block with an identity and one with a 1x1-conv shortcut, global
+    average pooling, Linear readout) with idle input and back-pressure."""
+    rng = np.random.default_rng(5)
+    _, model = residual_network(rng, [("identity", 3, 1), ("conv", 4, 2)], [2, 3, 2, 2, 3], input_shape=(2, 5, 5))
+    config = core_config(model, lanes=2)
+    kinds = [type(s).__name__ for s in config.layers]
+    assert kinds == ["ConvConfig", "ResidualBlockConfig", "ResidualBlockConfig", "PoolConfig", "LayerConfig"]
+    levels = random_levels(rng, 4, (50,), 4)
+    results, events = run_core(config, levels, seed=3, p_valid=p_valid, p_ready=p_ready)
+    assert check_against_golden(model, config, levels, results, events) == 3
+    if p_valid == 1.0 and p_ready == 1.0:
+        assert [r["cycles"] for r in results] == expected_cycles(config, levels).tolist()
+    assert max(r["cycles"] for r in results) <= config.worst_case_cycles()
+
+
+def test_conv_network_with_avg_pool_and_layer_lanes():
+    """Two conv layers, lanes per layer name; an unknown layer name and per-layer lists are refused."""
+    rng = np.random.default_rng(2)
+    _, model = conv_network(rng, 3, 1, 1, [2, 3], channels=(3, 2), second=(3, 2, 1))
+    config = core_config(model, layer_lanes={"act1": 2, "act2": 1})
+    assert [getattr(s, "lanes", None) for s in config.layers] == [2, 1, 3]
+    levels = random_levels(rng, 3, (72,), 4)
+    results, events = run_core(config, levels, seed=4, p_valid=0.7, p_ready=0.6)
+    check_against_golden(model, config, levels, results, events)
+    with pytest.raises(HardwareError, match="layer_lanes: no layer named nope"):
+        core_config(model, layer_lanes={"nope": 2})
+    with pytest.raises(HardwareError, match="given by layer name"):
+        core_config(model, lanes=[2, 2, 2])
+
+
+def test_conv_networks_out_of_reach_name_the_layer():
+    rng = np.random.default_rng(0)
+    network, _ = conv_network(rng, 3, 1, 1, [2])
+    analog = Network(network.input_shape, list(network.layers), None, network.name)
+    with pytest.raises(HardwareError, match="network 'conv-test': analog input is not supported"):
+        core_config(quantize(analog, input_bound=1.0))
+    wide = quantize(network, weight_bits=20)
+    with pytest.raises(HardwareError, match="'act1'.*20 bits, more than the limit 16"):
+        core_config(wide)
