@@ -47,7 +47,7 @@ from pascal_ref.testing import (
     random_weight,
 )
 
-__all__ = ["simulate", "stream_put", "stream_get", "to_python", "plain", "LockstepRun", "lockstep",
+__all__ = ["simulate", "stream_put", "stream_get", "to_python", "plain", "LockstepRun", "lockstep", "handshakes_seen", "lockstep_chain",
            "events_to_counts", "random_layer", "random_neuron_cases", "mnist_shape_network", "mnist_like_images",
            "conv_network", "random_levels", "residual_network"]
 
@@ -192,6 +192,57 @@ def lockstep(dut, model, inputs, *, until: Callable[[list], bool], seed: int, p_
     simulate(dut, testbench)
     return LockstepRun(outputs, cycles)
 
+
+
+
+def lockstep_chain(stages, levels, seed: int, p_valid: float, p_ready: float, max_cycles: int = 400_000):
+    """:func:`lockstep` of a :class:`~pascal_hdl.gateware.chain.StageChain` beside its
+    :class:`~pascal_hdl.model.chain.ChainModel` on count-coded ``levels`` (fed in ``"chw"`` order), with
+    ``rejected`` probed; the events every link's monitor showed must equal the models' hand-overs.
+    Returns the run and those events per link."""
+    from pascal_hdl.gateware.chain import StageChain
+    from pascal_hdl.model.chain import ChainModel
+    from pascal_hdl.model.conv import to_layout
+    from pascal_hdl.model.engine import sample_events
+
+    events = [e for sample in to_layout(levels, "chw") for e in sample_events(sample)]
+    dut, models = StageChain(stages), ChainModel(stages)
+    seen = [[] for _ in stages[:-1]]
+
+    def note_links(ctx, cycle):
+        for index in range(len(stages) - 1):
+            monitor = getattr(dut, f"monitor{index}")
+            if ctx.get(monitor.valid):
+                seen[index].append(to_python(ctx.get(monitor.payload)))
+
+    run = lockstep(dut, models, events, until=lambda outputs: len(outputs) == len(levels), seed=seed,
+                   p_valid=p_valid, p_ready=p_ready, probes={"rejected": (dut.rejected, models.rejecting)},
+                   observe=note_links, max_cycles=max_cycles)
+    assert seen == [plain(e) for e in models.events]
+    return run, seen
+
+def handshakes_seen(dut, model, events, *, until: Callable[[list], bool], random_payload: Callable[[], dict],
+                    seed: int = 3) -> set:
+    """A :func:`lockstep` run under random idle and back-pressure that, in every cycle, flips ``i.valid``,
+    the input payload (to ``random_payload()``) and ``o.ready`` and asserts that ``i.ready`` and
+    ``o.valid`` do not change: no combinational path from the input side to the handshakes. Returns
+    the ``(i.ready, o.valid)`` pairs seen."""
+    probed = set()
+
+    def flip_inputs(ctx, cycle):
+        before = (ctx.get(dut.i.ready), ctx.get(dut.o.valid))
+        valid, payload, ready = ctx.get(dut.i.valid), ctx.get(dut.i.payload), ctx.get(dut.o.ready)
+        ctx.set(dut.i.valid, not valid)
+        ctx.set(dut.i.payload, random_payload())
+        ctx.set(dut.o.ready, not ready)
+        assert (ctx.get(dut.i.ready), ctx.get(dut.o.valid)) == before, f"cycle {cycle}"
+        ctx.set(dut.i.valid, valid)
+        ctx.set(dut.i.payload, payload)
+        ctx.set(dut.o.ready, ready)
+        probed.add(before)
+
+    lockstep(dut, model, events, until=until, seed=seed, p_valid=0.7, p_ready=0.6, observe=flip_inputs)
+    return probed
 
 def events_to_counts(events, features: int) -> np.ndarray:
     """Counts ``(samples, features)`` from events ``{index, count, last}`` (features not sent count 0)."""

@@ -57,7 +57,7 @@ from pascal_hdl.config import (
     LayerConfig,
     _identifier,
 )
-from pascal_hdl.model.engine import sample_events
+from pascal_hdl.model.engine import run_samples, sample_events
 from pascal_hdl.widths import check_type
 
 __all__ = [
@@ -747,23 +747,5 @@ def run_conv_model(config: ConvConfig, counts, max_cycles: int = 10_000_000) -> 
     """Run :class:`ConvEngineModel` on samples with a source offering the events back to back and a
     sink always ready, one sample at a time."""
     counts = config._check(counts)
-    outputs, cycles = [], []
-    for sample in counts:
-        model, queue = ConvEngineModel(config), sample_events(sample)
-        result = np.zeros(config.out_features, dtype=np.int64)
-        started = None
-        for cycle in range(max_cycles):
-            payload = model.out_payload if model.out_valid() else None
-            accepted, taken = model.step(bool(queue), queue[0] if queue else None, True)
-            if accepted:
-                started = cycle if started is None else started
-                queue.pop(0)
-            if taken:
-                result[payload["index"]] = payload["count"]
-                if payload["last"]:
-                    cycles.append(cycle + 1 - started)
-                    break
-        else:  # pragma: no cover - the model always terminates
-            raise RuntimeError("conv engine model did not finish")
-        outputs.append(result)
-    return ConvRun(np.array(outputs), np.array(cycles, dtype=np.int64))
+    return ConvRun(*run_samples(lambda: ConvEngineModel(config), counts, config.out_features, "conv engine model",
+                                max_cycles))

@@ -164,3 +164,34 @@ def sample_events(counts) -> list[dict]:
         return [{"index": 0, "count": 0, "last": True}]
     return [{"index": int(j), "count": int(counts[j]), "last": i == len(nonzero) - 1}
             for i, j in enumerate(nonzero)]
+
+
+def run_samples(make_model, counts, out_features: int, what: str, max_cycles: int = 10_000_000):
+    """Run a stage's cycle model one sample at a time: a fresh ``make_model()`` per sample, a source
+    offering the sample's events (:func:`sample_events`) back to back and a sink always ready.
+
+    The model has ``out_valid()``, ``out_payload`` (``index``, ``count``, ``last``) and
+    ``step(in_valid, in_payload, out_ready) -> (accepted, taken)``. Returns the counts
+    ``(batch, out_features)`` and, per sample, the cycles from the acceptance of its first event to
+    the cycle after its last output is taken.
+    """
+    outputs, cycles = [], []
+    for sample in counts:
+        model, queue = make_model(), sample_events(sample)
+        result = np.zeros(out_features, dtype=np.int64)
+        started = None
+        for cycle in range(max_cycles):
+            payload = model.out_payload if model.out_valid() else None
+            accepted, taken = model.step(bool(queue), queue[0] if queue else None, True)
+            if accepted:
+                started = cycle if started is None else started
+                queue.pop(0)
+            if taken:
+                result[payload["index"]] = payload["count"]
+                if payload["last"]:
+                    cycles.append(cycle + 1 - started)
+                    break
+        else:  # pragma: no cover - the models always terminate
+            raise RuntimeError(f"{what} did not finish within {max_cycles} cycles")
+        outputs.append(result)
+    return np.array(outputs), np.array(cycles, dtype=np.int64)

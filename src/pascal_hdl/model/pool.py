@@ -35,7 +35,7 @@ from pascal_hdl.model.conv import (
     decode_index,
     index_dividers,
 )
-from pascal_hdl.model.engine import Phase, sample_events
+from pascal_hdl.model.engine import Phase, run_samples, sample_events
 from pascal_hdl.widths import check_type
 
 __all__ = ["REDUCES", "PoolConfig", "PoolUnitModel", "pool_chain", "run_pool_model"]
@@ -337,23 +337,5 @@ class PoolRun(NamedTuple):
 def run_pool_model(config: PoolConfig, counts, max_cycles: int = 10_000_000) -> PoolRun:
     """Run :class:`PoolUnitModel` with a source offering the events back to back and a sink always ready."""
     counts = config._check(counts)
-    outputs, cycles = [], []
-    for sample in counts:
-        model, queue = PoolUnitModel(config), sample_events(sample)
-        result = np.zeros(config.out_features, dtype=np.int64)
-        started = None
-        for cycle in range(max_cycles):
-            payload = model.out_payload if model.out_valid() else None
-            accepted, taken = model.step(bool(queue), queue[0] if queue else None, True)
-            if accepted:
-                started = cycle if started is None else started
-                queue.pop(0)
-            if taken:
-                result[payload["index"]] = payload["count"]
-                if payload["last"]:
-                    cycles.append(cycle + 1 - started)
-                    break
-        else:  # pragma: no cover - the model always terminates
-            raise RuntimeError("pooling unit model did not finish")
-        outputs.append(result)
-    return PoolRun(np.array(outputs), np.array(cycles, dtype=np.int64))
+    return PoolRun(*run_samples(lambda: PoolUnitModel(config), counts, config.out_features, "pooling unit model",
+                                max_cycles))

@@ -46,7 +46,7 @@ from pascal_hdl.config import (
     pack_words,
 )
 from pascal_hdl.model.conv import ConvConfig, ConvEngineModel
-from pascal_hdl.model.engine import sample_events
+from pascal_hdl.model.engine import run_samples
 from pascal_hdl.widths import check_type, neuron_widths
 from pascal_ref.numeric import signed_width
 
@@ -356,24 +356,6 @@ def run_block_model(config: ResidualBlockConfig, counts, max_cycles: int = 10_00
     Returns ``(act2 counts (batch, out_features), cycles)``: cycles from the acceptance of the first
     event to the cycle after the last output is taken."""
     counts = config.conv1._check(counts)
-    outputs, cycles = [], []
-    for sample in counts:
-        model, queue = ResidualBlockModel(config), sample_events(sample)
-        result = np.zeros(config.out_features, dtype=np.int64)
-        started = None
-        for cycle in range(max_cycles):
-            payload = model.out_payload if model.out_valid() else None
-            accepted, taken = model.step(bool(queue), queue[0] if queue else None, True)
-            if accepted:
-                started = cycle if started is None else started
-                queue.pop(0)
-            if taken:
-                result[payload["index"]] = payload["count"]
-                if payload["last"]:
-                    cycles.append(cycle + 1 - started)
-                    break
-        else:  # pragma: no cover - the models always terminate
-            raise RuntimeError("residual block model did not finish")
-        outputs.append(result)
-    return np.array(outputs), np.array(cycles, dtype=np.int64)
+    return run_samples(lambda: ResidualBlockModel(config), counts, config.out_features, "residual block model",
+                       max_cycles)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pascal_hdl.gateware.chain import StageChain
 from pascal_hdl.gateware.conv import ConvEngine
 from pascal_hdl.gateware.pool import PoolUnit
-from pascal_hdl.model.chain import ChainModel, run_chain_model, stage_configs
+from pascal_hdl.model.chain import run_chain_model, stage_configs
 from pascal_hdl.model.conv import (
     ConvConfig,
     ConvEngineModel,
@@ -21,10 +20,10 @@ from pascal_hdl.model.pool import PoolConfig
 from pascal_hdl.testing import (
     conv_network,
     events_to_counts,
+    handshakes_seen,
     lockstep,
-    plain,
+    lockstep_chain,
     random_levels,
-    to_python,
 )
 from pascal_ref.golden.quantize import integer_ann, quantize
 from pascal_ref.io.bundled import bundled_path
@@ -126,26 +125,6 @@ def test_cycles_equal_the_model_with_an_ideal_source_and_sink():
             np.testing.assert_array_equal(expected, config.stream_cycles(flat))
 
 
-def run_chain(stages, levels, seed: int, p_valid: float, p_ready: float):
-    """:func:`lockstep` of a :class:`StageChain` beside its :class:`ChainModel`; returns the results and,
-    per link, the events the monitors showed (equal to the models' hand-overs)."""
-    events = [e for sample in to_layout(levels, "chw") for e in sample_events(sample)]
-    dut, models = StageChain(stages), ChainModel(stages)
-    seen = [[] for _ in stages[:-1]]
-
-    def note_links(ctx, cycle):
-        for index in range(len(stages) - 1):
-            monitor = getattr(dut, f"monitor{index}")
-            if ctx.get(monitor.valid):
-                seen[index].append(to_python(ctx.get(monitor.payload)))
-
-    run = lockstep(dut, models, events, until=lambda outputs: len(outputs) == len(levels), seed=seed,
-                   p_valid=p_valid, p_ready=p_ready, probes={"rejected": (dut.rejected, models.rejecting)},
-                   observe=note_links, max_cycles=400_000)
-    assert seen == [plain(e) for e in models.events]
-    return run, seen
-
-
 def check_chain_against_golden(model, stages, levels, run, seen):
     """Every hidden neuron layer's counts (at the conv engines' outputs), logits and class equal the
     golden integer model's."""
@@ -172,7 +151,7 @@ def test_conv_conv_linear_chain_equals_golden_logits():
     assert [type(s).__name__ for s in stages] == ["ConvConfig", "ConvConfig", "LayerConfig"]
     assert stages[1].input_layout == "hwc"
     levels = random_levels(rng, 5, shape, 4, density=0.6)
-    run, seen = run_chain(stages, levels, 7, 0.7, 0.5)
+    run, seen = lockstep_chain(stages, levels, 7, 0.7, 0.5)
     check_chain_against_golden(model, stages, levels, run, seen)
 
 
@@ -188,7 +167,7 @@ def test_random_cnn_with_max_and_average_pooling_equals_golden(seed):
     assert [type(s).__name__ for s in stages] == ["ConvConfig", "PoolConfig", "ConvConfig", "PoolConfig", "LayerConfig"]
     assert [s.reduce for s in stages if isinstance(s, PoolConfig)] == ["max", "sum"]
     levels = model.encode_input(random_inputs(network, rng, 3))
-    run, seen = run_chain(stages, levels, seed, 0.8, 0.6)
+    run, seen = lockstep_chain(stages, levels, seed, 0.8, 0.6)
     check_chain_against_golden(model, stages, levels, run, seen)
 
 
@@ -200,7 +179,7 @@ def test_digits_cnn_first_test_image_equals_golden():
     model = quantize(load(bundled_path("digits-cnn")), weight_bits=8)
     stages = stage_configs(model, lanes=8)
     levels = model.encode_input(load_digits_split()[2][:1].reshape((-1,) + model.network.input_shape))
-    run, seen = run_chain(stages, levels, 0, 1.0, 1.0)
+    run, seen = lockstep_chain(stages, levels, 0, 1.0, 1.0)
     check_chain_against_golden(model, stages, levels, run, seen)
     _, cycles = run_chain_model(stages, to_layout(levels, "chw"))
     assert run.cycles == cycles[0] + 1     # lockstep also counts the cycle the result is taken
@@ -291,23 +270,10 @@ def test_handshakes_depend_on_state_only():
     flat = rng.integers(0, 4, (5, config.in_features))
     events = [e for sample in flat for e in sample_events(sample)]
     dut, model = ConvEngine(config), ConvEngineModel(config)
-    probed = []
-
-    def flip_inputs(ctx, cycle):
-        before = (ctx.get(dut.i.ready), ctx.get(dut.o.valid))
-        valid, payload, ready = ctx.get(dut.i.valid), ctx.get(dut.i.payload), ctx.get(dut.o.ready)
-        ctx.set(dut.i.valid, not valid)
-        ctx.set(dut.i.payload, {"index": int(rng.integers(0, 9)), "count": int(rng.integers(0, 4)), "last": 1})
-        ctx.set(dut.o.ready, not ready)
-        assert (ctx.get(dut.i.ready), ctx.get(dut.o.valid)) == before, f"cycle {cycle}"
-        ctx.set(dut.i.valid, valid)
-        ctx.set(dut.i.payload, payload)
-        ctx.set(dut.o.ready, ready)
-        probed.append(before)
-
-    lockstep(dut, model, events, until=lambda outputs: sum(o["last"] for o in outputs) == len(flat), seed=3,
-             p_valid=0.7, p_ready=0.6, observe=flip_inputs)
-    assert {(1, 0), (0, 1), (0, 0)} <= set(probed)
+    probed = handshakes_seen(
+        dut, model, events, until=lambda outputs: sum(o["last"] for o in outputs) == len(flat),
+        random_payload=lambda: {"index": int(rng.integers(0, 9)), "count": int(rng.integers(0, 4)), "last": 1})
+    assert {(1, 0), (0, 1), (0, 0)} <= probed
 
 
 def test_engine_refuses_a_wrong_config():

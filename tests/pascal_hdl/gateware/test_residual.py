@@ -6,10 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pascal_hdl.gateware.chain import StageChain
 from pascal_hdl.gateware.residual import ResidualBlock, ResidualEngine
 from pascal_hdl.model.chain import (
-    ChainModel,
     run_chain_model,
     stage_configs,
     stage_kind,
@@ -19,7 +17,9 @@ from pascal_hdl.model.engine import sample_events
 from pascal_hdl.model.residual import ResidualBlockConfig, ResidualBlockModel
 from pascal_hdl.testing import (
     events_to_counts,
+    handshakes_seen,
     lockstep,
+    lockstep_chain,
     plain,
     random_levels,
     residual_network,
@@ -92,24 +92,6 @@ def test_block_matches_model_and_golden(network, p_valid, p_ready):
         np.testing.assert_array_equal(from_layout(act2, block.output_shape, "hwc"), golden.levels[second])
 
 
-def run_chain(stages, levels, seed: int, p_valid: float, p_ready: float):
-    events = [e for sample in to_layout(levels, "chw") for e in sample_events(sample)]
-    dut, models = StageChain(stages), ChainModel(stages)
-    seen = [[] for _ in stages[:-1]]
-
-    def note_links(ctx, cycle):
-        for index in range(len(stages) - 1):
-            monitor = getattr(dut, f"monitor{index}")
-            if ctx.get(monitor.valid):
-                seen[index].append(to_python(ctx.get(monitor.payload)))
-
-    run = lockstep(dut, models, events, until=lambda outputs: len(outputs) == len(levels), seed=seed,
-                   p_valid=p_valid, p_ready=p_ready, probes={"rejected": (dut.rejected, models.rejecting)},
-                   observe=note_links, max_cycles=400_000)
-    assert seen == [plain(e) for e in models.events]
-    return run, seen
-
-
 @pytest.mark.parametrize("network, seed, p_valid, p_ready", [("unequal_L", 0, 0.8, 0.6), ("equal_L", 1, 1.0, 1.0)])
 def test_random_resnet_chain_equals_golden(network, seed, p_valid, p_ready):
     """conv stem, an identity block, a 1x1-conv-shortcut block (stride 2), global average pooling and the
@@ -120,7 +102,7 @@ def test_random_resnet_chain_equals_golden(network, seed, p_valid, p_ready):
     assert [stage_kind(s) for s in stages] == ["conv", "residual", "residual", "pool", "readout"]
     levels = model.encode_input(random_inputs(network_, rng, 2))
     golden = integer_ann(model, x_int=levels)
-    run, seen = run_chain(stages, levels, seed, p_valid, p_ready)
+    run, seen = lockstep_chain(stages, levels, seed, p_valid, p_ready)
     names = iter(layer.name for layer in model.layers)
     for stage, events in zip(stages, seen):
         counts = events_to_counts(events, stage.out_features)
@@ -133,7 +115,7 @@ def test_random_resnet_chain_equals_golden(network, seed, p_valid, p_ready):
     np.testing.assert_array_equal([o["cls"] for o in run.outputs], np.argmax(golden.integer_logits, axis=1))
     if p_valid == p_ready == 1.0:
         _, cycles = run_chain_model(stages, to_layout(levels[:1], "chw"))
-        first, _ = run_chain(stages, levels[:1], seed, 1.0, 1.0)
+        first, _ = lockstep_chain(stages, levels[:1], seed, 1.0, 1.0)
         assert first.cycles == cycles[0] + 1     # lockstep also counts the cycle the result is taken
 
 
@@ -172,23 +154,10 @@ def test_handshakes_depend_on_state_only():
     flat = random_levels(rng, 2, block.input_shape, block.t_in, 0.5).reshape(2, -1)
     events = [e for sample in flat for e in sample_events(sample)]
     dut, model = ResidualBlock(block), ResidualBlockModel(block)
-    probed = []
-
-    def flip_inputs(ctx, cycle):
-        before = (ctx.get(dut.i.ready), ctx.get(dut.o.valid))
-        valid, payload, ready = ctx.get(dut.i.valid), ctx.get(dut.i.payload), ctx.get(dut.o.ready)
-        ctx.set(dut.i.valid, not valid)
-        ctx.set(dut.i.payload, {"index": int(rng.integers(0, block.in_features)), "count": 1, "last": 1})
-        ctx.set(dut.o.ready, not ready)
-        assert (ctx.get(dut.i.ready), ctx.get(dut.o.valid)) == before, f"cycle {cycle}"
-        ctx.set(dut.i.valid, valid)
-        ctx.set(dut.i.payload, payload)
-        ctx.set(dut.o.ready, ready)
-        probed.append(before)
-
-    lockstep(dut, model, events, until=lambda outputs: sum(o["last"] for o in outputs) == len(flat), seed=3,
-             p_valid=0.7, p_ready=0.6, observe=flip_inputs)
-    assert {(1, 0), (0, 1), (0, 0)} <= set(probed)
+    probed = handshakes_seen(
+        dut, model, events, until=lambda outputs: sum(o["last"] for o in outputs) == len(flat),
+        random_payload=lambda: {"index": int(rng.integers(0, block.in_features)), "count": 1, "last": 1})
+    assert {(1, 0), (0, 1), (0, 0)} <= probed
 
 
 def test_no_multiplier_or_divider_is_built():
