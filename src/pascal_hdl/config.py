@@ -66,6 +66,20 @@ def _identifier(name: str) -> str:
     return text if text.isidentifier() else "l_" + text
 
 
+def check_counts(what: str, counts, in_features: int, t_in: int, one_sample: bool = False) -> np.ndarray:
+    """Input counts of a stage as int64 ``(batch, in_features)``, each in ``[0, t_in]``, or a HardwareError
+    naming ``what``; ``one_sample`` also takes a single sample ``(in_features,)``."""
+    counts = np.asarray(counts)
+    if one_sample and counts.ndim == 1:
+        counts = counts[None]
+    if counts.dtype.kind not in "iu" or counts.ndim != 2 or counts.shape[1] != in_features:
+        raise HardwareError(f"{what}: input counts must be an integer array (batch, {in_features}), "
+                            f"got {counts.dtype} {counts.shape}")
+    if counts.size and (counts.min() < 0 or counts.max() > t_in):
+        raise HardwareError(f"{what}: input counts must lie in [0, {t_in}]")
+    return counts.astype(np.int64)
+
+
 def pack_words(values: np.ndarray, width: int) -> list[int]:
     """Pack rows of signed or unsigned integers into unsigned words, element 0 in the low bits."""
     mask = (1 << width) - 1
@@ -254,13 +268,7 @@ class LayerConfig:
 
     def forward(self, counts) -> np.ndarray:
         """Integer model of the layer: output counts (hidden) or logits (readout) for input counts ``(batch, in)``."""
-        counts = np.asarray(counts)
-        if counts.dtype.kind not in "iu" or counts.ndim != 2 or counts.shape[1] != self.in_features:
-            raise HardwareError(f"layer '{self.name}': input counts must be an integer array (batch, {self.in_features}), "
-                                f"got {counts.dtype} {counts.shape}")
-        if counts.size and (counts.min() < 0 or counts.max() > self.t_in):
-            raise HardwareError(f"layer '{self.name}': input counts must lie in [0, {self.t_in}]")
-        total = counts.astype(np.int64) @ self.weight.T
+        total = check_counts(f"layer '{self.name}'", counts, self.in_features, self.t_in) @ self.weight.T
         if self.is_readout:
             return total + self.v0
         return np.clip((total + self.v0) // self.theta, 0, self.t_out)

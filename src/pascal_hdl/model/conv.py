@@ -56,6 +56,7 @@ from pascal_hdl.config import (
     HardwareError,
     LayerConfig,
     _identifier,
+    check_counts,
 )
 from pascal_hdl.model.engine import run_samples, sample_events
 from pascal_hdl.widths import check_type
@@ -449,15 +450,7 @@ class ConvConfig:
     # -- behavioural model
 
     def _check(self, counts) -> np.ndarray:
-        counts = np.asarray(counts)
-        if counts.ndim == 1:
-            counts = counts[None]
-        if counts.dtype.kind not in "iu" or counts.ndim != 2 or counts.shape[1] != self.in_features:
-            raise HardwareError(f"layer '{self.name}': input counts must be an integer array (batch, {self.in_features}), "
-                                f"got {counts.dtype} {counts.shape}")
-        if counts.size and (counts.min() < 0 or counts.max() > self.t_in):
-            raise HardwareError(f"layer '{self.name}': input counts must lie in [0, {self.t_in}]")
-        return counts.astype(np.int64)
+        return check_counts(f"layer '{self.name}'", counts, self.in_features, self.t_in, one_sample=True)
 
     def scatter(self, total: np.ndarray, index: int, count: int) -> None:
         """Add ``count`` spikes of input ``index`` to ``total`` ``(positions, O)`` through every valid tap."""

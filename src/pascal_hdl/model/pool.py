@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pascal_hdl.config import MAX_FEATURES, MAX_LEVELS, HardwareError, _identifier
+from pascal_hdl.config import MAX_FEATURES, MAX_LEVELS, HardwareError, _identifier, check_counts
 from pascal_hdl.model.conv import (
     LAYOUTS,
     MagicDivider,
@@ -160,15 +160,7 @@ class PoolConfig:
         return [((rows.o0 - iy) * wo + cols.o0 - ix) * channels + c for iy in range(rows.n) for ix in range(cols.n)]
 
     def _check(self, counts) -> np.ndarray:
-        counts = np.asarray(counts)
-        if counts.ndim == 1:
-            counts = counts[None]
-        if counts.dtype.kind not in "iu" or counts.ndim != 2 or counts.shape[1] != self.in_features:
-            raise HardwareError(f"pooling '{self.name}': input counts must be an integer array (batch, {self.in_features}), "
-                                f"got {counts.dtype} {counts.shape}")
-        if counts.size and (counts.min() < 0 or counts.max() > self.t_in):
-            raise HardwareError(f"pooling '{self.name}': input counts must lie in [0, {self.t_in}]")
-        return counts.astype(np.int64)
+        return check_counts(f"pooling '{self.name}'", counts, self.in_features, self.t_in, one_sample=True)
 
     def update(self, cells: np.ndarray, index: int, count: int) -> None:
         for cell in self.cells(index):
