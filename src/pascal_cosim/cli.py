@@ -1,6 +1,6 @@
 """``pascal-ref cosim``: co-simulate a model's generated core against the integer golden model.
 
-    pascal-ref cosim MODEL --data DATA --sim icarus|verilator [--limit N] [--lanes K] [--json OUT]
+    pascal-ref cosim MODEL --data DATA --sim icarus|verilator [--limit N] [--lanes K] [--layer-lanes NAME=K,...] [--json OUT]
 
 ``MODEL`` is a model ``.npz`` or a bundled model name (``digits-mlp``);
 ``DATA`` is ``digits`` (the test split) or an ``.npz`` with ``x`` (and ``y``).
@@ -23,14 +23,9 @@ import hashlib
 import threading
 from pathlib import Path
 
+from pascal_hdl.cli import _layer_lanes, _positive   # the same option syntax as 'pascal-ref hdl'
+
 __all__ = ["register_cosim"]
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"expected an integer >= 1, got {text}")
-    return value
 
 
 def _model_cycles(config, levels, out: dict) -> None:
@@ -52,7 +47,7 @@ def _cosim(args) -> int:
     from pascal_cosim.runner import SimulationFailed, default_build_root, safe_name
     from pascal_hdl.config import HardwareError
     from pascal_hdl.flow.generate import core_config_from_network, generate_from_network
-    from pascal_hdl.model.chain import stage_kind
+    from pascal_hdl.model.chain import stage_kind, stage_lanes
     from pascal_ref.cli.common import echo, write_json
     from pascal_ref.golden.quantize import integer_ann
     from pascal_ref.io.bundled import resolve_model_path
@@ -70,18 +65,18 @@ def _cosim(args) -> int:
     per_channel = not args.per_layer_threshold
     try:
         config, model = core_config_from_network(network, lanes=args.lanes, weight_bits=args.weight_bits,
-                                                 per_channel=per_channel)
+                                                 per_channel=per_channel, layer_lanes=args.layer_lanes)
     except HardwareError as error:
         raise CommandError(f"the core cannot take model {args.model!r}: {error}") from None
     levels = model.encode_input(data.x)
     levels = levels.reshape(len(levels), -1)   # flat, "chw": the core's input events
 
     root = default_build_root() if args.build_dir is None else Path(args.build_dir).resolve()
-    options = f"{args.lanes}\0{args.weight_bits}\0{per_channel}\0".encode()
+    options = f"{args.lanes}\0{sorted((args.layer_lanes or {}).items())}\0{args.weight_bits}\0{per_channel}\0".encode()
     key = hashlib.sha256(options + model_bytes).hexdigest()[:12]
     folder = root / "designs" / f"{safe_name(config.name, 40)}-{key}"
     generate_from_network(network, folder, lanes=args.lanes, weight_bits=args.weight_bits, per_channel=per_channel,
-                          model_bytes=model_bytes)
+                          model_bytes=model_bytes, layer_lanes=args.layer_lanes)
 
     cycles_out: dict = {}
     worker = threading.Thread(target=_model_cycles, args=(config, levels, cycles_out), daemon=True)
@@ -114,7 +109,7 @@ def _cosim(args) -> int:
     for layer in config.layers:
         kind = {"dense": "hidden"}.get(stage_kind(layer), stage_kind(layer))
         bad = result.mismatches_per_layer.get(layer.name, count)
-        echo(f"  layer {layer.name} ({kind}, {layer.out_features} neurons, {getattr(layer, 'lanes', 1)} lanes): "
+        echo(f"  layer {layer.name} ({kind}, {layer.out_features} neurons, {stage_lanes(layer)} lanes): "
               f"{bad} of {count} samples differ")
     ideal = config.ideal_cycles(levels)
     if len(measured) == count and not len(cycle_bad):
@@ -153,7 +148,7 @@ def _cosim(args) -> int:
                        "model_equal": int(count - len(cycle_bad)), "ideal_mean": float(ideal.mean())},
             "speed": {"simulated_cycles": result.simulated_cycles, "sim_wall_s": result.sim_wall_s,
                       "cycles_per_s": result.cycles_per_s, "build_s": result.build_s, "run_s": result.run_s},
-            "lanes": [getattr(layer, "lanes", 1) for layer in config.layers], "build_folder": str(folder),
+            "lanes": [stage_lanes(layer) for layer in config.layers], "build_folder": str(folder),
             "samples": samples,
         }
         write_json(args.json, payload)
@@ -170,6 +165,8 @@ def register_cosim(subparsers):
     parser.add_argument("--limit", type=_positive, default=None, help="use only the first N samples")
     parser.add_argument("--lanes", type=_positive, default=None,
                         help="neurons updated in parallel per layer (default: 8 hidden, 16 readout, capped at the size)")
+    parser.add_argument("--layer-lanes", type=_layer_lanes, default=None, metavar="NAME=K,...",
+                        help="lanes per golden layer name, overriding --lanes (as for 'pascal-ref hdl')")
     parser.add_argument("--weight-bits", type=_positive, default=8, help="integer weight width (default 8)")
     parser.add_argument("--per-layer-threshold", action="store_true",
                         help="one integer threshold per layer instead of per output channel")

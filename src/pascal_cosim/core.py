@@ -111,38 +111,18 @@ def cycle_limit(samples: int, worst_case: int, idle: float, ready_probability: f
     return min((1 << 32) - 1, int(samples * (worst_case + 16) * (1 + 4 * idle) / ready_probability) + 1000)
 
 
-def golden_stage_levels(config, golden, batch: int) -> dict[str, np.ndarray]:
-    """The integer golden model's counts of every neuron layer that is a stage of the core, flat in the
-    order the stage's monitor sends them: ``"chw"`` = the golden order for a Linear layer, ``"hwc"``
-    (``index = (y*W + x)*C + c``) for a conv layer or the act2 of a residual block (stage ``block``,
-    golden layer ``block.act2``). Pooling stages have no golden layer."""
-    from pascal_hdl.config import LayerConfig
-    from pascal_hdl.model.conv import to_layout
-
-    by_identifier = {"".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name): name for name in golden.levels}
-    found = {}
-    for stage in config.hidden:
-        name = by_identifier.get(stage.name) or by_identifier.get(f"{stage.name}_act2")
-        if name is None:
-            continue
-        values = np.asarray(golden.levels[name], dtype=np.int64)
-        if values.ndim == 4 and not isinstance(stage, LayerConfig):
-            found[stage.name] = to_layout(values, "hwc")
-        else:
-            found[stage.name] = values.reshape(batch, -1)
-    return found
-
-
 def hidden_counts(config, golden, levels) -> list[np.ndarray]:
     """Expected counts on every ``monitor_*`` port: the golden model's levels where the stage is a golden
     neuron layer (:func:`golden_stage_levels`), the stage model (``CoreConfig.forward``) for pooling
     units; a stage model that disagrees with the golden model is an error before any simulation."""
     levels = np.asarray(levels)
+    from pascal_hdl.model.chain import golden_stage_levels
+
     batch = len(levels)
-    golden_levels = golden_stage_levels(config, golden, batch)
     if config.is_linear:   # golden layer i is hidden layer i (as before conv cores)
         names = list(golden.levels)
         return [np.asarray(golden.levels[names[index]], dtype=np.int64) for index in range(len(config.hidden))]
+    golden_levels = golden_stage_levels(config, golden, batch)
     hidden, _, _ = config.forward(levels.reshape(batch, -1))
     for layer, counts in zip(config.hidden, hidden):
         if layer.name in golden_levels and not np.array_equal(golden_levels[layer.name], counts):

@@ -72,7 +72,7 @@ def _hdl(args) -> int:
 
 def register_hdl(subparsers):
     parser = subparsers.add_parser("hdl", help="generate the spiking core's Verilog, memory images and manifest")
-    parser.add_argument("model", help="model .npz file or bundled model name (digits-mlp, digits-cnn)")
+    parser.add_argument("model", help="model .npz file or bundled model name (digits-mlp, digits-cnn, digits-resnet)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="build folder to write")
     parser.add_argument("--lanes", type=_positive, default=None,
                         help="neurons updated in parallel per layer (default: 8 hidden, 16 readout, capped at the size)")

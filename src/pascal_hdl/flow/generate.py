@@ -31,7 +31,7 @@ import numpy as np
 from amaranth.back import verilog
 
 from pascal_hdl.config import CoreConfig, HardwareError, LayerConfig
-from pascal_hdl.model.chain import core_config
+from pascal_hdl.model.chain import core_config, stage_lanes
 
 __all__ = ["component_verilog", "generate", "generate_from_network", "core_config_from_network", "verilog_ports",
            "manifest_of", "MANIFEST_FORMAT", "MANIFEST_VERSION", "read_hex"]
@@ -266,9 +266,9 @@ def generate(config: CoreConfig, out_dir, top: str | None = None, source: dict |
 def _digests(manifest: dict, out: Path) -> dict:
     """SHA-256 of every file the manifest lists and of the manifest itself (``pascal_hdl.flow.synth``
     refuses a build folder whose files or manifest were changed after generation)."""
-    from pascal_hdl.flow.synth import file_digest, manifest_digest
-    names = list(manifest["verilog"]) + [layer[memory]["file"] for layer in manifest["layers"]
-                                         for memory in ("weight_memory", "param_memory") if memory in layer]
+    from pascal_hdl.flow.synth import file_digest, manifest_digest, memory_entries
+    names = list(manifest["verilog"]) + [entry["file"] for layer in manifest["layers"]
+                                         for _, _, entry in memory_entries(layer)]
     return {"files": {name: file_digest(out, name) for name in names}, "manifest": manifest_digest(manifest)}
 
 
@@ -297,7 +297,7 @@ def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, pe
     """Quantize, check and generate; the manifest records the options and the model's SHA-256."""
     config, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name, layer_lanes)
     source = {"network": network.name, "weight_bits": weight_bits, "per_channel": per_channel,
-              "lanes": [getattr(layer, "lanes", 1) for layer in config.layers]}
+              "lanes": [stage_lanes(layer) for layer in config.layers]}
     if layer_lanes:
         source["layer_lanes"] = dict(sorted(layer_lanes.items()))
     if model_bytes is not None:

@@ -298,6 +298,15 @@ def _read_json(folder: Path, name: str, limit: int):
     return parse_json(text, str(folder / name), SynthError)
 
 
+def memory_entries(layer: dict):
+    """``(where, key, memory)`` of every memory image of a manifest layer entry: its own
+    ``weight_memory``/``param_memory`` and those of its ``engines`` (a residual block's conv1 and act2)."""
+    for where, part in [("", layer)] + [(f" engine #{k}", e) for k, e in enumerate(layer.get("engines", []))]:
+        for memory in ("weight_memory", "param_memory"):
+            if isinstance(part, dict) and memory in part:
+                yield where, memory, part[memory]
+
+
 def _listed_files(manifest: dict) -> list[str]:
     """The Verilog files and the memory images the manifest lists, each a checked :data:`FILE_NAME`."""
     verilog = manifest["verilog"]
@@ -315,13 +324,15 @@ def _listed_files(manifest: dict) -> list[str]:
     for index, layer in enumerate(layers):
         if not isinstance(layer, dict):
             raise SynthError(f"manifest.json: layer entry #{index} must be an object, got {quote(layer)}")
-        for memory in ("weight_memory", "param_memory"):
-            if memory not in layer:
-                continue
-            name = layer[memory].get("file") if isinstance(layer[memory], dict) else None
+        engines = layer.get("engines", [])
+        if not (isinstance(engines, list) and len(engines) <= 4 and all(isinstance(e, dict) for e in engines)):
+            raise SynthError(f"manifest.json: layer entry #{index}: 'engines' must be a list of at most 4 objects, "
+                             f"got {quote(engines)}")
+        for where, memory, entry in memory_entries(layer):
+            name = entry.get("file") if isinstance(entry, dict) else None
             if not (isinstance(name, str) and FILE_NAME.fullmatch(name)):
-                raise SynthError(f"manifest.json: layer entry #{index}: {memory} file {quote(name)} is not a plain file "
-                                 "name inside the build folder")
+                raise SynthError(f"manifest.json: layer entry #{index}{where}: {memory} file {quote(name)} is not a "
+                                 "plain file name inside the build folder")
             names.append(name)
     if len(set(names)) != len(names):
         raise SynthError(f"manifest.json: a file is listed twice ({quote(sorted(names))})")

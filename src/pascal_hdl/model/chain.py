@@ -31,7 +31,7 @@ from pascal_hdl.config import (
     LayerConfig,
     _identifier,
 )
-from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, hwc_permutation
+from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, hwc_permutation, to_layout
 from pascal_hdl.model.engine import EngineModel
 from pascal_hdl.model.pool import PoolConfig, PoolUnitModel, pool_chain
 from pascal_hdl.model.residual import (
@@ -40,8 +40,8 @@ from pascal_hdl.model.residual import (
     block_layers,
 )
 
-__all__ = ["UP5K_DIGITS_CNN_LANES", "ChainModel", "chain_forward", "core_config", "is_linear_chain",
-           "stage_configs", "stage_kind", "stage_model"]
+__all__ = ["UP5K_DIGITS_CNN_LANES", "UP5K_DIGITS_RESNET_LANES", "ChainModel", "chain_forward", "core_config", "golden_stage_levels",
+           "is_linear_chain", "stage_configs", "stage_kind", "stage_lanes", "stage_model"]
 
 
 def stage_configs(model, lanes: int | None = None, layer_lanes: dict | None = None) -> list:
@@ -149,6 +149,14 @@ def core_config(model, lanes=None, layer_lanes: dict | None = None, name: str | 
 # same 2 groups for its 10 classes as on 8 (so the same cycles) and 3 adders fewer.
 UP5K_DIGITS_CNN_LANES = {"act1": 4, "fc": 5}
 
+# The bundled digits ResNet on the iCE40 UP5K: one lane in every engine (the conv stem, each block's
+# conv1 and act2 engines), the readout on 2. Logic is what limits it: with 8 lanes the core needs
+# 10,613 logic cells and 59 block RAMs, with 2 lanes 6,090 cells (each engine's lanes carry a neuron
+# unit, an adder and a comparator), with 1 lane 5,080 of the 5,280; cycles grow with the lanes taken
+# away (138,000 instead of 17,100 per image).
+UP5K_DIGITS_RESNET_LANES = {"act1": 1, "block1.residual_function.2": 1, "block1.act": 1,
+                            "block2.residual_function.2": 1, "block2.act": 1, "fc": 2}
+
 
 def chain_forward(stages, levels) -> list[np.ndarray]:
     """Outputs of every stage for flat input levels ``(batch, features)`` (``"chw"``): counts in the
@@ -169,6 +177,36 @@ def stage_kind(stage) -> str:
     if isinstance(stage, ResidualBlockConfig):
         return "residual"
     return "readout" if stage.is_readout else "dense"
+
+
+def golden_stage_levels(config, golden, batch: int) -> dict[str, np.ndarray]:
+    """The integer golden model's counts of every neuron layer that is a stage of the core, by stage name,
+    flat in the order the stage's monitor sends them: the golden order for a Linear layer, ``"hwc"``
+    (``index = (y*W + x)*C + c``) for a conv layer or the act2 layer of a residual block (whose
+    ``merge`` engine carries that layer's name). Pooling stages have no golden layer. ``golden`` is
+    ``pascal_ref.golden.quantize.integer_ann``'s result; a neuron stage whose layer it lacks is an error
+    (never a stage left unchecked)."""
+    by_identifier = {"".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name): name for name in golden.levels}
+    found = {}
+    for stage in config.hidden:
+        if isinstance(stage, PoolConfig):
+            continue
+        identifier = stage.merge.name if isinstance(stage, ResidualBlockConfig) else stage.name
+        if identifier not in by_identifier:
+            raise ValueError(f"stage '{stage.name}': the golden model has no layer '{identifier}'")
+        values = np.asarray(golden.levels[by_identifier[identifier]], dtype=np.int64)
+        if values.ndim == 4 and not isinstance(stage, LayerConfig):
+            found[stage.name] = to_layout(values, "hwc")
+        else:
+            found[stage.name] = values.reshape(batch, -1)
+    return found
+
+
+def stage_lanes(stage):
+    """Lanes of a stage: an int (1 for a pooling unit), or ``[conv1, act2]`` for a residual block."""
+    if isinstance(stage, ResidualBlockConfig):
+        return [stage.conv1.lanes, stage.merge.lanes]
+    return 1 if isinstance(stage, PoolConfig) else stage.lanes
 
 
 def stage_model(stage):

@@ -1,6 +1,6 @@
 """Trained models shipped with the package (see ``examples/train_digits.py``).
 
-A bundled name (``digits-mlp``, ``digits-cnn``) always means the bundled
+A bundled name (``digits-mlp``, ``digits-cnn``, ``digits-resnet``) always means the bundled
 model, never a file of that name in the working folder: a file planted
 there cannot take its place (``docs/threat-model.md``).  To load such a
 file, give it as a path: ``./digits-mlp``.
@@ -13,7 +13,7 @@ from pascal_ref.errors import PascalError
 
 __all__ = ["BUNDLED", "bundled_path", "resolve_model_path", "is_bundled_name"]
 
-BUNDLED = {"digits-mlp": "digits_mlp.npz", "digits-cnn": "digits_cnn.npz"}
+BUNDLED = {"digits-mlp": "digits_mlp.npz", "digits-cnn": "digits_cnn.npz", "digits-resnet": "digits_resnet.npz"}
 
 
 def bundled_path(name: str) -> str:

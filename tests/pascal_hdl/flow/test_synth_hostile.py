@@ -69,8 +69,8 @@ def _manifest(folder: Path) -> dict:
 def _reseal(folder: Path, manifest: dict) -> None:
     """Write ``manifest`` with digests recomputed for the files it names (as an attacker would)."""
     files = {}
-    for name in list(manifest["verilog"]) + [layer[m]["file"] for layer in manifest["layers"]
-                                             for m in ("weight_memory", "param_memory")]:
+    for name in list(manifest["verilog"]) + [entry["file"] for layer in manifest["layers"]
+                                             for _, _, entry in synth.memory_entries(layer)]:
         target = folder / name
         files[name] = hashlib.sha256(target.read_bytes()).hexdigest() if target.is_file() else "0" * 64
     manifest["digests"] = {"files": files, "manifest": ""}
@@ -202,6 +202,43 @@ def test_a_tampered_memory_image_is_detected(build, tools):
     name = _manifest(build)["layers"][0]["weight_memory"]["file"]
     (build / name).write_text("ff\n" * 4)
     _refused(build, tools, rf"memory image {name} does not match the SHA-256 in manifest.json")
+
+
+@pytest.fixture(scope="module")
+def generated_resnet(tmp_path_factory):
+    from pascal_hdl.model.chain import core_config
+    from pascal_hdl.testing import residual_network
+    from pascal_hdl.flow.generate import generate
+
+    _, model = residual_network(np.random.default_rng(5), [("identity", 3, 1), ("conv", 4, 2)], [2, 3, 2, 2, 3],
+                                input_shape=(2, 5, 5))
+    folder = tmp_path_factory.mktemp("generated") / "resnet"
+    generate(core_config(model, lanes=2), folder)
+    return folder
+
+
+def test_every_residual_engine_memory_image_is_digested(generated_resnet, tools, tmp_path):
+    """A residual block's memory images sit under its ``engines``; each one is in the digests, and a
+    changed one is refused like any other."""
+    manifest = _manifest(generated_resnet)
+    engine_files = [engine[m]["file"] for layer in manifest["layers"] for engine in layer.get("engines", [])
+                    for m in ("weight_memory", "param_memory")]
+    assert len(engine_files) == 8 and set(engine_files) <= set(manifest["digests"]["files"])
+    for name in engine_files:
+        folder = tmp_path / name / "build"
+        shutil.copytree(generated_resnet, folder)
+        (folder / name).write_text("ff\n" * 4)
+        _refused(folder, tools, rf"memory image {name} does not match the SHA-256 in manifest.json")
+
+
+@pytest.mark.parametrize("engines", ["many", [1], [{}] * 5])
+def test_malformed_engine_lists_are_refused(generated_resnet, tools, tmp_path, engines):
+    folder = tmp_path / "build"
+    shutil.copytree(generated_resnet, folder)
+    manifest = _manifest(folder)
+    manifest["layers"][1]["engines"] = engines
+    _reseal(folder, manifest)
+    _refused(folder, tools, r"layer entry #1: 'engines' must be a list of at most 4 objects")
 
 
 def test_tampered_verilog_is_detected(build, tools):

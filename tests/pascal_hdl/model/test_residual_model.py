@@ -134,6 +134,7 @@ def test_block_and_chain_cycle_models_equal_golden(case):
         if isinstance(stage, ResidualBlockConfig):
             counts, block_cycles = run_block_model(stage, values)
             np.testing.assert_array_equal(counts, stage.forward(values))
+            np.testing.assert_array_equal(stage.expected_cycles(values), block_cycles)
             assert np.all(block_cycles >= stage.ideal_cycles(values))
         if not (hasattr(stage, "is_readout") and stage.is_readout):
             values = stage.forward(values)

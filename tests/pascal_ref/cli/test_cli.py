@@ -46,7 +46,7 @@ def test_run_writes_every_path(model_file, tmp_path):
 def test_demo_on_bundled_models(capsys):
     assert main(["demo", "--limit", "40"]) == 0
     out = capsys.readouterr().out
-    assert "digits_mlp" in out and "digits_cnn" in out and out.count("verdict: OK") == 2
+    assert "digits_mlp" in out and "digits_cnn" in out and "digits_resnet" in out and out.count("verdict: OK") == 3
 
 
 @pytest.mark.parametrize("make_data, message", [
@@ -101,4 +101,4 @@ def test_write_json_numpy_stdout_and_no_half_files(tmp_path, capsys):
 def test_missing_model_names_the_bundled_ones(capsys):
     assert main(["info", "no-such-model"]) == 2
     err = capsys.readouterr().err
-    assert "no-such-model: no such file (bundled models: digits-mlp, digits-cnn)" in err and err.count("\n") == 1
+    assert "no-such-model: no such file (bundled models: digits-mlp, digits-cnn, digits-resnet)" in err and err.count("\n") == 1

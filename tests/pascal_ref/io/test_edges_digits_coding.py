@@ -5,7 +5,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 from pascal_ref.golden.ann import input_levels_of
-from pascal_ref.io.bundled import bundled_path
+from pascal_ref.io.bundled import BUNDLED, bundled_path
 from pascal_ref.io.data import load_digits_split
 from pascal_ref.io.fileformat import load
 
@@ -13,7 +13,7 @@ from pascal_ref.io.fileformat import load
 def test_digits_pixels_are_the_input_levels_exactly():
     raw = load_digits().data
     assert raw.min() == 0 and raw.max() == 16 and np.array_equal(raw, np.rint(raw))
-    for name in ("digits-mlp", "digits-cnn"):
+    for name in BUNDLED:
         network = load(bundled_path(name))
         assert network.input_levels == 16, name
     x_train, _, x_test, _ = load_digits_split()
