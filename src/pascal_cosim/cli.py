@@ -29,11 +29,16 @@ __all__ = ["register_cosim"]
 
 
 def _model_cycles(config, levels, out: dict) -> None:
-    """The cycle model's cycles per sample (pure Python: run on a thread beside the simulator)."""
-    from pascal_hdl.model.core import expected_cycles
+    """The cycle model's results of the whole stream (pure Python: run on a thread beside the
+    simulator): latency per sample and, from the ``finished`` cycles, the steady-state cycles per image."""
+    import numpy as np
+
+    from pascal_hdl.model.core import run_stream, stream_figures
 
     try:
-        out["cycles"] = expected_cycles(config, levels)
+        results = run_stream(config, levels)
+        out["cycles"] = np.array([r["cycles"] for r in results], dtype=np.int64)
+        out["stream"] = stream_figures(results) if len(results) > 1 else None
     except Exception as error:  # noqa: BLE001 - re-raised in the main thread, never lost
         out["error"] = error
 
@@ -65,18 +70,20 @@ def _cosim(args) -> int:
     per_channel = not args.per_layer_threshold
     try:
         config, model = core_config_from_network(network, lanes=args.lanes, weight_bits=args.weight_bits,
-                                                 per_channel=per_channel, layer_lanes=args.layer_lanes)
+                                                 per_channel=per_channel, layer_lanes=args.layer_lanes,
+                                                 in_flight=args.in_flight)
     except HardwareError as error:
         raise CommandError(f"the core cannot take model {args.model!r}: {error}") from None
     levels = model.encode_input(data.x)
     levels = levels.reshape(len(levels), -1)   # flat, "chw": the core's input events
 
     root = default_build_root() if args.build_dir is None else Path(args.build_dir).resolve()
-    options = f"{args.lanes}\0{sorted((args.layer_lanes or {}).items())}\0{args.weight_bits}\0{per_channel}\0".encode()
+    options = (f"{args.lanes}\0{sorted((args.layer_lanes or {}).items())}\0{args.weight_bits}\0{per_channel}\0"
+               f"{args.in_flight}\0").encode()
     key = hashlib.sha256(options + model_bytes).hexdigest()[:12]
     folder = root / "designs" / f"{safe_name(config.name, 40)}-{key}"
     generate_from_network(network, folder, lanes=args.lanes, weight_bits=args.weight_bits, per_channel=per_channel,
-                          model_bytes=model_bytes, layer_lanes=args.layer_lanes)
+                          model_bytes=model_bytes, layer_lanes=args.layer_lanes, in_flight=args.in_flight)
 
     cycles_out: dict = {}
     worker = threading.Thread(target=_model_cycles, args=(config, levels, cycles_out), daemon=True)
@@ -103,6 +110,10 @@ def _cosim(args) -> int:
     golden_logits = np.asarray(integer_ann(model, x_int=levels.reshape((count,) + tuple(network.input_shape)))
                                .integer_logits)
 
+    hardware_stream = result.stream if len(measured) == count and count > 1 else None
+    model_stream = cycles_out.get("stream")
+    if hardware_stream is not None and hardware_stream != model_stream:
+        errors.append(f"throughput differs from the cycle model: {hardware_stream} != {model_stream}")
     ok = not errors
     echo(f"cosim {args.model} on {data.name} ({count} samples), {args.sim}: "
           f"{'every sample matches the integer golden model and the cycle model' if ok else 'MISMATCHES'}")
@@ -119,6 +130,11 @@ def _cosim(args) -> int:
         print(f"  cycles per sample: mean {measured.mean():.1f} (min {measured.min()}, max {measured.max()}); "
               f"cycle model equal on {count - len(cycle_bad)} of {count}; ideal (synaptic events / lanes) "
               f"{ideal.mean():.1f}, ratio {measured.sum() / max(1.0, ideal.sum()):.3f}")
+    if hardware_stream is not None:
+        echo(f"  throughput ({config.in_flight} sample(s) in flight, back to back): "
+             f"{hardware_stream['cycles_per_image']:.1f} cycles per image in steady state (model "
+             f"{model_stream['cycles_per_image']:.1f}), latency mean {hardware_stream['latency_mean']:.1f} "
+             f"(model {model_stream['latency_mean']:.1f})")
     print(f"  speed: {result.simulated_cycles:,} cycles in {result.sim_wall_s:.2f} s = {result.cycles_per_s:,.0f} "
           f"cycles/s (build {result.build_s:.1f} s, run {result.run_s:.1f} s, build folder {folder})")
     for message in errors[:10]:
@@ -146,6 +162,8 @@ def _cosim(args) -> int:
                        "min": int(measured.min()) if len(measured) else None,
                        "max": int(measured.max()) if len(measured) else None,
                        "model_equal": int(count - len(cycle_bad)), "ideal_mean": float(ideal.mean())},
+            "in_flight": config.in_flight,
+            "throughput": {"hardware": hardware_stream, "model": model_stream},
             "speed": {"simulated_cycles": result.simulated_cycles, "sim_wall_s": result.sim_wall_s,
                       "cycles_per_s": result.cycles_per_s, "build_s": result.build_s, "run_s": result.run_s},
             "lanes": [stage_lanes(layer) for layer in config.layers], "build_folder": str(folder),
@@ -167,6 +185,8 @@ def register_cosim(subparsers):
                         help="neurons updated in parallel per layer (default: 8 hidden, 16 readout, capped at the size)")
     parser.add_argument("--layer-lanes", type=_layer_lanes, default=None, metavar="NAME=K,...",
                         help="lanes per golden layer name, overriding --lanes (as for 'pascal-ref hdl')")
+    parser.add_argument("--in-flight", type=_positive, default=1, metavar="D",
+                        help="samples the core holds at once (as for 'pascal-ref hdl'; default 1)")
     parser.add_argument("--weight-bits", type=_positive, default=8, help="integer weight width (default 8)")
     parser.add_argument("--per-layer-threshold", action="store_true",
                         help="one integer threshold per layer instead of per output channel")

@@ -139,7 +139,7 @@ def network_bench(harness: StreamHarness, config, golden, levels, *, instance: s
     the logits (class: first maximum). ``expected_cycles`` (per sample) is
     compared with the result's cycle counter when given (ideal source and sink only).
     """
-    from pascal_hdl.gateware.core import core_result_layout
+    from pascal_hdl.gateware.core import SAMPLE_TAG_WIDTH, core_result_layout
     from pascal_hdl.gateware.engine import event_layout
 
     levels = np.asarray(levels)
@@ -150,7 +150,8 @@ def network_bench(harness: StreamHarness, config, golden, levels, *, instance: s
     gaps = random_gaps(len(payloads), idle, rng)
     words = ring_words(payloads, gaps, harness.source.payload_width, harness.gap_width)
     logits = np.asarray(golden.integer_logits, dtype=np.int64)
-    expected = {"logits": logits, "cls": np.argmax(logits, axis=1), "rejected": np.zeros(count, dtype=np.int64)}
+    expected = {"logits": logits, "cls": np.argmax(logits, axis=1), "rejected": np.zeros(count, dtype=np.int64),
+                "sample": np.arange(count, dtype=np.int64) % (1 << SAMPLE_TAG_WIDTH)}   # in order, tagged
     if expected_cycles is not None:
         expected["cycles"] = np.asarray(expected_cycles, dtype=np.int64)
     channels = []
@@ -242,6 +243,7 @@ class NetworkCosim:
     cycles: np.ndarray
     model_cycles: np.ndarray | None
     simulated_cycles: int
+    finished: np.ndarray            # the core's cycle counter when each result became valid
     build_s: float
     run_s: float
     sim_wall_s: float
@@ -254,6 +256,14 @@ class NetworkCosim:
     @property
     def cycles_per_s(self) -> float:
         return self.simulated_cycles / max(self.sim_wall_s, 1e-9)
+
+    @property
+    def stream(self) -> dict:
+        """Steady-state cycles per image and latency of the run (:func:`pascal_hdl.model.core.stream_figures`
+        on the results' ``finished`` and ``cycles``)."""
+        from pascal_hdl.model.core import stream_figures
+
+        return stream_figures([{"finished": f, "cycles": c} for f, c in zip(self.finished, self.cycles)])
 
 
 def cosim_network(folder, config, model, levels, simulator: str, *, run_name: str, root=None, idle: float = 0.0,
@@ -287,6 +297,7 @@ def cosim_network(folder, config, model, levels, simulator: str, *, run_name: st
                         captured.get("o.cls", np.zeros(0, dtype=np.int64)),
                         captured.get("o.cycles", np.zeros(0, dtype=np.int64)),
                         None if expected_cycles is None else np.asarray(expected_cycles), result.cycles,
+                        captured.get("o.finished", np.zeros(0, dtype=np.int64)),
                         run.build_s, run.run_s, run.report["wall_s"], run.run_dir)
 
 

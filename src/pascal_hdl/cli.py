@@ -4,7 +4,7 @@
     pascal-ref synth DIR --target ice40-up5k|ecp5-25k [--freq MHz] [--json OUT]
 
 ``MODEL`` is a model ``.npz`` or a bundled model name (``digits-mlp``, ``digits-cnn``).
-``--layer-lanes act1=4,fc=5`` puts the digits CNN into the iCE40 UP5K
+``--layer-lanes act1=4,act2=6,fc=5`` puts the digits CNN into the iCE40 UP5K
 (:data:`pascal_hdl.model.chain.UP5K_DIGITS_CNN_LANES`).
 """
 from __future__ import annotations
@@ -60,7 +60,8 @@ def _hdl(args) -> int:
     try:
         manifest = generate_from_network(network, args.output, lanes=args.lanes, weight_bits=args.weight_bits,
                                          per_channel=not args.per_layer_threshold, name=args.name,
-                                         model_bytes=model_bytes, layer_lanes=args.layer_lanes)
+                                         model_bytes=model_bytes, layer_lanes=args.layer_lanes,
+                                         in_flight=args.in_flight)
     except HardwareError as error:
         raise CommandError(f"the core cannot take model {printable(args.model)!r}: {error}") from None
     layers = ", ".join(f"{l['name']} {l['in_features']}->{l['out_features']} x{l['lanes']} lanes"
@@ -76,8 +77,11 @@ def register_hdl(subparsers):
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="build folder to write")
     parser.add_argument("--lanes", type=_positive, default=None,
                         help="neurons updated in parallel per layer (default: 8 hidden, 16 readout, capped at the size)")
+    parser.add_argument("--in-flight", type=_positive, default=1, metavar="D",
+                        help="samples the core holds at once: 1 (default) takes a sample after the previous result "
+                             "left; D > 1 lets each stage work on its own sample (throughput, more logic)")
     parser.add_argument("--layer-lanes", type=_layer_lanes, default=None, metavar="NAME=K,...",
-                        help="lanes of named layers, overriding --lanes (e.g. act1=4,fc=5: the digits CNN on the "
+                        help="lanes of named layers, overriding --lanes (e.g. act1=4,act2=6,fc=5: the digits CNN on the "
                              "iCE40 UP5K)")
     parser.add_argument("--weight-bits", type=_positive, default=8, help="integer weight width (default 8)")
     parser.add_argument("--per-layer-threshold", action="store_true",

@@ -27,7 +27,7 @@ from pascal_hdl.widths import NeuronWidths, neuron_widths, signed_width
 from pascal_ref.errors import PascalError
 
 __all__ = ["HardwareError", "LayerConfig", "CoreConfig", "MAX_WEIGHT_BITS", "MAX_ACC_BITS", "MAX_LEVELS",
-           "MAX_FEATURES", "MAX_LANES", "DEFAULT_HIDDEN_LANES", "DEFAULT_READOUT_LANES", "is_stage", "stage_is_readout",
+           "MAX_FEATURES", "MAX_LANES", "MAX_IN_FLIGHT", "DEFAULT_HIDDEN_LANES", "DEFAULT_READOUT_LANES", "is_stage", "stage_is_readout",
            "stage_worst_case_cycles"]
 
 MAX_WEIGHT_BITS = 16
@@ -35,6 +35,7 @@ MAX_ACC_BITS = 40
 MAX_LEVELS = 256
 MAX_FEATURES = 1 << 16
 MAX_LANES = 64
+MAX_IN_FLIGHT = 16      # samples held by a core at once (the depth of its per-sample FIFO)
 DEFAULT_HIDDEN_LANES = 8
 DEFAULT_READOUT_LANES = 16
 
@@ -193,6 +194,12 @@ class LayerConfig:
         """``ceil(out_features / lanes)``: accumulate cycles per input spike."""
         return -(-self.out_features // self.lanes)
 
+    @property
+    def clear_cycles(self) -> int:
+        """Cycles of the engine's CLEAR phase after a reset (and at power-up): one accumulator word
+        (a group) zeroed per cycle, ``groups`` cycles with ``i.ready`` low."""
+        return self.groups
+
     # -- widths (all worst case over every input within [0, t_in])
 
     @property
@@ -286,10 +293,19 @@ class CoreConfig:
     input_features: int
     input_levels: int
     layers: tuple[LayerConfig, ...]
+    in_flight: int = 1
+    """Samples the core holds at once (1..:data:`MAX_IN_FLIGHT`): 1 takes a sample's first event
+    only after the previous result was taken; ``D > 1`` lets up to ``D`` samples be in the stages,
+    each stage working on its own (see :class:`~pascal_hdl.gateware.core.NetworkCore`)."""
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise HardwareError(f"core name must be an identifier, got {self.name!r}")
+        if (isinstance(self.in_flight, bool) or not isinstance(self.in_flight, (int, np.integer))
+                or not 1 <= self.in_flight <= MAX_IN_FLIGHT):
+            raise HardwareError(f"core '{self.name}': in_flight must be an integer in 1..{MAX_IN_FLIGHT}, "
+                                f"got {self.in_flight!r}")
+        object.__setattr__(self, "in_flight", int(self.in_flight))
         layers = tuple(self.layers)
         if not layers or not all(is_stage(layer) for layer in layers):
             raise HardwareError("a core needs a non-empty sequence of LayerConfig (or other stage configurations)")
@@ -401,6 +417,13 @@ class CoreConfig:
             if not stage_is_readout(layer):
                 counts = layer.forward(counts)
         return total
+
+    @property
+    def clear_cycles(self) -> int:
+        """Cycles after a reset until every accumulator and feature-map memory of the core is zero: the
+        longest CLEAR phase of its stages (each stage's ``clear_cycles``, all clearing at once). The core
+        takes the first event after the first stage's clear; the cycles of a sample count from then."""
+        return max(int(layer.clear_cycles) for layer in self.layers)
 
     def worst_case_cycles(self) -> int:
         """Upper bound of the cycles of any sample (every input and every hidden count at its maximum,

@@ -8,7 +8,12 @@
   (:class:`~pascal_hdl.model.engine.EngineModel`,
   :class:`~pascal_hdl.model.core.CoreModel`) under random idle and
   back-pressure, compares the handshakes, any extra probes and every offered
-  payload in every cycle, and names the first cycle and signal that differ.
+  payload in every cycle, and names the first cycle and signal that differ;
+  with ``p_reset`` it also asserts ``rst`` in random cycles in the middle of
+  samples (the model reset with it), drops the interrupted samples and
+  reports them as lost.
+  :func:`clear_cycles_seen` measures how long ``i.ready`` stays low after
+  power-up and after a reset in the middle of a sample.
 * :func:`random_layer` and :func:`random_neuron_cases` draw engine and neuron
   parameters; :func:`events_to_counts` turns an event stream back into counts.
 * :func:`conv_network` and :func:`residual_network` build small random count-coded
@@ -47,7 +52,8 @@ from pascal_ref.testing import (
     random_weight,
 )
 
-__all__ = ["simulate", "stream_put", "stream_get", "to_python", "plain", "LockstepRun", "lockstep", "handshakes_seen", "lockstep_chain",
+__all__ = ["simulate", "stream_put", "stream_get", "to_python", "plain", "LockstepRun", "lockstep", "handshakes_seen",
+           "lockstep_chain", "clear_cycles_seen", "with_reset",
            "events_to_counts", "random_layer", "random_neuron_cases", "mnist_shape_network", "mnist_like_images",
            "conv_network", "random_levels", "residual_network"]
 
@@ -120,15 +126,36 @@ def plain(value):
 
 
 class LockstepRun(NamedTuple):
-    """What :func:`lockstep` saw: the payloads the sink took (plain Python) and the cycles run."""
+    """What :func:`lockstep` saw: the payloads the sink took (plain Python), the cycles run, the
+    samples (indices in input order, delimited by ``last``) whose results a reset lost, and the
+    cycles in which ``rst`` was high."""
 
     outputs: list
     cycles: int
+    lost: tuple = ()
+    resets: tuple = ()
 
 
-def lockstep(dut, model, inputs, *, until: Callable[[list], bool], seed: int, p_valid: float = 1.0,
+def with_reset(dut):
+    """``(top, rst)``: a module holding ``dut`` in an explicit ``sync`` domain, and that domain's reset
+    (set it in a testbench to reset the design in that cycle)."""
+    from amaranth.hdl import ClockDomain, Module
+
+    top = Module()
+    top.submodules.dut = dut
+    top.domains.sync = domain = ClockDomain("sync")
+    return top, domain.rst
+
+
+def _ends_sample(payload: dict) -> bool:
+    """An output payload completes its sample: a result (no ``last`` field) or an event with ``last``."""
+    return bool(payload.get("last", True))
+
+
+def lockstep(dut, model, inputs, *, until: Callable[[list], bool] | None = None, seed: int, p_valid: float = 1.0,
              p_ready: float = 1.0, probes: dict | None = None, observe: Callable | None = None,
-             max_cycles: int = 100_000) -> LockstepRun:
+             max_cycles: int = 100_000, p_reset: float = 0.0, max_resets: int = 0,
+             reset_model: Callable[[], None] | None = None) -> LockstepRun:
     """Drive ``dut`` and its cycle ``model`` side by side and compare them every cycle.
 
     ``dut`` has streams ``i`` and ``o``; ``model`` the same handshakes in
@@ -145,28 +172,72 @@ def lockstep(dut, model, inputs, *, until: Callable[[list], bool], seed: int, p_
     same payload.
     ``observe(ctx, cycle)`` runs after the checks of a cycle (to record
     monitors). The run ends before the first cycle in which
-    ``until(outputs)`` holds, ``outputs`` being the payloads taken so far.
+    ``until(outputs)`` holds, ``outputs`` being the payloads taken so far
+    (``until`` None: once every sample of ``inputs`` has its output, or was lost).
+
+    Resets: in every cycle in which a sample is in flight (an event of it
+    accepted, its output not complete), the design's ``rst`` is high with
+    probability ``p_reset``, at most ``max_resets`` times in the run; the source
+    offers nothing and the sink is not ready in that cycle. Its checks see the
+    state before the reset; then, instead of a step, ``reset_model()`` (default
+    ``model.reset``) puts the model into its state after a reset, so every
+    cycle after it is compared too (the CLEAR phase included). The samples in
+    flight are lost: their remaining events are not sent, their outputs taken
+    so far are dropped from ``outputs``, and their indices are
+    :attr:`LockstepRun.lost`. An output completes a sample when it has no
+    ``last`` field (a result) or ``last`` set.
     """
     rng = np.random.default_rng(seed)
-    queue = list(inputs)
+    queue, sample = [], 0     # (sample index, event), samples delimited by `last`
+    for event in inputs:
+        queue.append((sample, event))
+        sample += bool(event["last"])
+    samples = sample
+    if max_resets:
+        design, rst = with_reset(dut)
+        reset_model = reset_model or model.reset
+    else:
+        design, rst = dut, None
     checks = {"i.ready": (dut.i.ready, model.in_ready), "o.valid": (dut.o.valid, model.out_valid)}
     checks.update(probes or {})
-    outputs = []
+    outputs, done = [], 0     # `done`: outputs of the samples completed so far
+    in_flight, completed, lost, resets = [], [], [], []
     cycles = 0
     held = None          # payload offered and not taken in the previous cycle
+
+    def finished(outputs_):
+        if until is not None:
+            return until(outputs_)
+        return len(completed) + len(lost) == samples
+
+    def reset_now():
+        nonlocal held
+        resets.append(cycles)
+        lost.extend(in_flight)
+        while queue and queue[0][0] in in_flight:   # the rest of the interrupted sample is not sent
+            queue.pop(0)
+        in_flight.clear()
+        del outputs[done:]
+        held = None
+        reset_model()
 
     def compare(cycle: int, name: str, hardware, expected):
         assert hardware == expected, f"cycle {cycle}: {name}: hardware {hardware!r}, model {expected!r}"
 
     async def testbench(ctx):
-        nonlocal cycles, held
-        while not until(outputs):
+        nonlocal cycles, held, done
+        while not finished(outputs):
             assert cycles < max_cycles, f"lockstep: no end within {max_cycles} cycles (the design hangs)"
             offer = bool(queue) and rng.random() < p_valid
             ready = bool(rng.random() < p_ready)
+            resetting = bool(in_flight) and len(resets) < max_resets and rng.random() < p_reset
+            if resetting:
+                offer = ready = False
+            if rst is not None:
+                ctx.set(rst, resetting)
             ctx.set(dut.i.valid, offer)
             if offer:
-                ctx.set(dut.i.payload, queue[0])
+                ctx.set(dut.i.payload, queue[0][1])
             ctx.set(dut.o.ready, ready)
             for name, (signal, model_value) in checks.items():
                 compare(cycles, name, ctx.get(signal), model_value())
@@ -181,18 +252,63 @@ def lockstep(dut, model, inputs, *, until: Callable[[list], bool], seed: int, p_
                 compare(cycles, "o.payload", payload, plain(model.out_payload))
                 if ready:
                     outputs.append(payload)
+                    if _ends_sample(payload):
+                        done = len(outputs)
+                        if in_flight:
+                            completed.append(in_flight.pop(0))
             if observe is not None:
                 observe(ctx, cycles)
-            accepted, _ = model.step(offer, queue[0] if offer else None, ready)
+            if resetting:
+                reset_now()
+                accepted = False
+            else:
+                accepted, _ = model.step(offer, queue[0][1] if offer else None, ready)
             await ctx.tick()
             if accepted:
-                queue.pop(0)
+                index, _ = queue.pop(0)
+                if index not in in_flight:
+                    in_flight.append(index)
             cycles += 1
 
-    simulate(dut, testbench)
-    return LockstepRun(outputs, cycles)
+    simulate(design, testbench)
+    return LockstepRun(outputs, cycles, tuple(lost), tuple(resets))
 
 
+def clear_cycles_seen(dut, events, reset_after: int, max_cycles: int = 100_000) -> tuple[int, int]:
+    """The cycles ``dut.i.ready`` stays low from power-up, and after a one-cycle ``rst`` asserted
+    ``reset_after`` cycles after ``i.ready`` first rose, while ``events`` are offered back to back (the
+    sink always ready): the CLEAR phases, measured on the design alone."""
+    top, rst = with_reset(dut)
+    seen = []
+
+    async def low_cycles(ctx):
+        low = 0
+        while not ctx.get(dut.i.ready):
+            assert low < max_cycles, "clear_cycles_seen: i.ready never rises"
+            await ctx.tick()
+            low += 1
+        return low
+
+    async def testbench(ctx):
+        ctx.set(dut.o.ready, 1)
+        seen.append(await low_cycles(ctx))
+        queue = list(events)
+        for _ in range(reset_after):
+            ctx.set(dut.i.valid, bool(queue))
+            if queue:
+                ctx.set(dut.i.payload, queue[0])
+            taken = bool(queue) and ctx.get(dut.i.ready)
+            await ctx.tick()
+            if taken:
+                queue.pop(0)
+        ctx.set(dut.i.valid, 0)
+        ctx.set(rst, 1)
+        await ctx.tick()
+        ctx.set(rst, 0)
+        seen.append(await low_cycles(ctx))
+
+    simulate(top, testbench)
+    return seen[0], seen[1]
 
 
 def lockstep_chain(stages, levels, seed: int, p_valid: float, p_ready: float, max_cycles: int = 400_000):

@@ -45,19 +45,23 @@ def test_golden_model_and_hardware_never_import_cosim():
     assert offenders == []
 
 
-def fake_cosim(errors, per_layer):
-    """A stand-in for ``cosim_network`` (no simulator): the golden model's outputs, with ``errors``."""
+def fake_cosim(errors, per_layer, late: int = 0):
+    """A stand-in for ``cosim_network`` (no simulator): the golden model's outputs and the cycle model's
+    stream, with ``errors``; ``late`` cycles added to the last result's ``finished`` (a slower core)."""
     def cosim_network(folder, config, model, levels, simulator, **options):
         import numpy as np
 
         from pascal_cosim.core import NetworkCosim
-        from pascal_hdl.model.core import expected_cycles
+        from pascal_hdl.model.core import run_stream
         from pascal_ref.golden.quantize import integer_ann
 
         logits = np.asarray(integer_ann(model, x_int=levels).integer_logits)
-        cycles = np.asarray(expected_cycles(config, levels))
+        stream = run_stream(config, levels)
+        cycles = np.array([r["cycles"] for r in stream])
+        finished = np.array([r["finished"] for r in stream])
+        finished[-1] += late
         return NetworkCosim(simulator, len(levels), None, list(errors), dict(per_layer), logits,
-                            np.argmax(logits, axis=1), cycles, None, int(cycles.sum()), 1.5, 2.0, 0.5,
+                            np.argmax(logits, axis=1), cycles, None, int(cycles.sum()), finished, 1.5, 2.0, 0.5,
                             Path(folder))
     return cosim_network
 
@@ -85,3 +89,27 @@ def test_exit_status_and_json_follow_the_comparison(broken, monkeypatch, capsys,
     assert [s["hardware"]["prediction"] for s in report["samples"]] == \
         [s["golden"]["prediction"] for s in report["samples"]]
     assert (tmp_path / "b" / "designs").is_dir()
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_throughput_is_measured_and_checked_against_the_model(in_flight, monkeypatch, capsys, tmp_path):
+    """The steady-state cycles per image and the latency are printed and in the JSON; a core whose results
+    come later than the cycle model says is a mismatch (exit 1)."""
+    pytest.importorskip("amaranth")
+    import json
+
+    import pascal_cosim.core
+
+    for late in (0, 5):
+        monkeypatch.setattr(pascal_cosim.core, "cosim_network", fake_cosim([], {"act1": 0, "fc2": 0}, late))
+        out = tmp_path / f"cosim{late}.json"
+        status = cli.main(["cosim", "digits-mlp", "--data", "digits", "--sim", "verilator", "--limit", "4",
+                           "--in-flight", str(in_flight), "--build-dir", str(tmp_path / "b"), "--json", str(out)])
+        text = capsys.readouterr().out
+        report = json.loads(out.read_text())
+        assert status == (1 if late else 0) and report["in_flight"] == in_flight
+        hardware, model = report["throughput"]["hardware"], report["throughput"]["model"]
+        assert hardware["images"] == 4 and hardware["first_to_last_result_cycles"] == \
+            model["first_to_last_result_cycles"] + late
+        assert f"throughput ({in_flight} sample(s) in flight, back to back): {hardware['cycles_per_image']:.1f}" in text
+        assert ("throughput differs from the cycle model" in text) == bool(late)

@@ -238,6 +238,11 @@ def _expected_cycles(config: CoreConfig, core) -> dict:
     info["ideal_formula"] = "sum over layers of input spikes * groups (synaptic events / lanes)"
     full = np.full((1, config.input_features), config.input_levels, dtype=np.int64)
     info["ideal_all_inputs_full"] = int(config.ideal_cycles(full)[0])
+    info["in_flight"] = config.in_flight
+    info["throughput"] = ("samples back to back: with in_flight 1 a sample starts when the previous result has left "
+                          "(cycles per image = latency); with more, each stage holds its own sample, so the steady "
+                          "state is bounded below by the slowest stage's cycles per sample; exact figures: "
+                          "pascal_hdl.model.core.run_stream and stream_figures, measured by pascal-ref cosim")
     return info
 
 
@@ -273,7 +278,8 @@ def _digests(manifest: dict, out: Path) -> dict:
 
 
 def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_channel: bool = True,
-                             name: str | None = None, layer_lanes: dict | None = None) -> tuple[CoreConfig, object]:
+                             name: str | None = None, layer_lanes: dict | None = None,
+                             in_flight: int = 1) -> tuple[CoreConfig, object]:
     """Quantize a float network as the golden model does and map it onto the core.
 
     Returns ``(config, integer_model)``; raises :class:`HardwareError` for a
@@ -288,14 +294,14 @@ def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_chan
         raise HardwareError(f"network '{network.name}': analog input is not supported by the core; "
                             "use count-coded input (input_levels)")
     model = quantize(network, weight_bits=weight_bits, per_channel=per_channel)
-    return core_config(model, lanes=lanes, layer_lanes=layer_lanes, name=name), model
+    return core_config(model, lanes=lanes, layer_lanes=layer_lanes, name=name, in_flight=in_flight), model
 
 
 def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, per_channel: bool = True,
                           name: str | None = None, model_bytes: bytes | None = None,
-                          layer_lanes: dict | None = None) -> dict:
+                          layer_lanes: dict | None = None, in_flight: int = 1) -> dict:
     """Quantize, check and generate; the manifest records the options and the model's SHA-256."""
-    config, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name, layer_lanes)
+    config, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name, layer_lanes, in_flight)
     source = {"network": network.name, "weight_bits": weight_bits, "per_channel": per_channel,
               "lanes": [stage_lanes(layer) for layer in config.layers]}
     if layer_lanes:

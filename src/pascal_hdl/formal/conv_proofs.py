@@ -26,8 +26,18 @@ contains it (the windows from the definition ``oy*sh <= y < oy*sh + kh``), and c
 output event's count equals its cell's value, cells not sent are 0, indices increase, ``last``
 flags the last cell, and the stream rule.
 
+Reset at any cycle: ``rst`` is free (the solver may assert it in any cycle, in the middle of a sample
+too) and the harnesses' own state resets with the design's, so every property speaks about the samples
+after the last reset; a cover shows an output after a reset that hit a sample in flight (conv: spikes
+still to scatter; pool: nonzero cells). For the pooling unit this checks the CLEAR phase after reset (every
+cell zeroed, ``out_features`` cycles; mutant ``pool_clear_never_writes`` fails); the scatter proof
+checks addresses, not accumulator values, so the conv engine's CLEAR is checked by the simulator tests.
+
 Each proof has a mutant (one source edit of the design, :data:`CONV_MUTATIONS`) that it must refute.
-Bounded (bmc) from reset: the state lives in memories the harness cannot name.
+Bounded (bmc) from power-up, every reset pattern within the bound: the state lives in memories the
+harness cannot name. The bound of a case is its CLEAR phase plus one sample (:attr:`ProofCase.depth`);
+the cover run goes twice as deep, where a sample after a reset in the middle of another reaches its
+output (:attr:`ProofCase.cover_depth`).
 """
 from __future__ import annotations
 
@@ -39,16 +49,15 @@ from pathlib import Path
 import numpy as np
 from amaranth.hdl import (
     Assert,
-    Assume,
     Cat,
     Cover,
     Elaboratable,
     Module,
     Mux,
-    ResetSignal,
     Signal,
 )
 
+from pascal_hdl.formal.engine_proofs import reset_interrupted
 from pascal_hdl.formal.mutants import Mutation
 from pascal_hdl.model.conv import ConvConfig
 from pascal_hdl.model.pool import PoolConfig
@@ -117,7 +126,6 @@ class ConvScatterHarness(Elaboratable):
         m = Module()
         m.submodules.dut = dut = self.dut
         conv = self.conv
-        m.d.comb += Assume(~ResetSignal())
         fields = [receptive_field(conv, j) for j in range(conv.in_features)]
         slots = max(len(f) for f in fields)
         index, count, last = dut.i.payload.index, dut.i.payload.count, dut.i.payload.last
@@ -202,6 +210,8 @@ class ConvScatterHarness(Elaboratable):
         with m.If(pop & border_head & (q_count[0] == conv.t_in)):
             m.d.sync += border.eq(1)
         m.d.comb += [Cover(border), Cover(border & dut.o.valid)]
+        # Non-vacuity of reset at any cycle: an output after a reset that hit spikes still to scatter.
+        m.d.comb += Cover(dut.o.valid & reset_interrupted(m, size != 0))
         return m
 
 
@@ -222,7 +232,6 @@ class PoolHarness(Elaboratable):
         m = Module()
         m.submodules.dut = dut = self.dut
         pool = self.pool
-        m.d.comb += Assume(~ResetSignal())
         index, count, last = dut.i.payload.index, dut.i.payload.count, dut.i.payload.last
         take, valid = _input_rules(m, dut, pool.in_features, pool.t_in)
         cells = pool.out_features
@@ -286,16 +295,35 @@ class PoolHarness(Elaboratable):
             m.d.comb += Assert(dut.o.payload.as_value() == held.as_value(), "stream: o.payload stable while valid")
         # Non-vacuity: a result whose cells all have windows combining two nonzero inputs.
         m.d.comb += Cover(dut.o.valid & o_last & (cur[0] != 0) & (cur[cells - 1] != 0))
+        # Non-vacuity of reset at any cycle: an output after a reset that hit nonzero cells.
+        dirty = 0
+        for cell in cur:
+            dirty = dirty | (cell != 0)
+        m.d.comb += Cover(dut.o.valid & reset_interrupted(m, dirty))
         return m
 
 
 @dataclass(frozen=True)
 class ProofCase:
-    """One proof: the configuration (a :class:`ConvConfig` or :class:`PoolConfig`), its bound."""
+    """One proof: the configuration (a :class:`ConvConfig` or :class:`PoolConfig`) and the cycles a
+    sample needs after the CLEAR phase (``sample_depth``)."""
 
     name: str
     config: object
-    depth: int
+    sample_depth: int
+
+    @property
+    def depth(self) -> int:
+        """The bound of the proof: the CLEAR phase after power-up (``config.clear_cycles``) and a sample,
+        with a reset allowed in any of these cycles."""
+        return self.config.clear_cycles + self.sample_depth
+
+    @property
+    def cover_depth(self) -> int:
+        """The bound of the cover run: twice :attr:`depth`, room for a sample interrupted by a reset, the
+        CLEAR after it and the next sample's output (a bounded proof that deep does not finish in
+        reasonable time for the larger conv case)."""
+        return 2 * self.depth
 
     @property
     def harness_class(self):
@@ -324,8 +352,8 @@ CONV_PROOFS = (
 POOL_PROOFS = (
     # Overlapping 1x2 windows, stride 1, on a 1x3 map: 2 cells, the middle input in both windows;
     # 3 inputs on a 2-bit index (carries the invalid 3), T1 = 2 on a 2-bit count (carries 3).
-    ProofCase("pool_max_overlap", PoolConfig("pool_max_overlap", (1, 1, 3), (1, 2), 1, "max", 2, "chw"), 16),
-    ProofCase("pool_sum_overlap", PoolConfig("pool_sum_overlap", (1, 1, 3), (1, 2), 1, "sum", 2, "chw"), 16),
+    ProofCase("pool_max_overlap", PoolConfig("pool_max_overlap", (1, 1, 3), (1, 2), 1, "max", 2, "chw"), 12),
+    ProofCase("pool_sum_overlap", PoolConfig("pool_sum_overlap", (1, 1, 3), (1, 2), 1, "sum", 2, "chw"), 12),
 )
 
 # One edit each; the proof named beside it must refute it (the failed properties listed).
@@ -349,7 +377,7 @@ CONV_MUTATIONS = {
         "extra_spike", "pascal_hdl.gateware.conv",
         'with m.Elif(cur["rep"] != cur["count"] - 1):', 'with m.Elif(cur["rep"] != cur["count"]):',
         "an event of count c is scattered c + 1 times"),
-        "conv_scatter_stride3_hwc", ("no stray issue", "once per spike")),
+        "conv_scatter_stride3_hwc", ("no stray issue", "once per spike", "receptive field")),
     "pool_max_takes_min": (Mutation(
         "pool_max_takes_min", "pascal_hdl.gateware.pool",
         "combined = Mux(old > writeback_count, old, writeback_count)",
@@ -361,13 +389,21 @@ CONV_MUTATIONS = {
         "combined = old + writeback_count", "combined = writeback_count",
         "sum pooling keeps only the last count of a window"),
         "pool_sum_overlap", ("sum of its window",)),
+    "pool_clear_never_writes": (Mutation(
+        "pool_clear_never_writes", "pascal_hdl.gateware.pool",
+        "m.d.comb += [c_wr.en.eq(1), c_wr.addr.eq(neuron), c_wr.data.eq(0)]\n                with m.If(is_last):",
+        "m.d.comb += [c_wr.addr.eq(neuron), c_wr.data.eq(0)]\n                with m.If(is_last):",
+        "reset: the CLEAR phase never writes (a reset leaves the interrupted sample's cell values)"),
+        "pool_sum_overlap", ("sum of its window", "skipped only with value 0")),
 }
 
 CASES = {case.name: case for case in CONV_PROOFS + POOL_PROOFS}
 
 
 def prove(case: ProofCase, workdir, module=None, mode: str = "bmc", name: str | None = None) -> ProofResult:
-    """Bounded proof (``mode="bmc"``) or the cover run (``"cover"``) of one case."""
+    """Bounded proof (``mode="bmc"``, bound :attr:`ProofCase.depth`) or the cover run (``"cover"``, bound
+    :attr:`ProofCase.cover_depth`) of one case."""
     harness = case.harness_class(case.config, module)
     name = name or f"{case.name}_{mode}"
-    return run_proof(harness, harness.ports, name, Path(workdir), mode=mode, depth=case.depth, flatten_memories=True)
+    depth = case.cover_depth if mode == "cover" else case.depth
+    return run_proof(harness, harness.ports, name, Path(workdir), mode=mode, depth=depth, flatten_memories=True)

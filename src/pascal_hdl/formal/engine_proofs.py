@@ -30,10 +30,21 @@ readout configuration whose weights allow equal maximal logits a cover
 statement shows such a tie reaching the result (so "``cls`` is the first
 maximum" is checked on a tie, not only vacuously).
 
+Reset at any cycle: ``rst`` is a free input like the others (the solver may
+assert it in any cycle, in the middle of a sample too); the harness's own
+state resets with it, so after every reset the properties are about the
+samples that follow, which must not see anything of the interrupted one. The
+engine's CLEAR phase (``groups`` cycles after each reset, the accumulators
+zeroed) is what makes them hold; mutants ``clear_never_writes`` and
+``clear_one_word_short`` fail. A cover statement shows a result after a reset
+that interrupted a sample with nonzero partial sums (so the case is not
+vacuous within the bound).
+
 Proof mode: bounded (the accumulators live in a memory that the harness
 cannot name, so no inductive invariant can speak about them); the depth
-covers the longest sample without stalls (every input at count ``T1``) plus
-the result, from reset, with every idle/back-pressure pattern that fits.
+covers the CLEAR phase after power-up and the longest sample without stalls
+(every input at count ``T1``) plus the result, with every idle/back-pressure
+and reset pattern that fits.
 """
 from __future__ import annotations
 
@@ -43,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from amaranth.hdl import Assert, Assume, Cover, Elaboratable, Module, Mux, ResetSignal, Signal, signed
+from amaranth.hdl import Assert, Cover, Elaboratable, Module, Mux, ResetSignal, Signal, signed
 
 from pascal_hdl.config import LayerConfig
 from pascal_ref.numeric import signed_width
@@ -51,7 +62,8 @@ from pascal_ref.numeric import signed_width
 from .sby import ProofResult, format_trace, run_proof
 
 __all__ = ["EngineProofConfig", "EngineAccumulationHarness", "prove_engine", "engine_trace_summary", "SMALL_ENGINE",
-           "GROUPED_ENGINE", "HIDDEN_ENGINE", "BOUNDARY_ENGINE", "ENGINE_CONFIGS", "MUTANT_CONFIGS"]
+           "GROUPED_ENGINE", "HIDDEN_ENGINE", "BOUNDARY_ENGINE", "ENGINE_CONFIGS", "MUTANT_CONFIGS",
+           "reset_interrupted"]
 
 
 def engine_module():
@@ -70,11 +82,12 @@ class EngineProofConfig:
         return self.layer.name
 
     def samples_depth(self) -> int:
-        """Cycles of the longest sample without stalls, plus the result and margin."""
+        """Cycles of the CLEAR phase after power-up and of the longest sample without stalls, plus the
+        result and margin."""
         layer = self.layer
         tail = (layer.groups * (2 + layer.t_out) + layer.out_features if not layer.is_readout
                 else layer.groups + layer.out_features)
-        return 1 + layer.in_features * max(1, layer.t_in * layer.groups) + 2 + tail + 3
+        return layer.clear_cycles + 1 + layer.in_features * max(1, layer.t_in * layer.groups) + 2 + tail + 3
 
     def tie_counts(self) -> tuple[int, ...] | None:
         """Input counts (each in ``0..T1``) whose logits have a maximum shared by two classes,
@@ -137,6 +150,8 @@ MUTANT_CONFIGS = {
     "readout_last_maximum": (BOUNDARY_ENGINE, ("first maximum",)),
     "result_ignores_ready": (SMALL_ENGINE, ("valid held",)),
     "rejected_without_accept": (BOUNDARY_ENGINE, ("rejected: no flag without a dropped event",)),
+    "clear_never_writes": (SMALL_ENGINE, ("accumulation",)),
+    "clear_one_word_short": (GROUPED_ENGINE, ("accumulation",)),
 }
 
 
@@ -163,11 +178,7 @@ class EngineAccumulationHarness(Elaboratable):
         bound = int(np.abs(weight).sum(axis=1).max()) * layer.t_in + int(np.abs(layer.v0).max())
         wide = signed(signed_width(-bound, bound) + 2)
 
-        # No reset after power-up: rst does not clear the accumulator memory, so a
-        # reset in the middle of a sample leaves its partial sums for the next one
-        # (found by this proof; see docs/formal.md).
-        m.d.comb += Assume(~ResetSignal())
-
+        # rst is free (any cycle): the harness's registers reset with the engine's.
         take = dut.i.valid & dut.i.ready
         index, count, last = dut.i.payload.index, dut.i.payload.count, dut.i.payload.last
         if layer.is_readout:
@@ -254,6 +265,11 @@ class EngineAccumulationHarness(Elaboratable):
         with m.Elif(take & ~closed & valid_event(first, prev) & (count == layer.t_in)):
             m.d.sync += full.eq(full + 1)
         m.d.comb += Cover(result_taken & (full == n_in))
+        # Non-vacuity of reset at any cycle: a result after a reset that hit nonzero partial sums.
+        dirty = 0
+        for total in cur:
+            dirty = dirty | (total != 0)
+        m.d.comb += Cover(result_taken & reset_interrupted(m, dirty))
 
         # Stream rule on the output: valid held, payload stable, until taken.
         stalled = Signal(name="o_stalled")
@@ -327,14 +343,24 @@ class EngineAccumulationHarness(Elaboratable):
             m.d.comb += Cover(dut.o.valid & tie)
 
 
+def reset_interrupted(m: Module, in_flight) -> Signal:
+    """A flag, kept through resets (``reset_less``), set by a cycle with ``rst`` high while ``in_flight``
+    holds: a reset has interrupted the work of a sample (for cover statements)."""
+    seen = Signal(name="reset_interrupted", reset_less=True)
+    with m.If(ResetSignal() & in_flight):
+        m.d.sync += seen.eq(1)
+    return seen
+
+
 def prove_engine(config: EngineProofConfig, workdir, module=None, depth: int | None = None,
                  name: str | None = None, mode: str = "bmc") -> ProofResult:
     """Bounded proof of the accumulation property (see the module docstring).
 
     ``mode="cover"`` instead shows that a result for a sample with every
-    input at count ``T1`` (the longest) is reachable within ``depth``, and on
-    a readout whose weights allow it (:meth:`EngineProofConfig.tie_counts`) a
-    result with two equal maximal logits.
+    input at count ``T1`` (the longest) is reachable within ``depth``, that a
+    result after a reset with nonzero partial sums is, and on a readout whose
+    weights allow it (:meth:`EngineProofConfig.tie_counts`) a result with two
+    equal maximal logits.
     """
     harness = EngineAccumulationHarness(config, module)
     depth = depth or config.samples_depth()
@@ -345,7 +371,8 @@ def prove_engine(config: EngineProofConfig, workdir, module=None, depth: int | N
 def engine_trace_summary(result: ProofResult, config: EngineProofConfig) -> str:
     """The counterexample of the accumulation proof as a per-cycle table."""
     layer = config.layer
-    columns = {"i.valid": ("i__valid", None), "i.ready": ("i__ready", None), "index": ("i__payload.index", None),
+    columns = {"rst": ("rst", None), "i.valid": ("i__valid", None), "i.ready": ("i__ready", None),
+               "index": ("i__payload.index", None),
                "count": ("i__payload.count", None), "last": ("i__payload.last", None),
                "rejected": ("rejected", None), "owed": ("rejections_owed", None),
                "o.valid": ("o__valid", None), "o.ready": ("o__ready", None)}

@@ -17,8 +17,9 @@ of the design is an error, never a silent no-op). Two ways to use one:
 :data:`GATEWARE_MUTATIONS` is the curated list of the mutation tier (bugs a
 developer makes: operators flipped, off-by-one counters and limits, the
 ``index == in_features`` and ``count == T1 + 1`` acceptance, the readout's
-first-maximum tie rule, stale or unreset registers, handshake bugs, widths
-one bit narrower). :data:`ACCEPTED_SURVIVORS` says why a mutant that no check
+first-maximum tie rule, stale or unreset registers, the CLEAR phase after
+reset, parameters read live instead of latched, handshake bugs, widths one
+bit narrower). :data:`ACCEPTED_SURVIVORS` says why a mutant that no check
 kills is equivalent or accepted; the runner reports any other survivor as
 unexplained.
 """
@@ -130,10 +131,10 @@ def _m(name, target, find, replace, description):
 GATEWARE_MUTATIONS = (
     # ------------------------------------------------------------------ neuron unit
     _m("fire_gt", NEURON,
-       "fire = active & (charged >= self.theta)", "fire = active & (charged > self.theta)",
+       "fire = active & (charged >= self.theta_q)", "fire = active & (charged > self.theta_q)",
        "the firing comparison v >= theta flipped to v > theta (state update only)"),
     _m("excitatory_port_gt", NEURON,
-       "active & (charged >= self.theta))),", "active & (charged > self.theta))),",
+       "active & (charged >= self.theta_q))),", "active & (charged > self.theta_q))),",
        "the excitatory spike port compares v > theta (the state update is right)"),
     _m("no_inhibitory", NEURON,
        "self.inhibitory.eq((stage == Stage.SETTLE) & (charged < 0))", "self.inhibitory.eq(0)",
@@ -142,7 +143,7 @@ GATEWARE_MUTATIONS = (
        "& (charged < 0))", "& (charged <= 0))",
        "the inhibitory comparison v < 0 flipped to v <= 0"),
     _m("inhibitory_subtracts", NEURON,
-       "Mux(self.inhibitory, charged + self.theta, charged)", "Mux(self.inhibitory, charged - self.theta, charged)",
+       "Mux(self.inhibitory, charged + self.theta_q, charged)", "Mux(self.inhibitory, charged - self.theta_q, charged)",
        "the inhibitory soft reset subtracts theta instead of adding it"),
     _m("counter_inhibitory_plus", NEURON,
        "c.eq(c + fire - self.inhibitory)", "c.eq(c + fire + self.inhibitory)",
@@ -152,22 +153,29 @@ GATEWARE_MUTATIONS = (
        "self.spike.eq((stage == Stage.TRANSMIT) & (c >= step))",
        "the transmitted spike c > t flipped to c >= t"),
     _m("settle_min", NEURON,
-       "settle_steps.eq(Mux(self.t_in > self.t_out, self.t_in, self.t_out) - 1)",
-       "settle_steps.eq(Mux(self.t_in < self.t_out, self.t_in, self.t_out) - 1)",
+       "settle_steps.eq(Mux(self.t_in_q > self.t_out_q, self.t_in_q, self.t_out_q) - 1)",
+       "settle_steps.eq(Mux(self.t_in_q < self.t_out_q, self.t_in_q, self.t_out_q) - 1)",
        "stage 2 lasts min(T1,T2)-1 steps instead of max(T1,T2)-1"),
     _m("integrate_one_more", NEURON,
-       "with m.If(step == self.t_in - 1):", "with m.If(step == self.t_in):",
+       "with m.If(step == self.t_in_q - 1):", "with m.If(step == self.t_in_q):",
        "off by one: stage 1 lasts T1 + 1 steps"),
     _m("transmit_one_more", NEURON,
-       "with m.If(step == self.t_out - 1):", "with m.If(step == self.t_out):",
+       "with m.If(step == self.t_out_q - 1):", "with m.If(step == self.t_out_q):",
        "off by one: stage 3 lasts T2 + 1 steps"),
     _m("count_no_high_clip", NEURON,
-       "self.count.eq(Mux(c < 0, 0, Mux(c > self.t_out, self.t_out, c)))", "self.count.eq(Mux(c < 0, 0, c))",
+       "self.count.eq(Mux(c < 0, 0, Mux(c > self.t_out_q, self.t_out_q, c)))", "self.count.eq(Mux(c < 0, 0, c))",
        "the count port not clipped at T2"),
     _m("count_no_low_clip", NEURON,
-       "self.count.eq(Mux(c < 0, 0, Mux(c > self.t_out, self.t_out, c)))",
-       "self.count.eq(Mux(c > self.t_out, self.t_out, c))",
+       "self.count.eq(Mux(c < 0, 0, Mux(c > self.t_out_q, self.t_out_q, c)))",
+       "self.count.eq(Mux(c > self.t_out_q, self.t_out_q, c))",
        "the count port not clipped at 0 (a negative counter wraps)"),
+    _m("count_live_t_out", NEURON,
+       "self.count.eq(Mux(c < 0, 0, Mux(c > self.t_out_q, self.t_out_q, c)))",
+       "self.count.eq(Mux(c < 0, 0, Mux(c > self.t_out, self.t_out, c)))",
+       "the count port clips at the live t_out port instead of the T2 latched at start"),
+    _m("theta_read_live", NEURON,
+       "fire = active & (charged >= self.theta_q)", "fire = active & (charged >= self.theta)",
+       "the firing decision reads the live theta port instead of the theta latched at start"),
     _m("ready_idle_only", NEURON,
        "self.ready.eq((stage == Stage.IDLE) | (stage == Stage.TRANSMIT))", "self.ready.eq(stage == Stage.IDLE)",
        "handshake: start refused during TRANSMIT"),
@@ -232,10 +240,11 @@ GATEWARE_MUTATIONS = (
        "self.rejected.eq(accept & bad)", "self.rejected.eq(bad)",
        "rejected raised while a bad event waits (or a stale one sits) in the input register"),
     _m("input_always_ready", ENGINE,
-       "self.i.ready.eq(~buffered | can_take)", "self.i.ready.eq(1)",
+       "self.i.ready.eq(~clearing & (~buffered | can_take))", "self.i.ready.eq(~clearing)",
        "handshake: i.ready stays high while busy, overwriting the buffered event"),
     _m("ready_through_output", ENGINE,
-       "self.i.ready.eq(~buffered | can_take)", "self.i.ready.eq(~buffered | can_take | self.o.ready)",
+       "self.i.ready.eq(~clearing & (~buffered | can_take))",
+       "self.i.ready.eq(~clearing & (~buffered | can_take | self.o.ready))",
        "handshake: a combinational path from o.ready to i.ready (documented: none)"),
     _m("buffer_never_emptied", ENGINE,
        "m.d.sync += buffered.eq(0)", "pass",
@@ -272,6 +281,14 @@ GATEWARE_MUTATIONS = (
     _m("readout_acc_not_cleared", ENGINE,
        "with m.If(lane == 0):", "with m.If(0):",
        "stale register: the readout's accumulators are not cleared"),
+    _m("clear_never_writes", ENGINE,
+       "with m.If(clearing):\n            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(group), a_wr.data.eq(0)]",
+       "with m.If(clearing):\n            m.d.comb += [a_wr.addr.eq(group), a_wr.data.eq(0)]",
+       "reset: the CLEAR phase runs but never writes (a reset leaves the interrupted sample's partial sums)"),
+    _m("clear_one_word_short", ENGINE,
+       "with m.If(group == groups - 1):\n                m.d.sync += [phase.eq(Phase.ACCUMULATE), group.eq(0)]",
+       "with m.If(group >= groups - 2):\n                m.d.sync += [phase.eq(Phase.ACCUMULATE), group.eq(0)]",
+       "reset: the CLEAR phase ends one word early (groups > 1): the last group keeps its partial sums"),
     _m("run_one_short", ENGINE,
        "m.d.sync += [phase.eq(Phase.RUN), run_steps.eq(0)]", "m.d.sync += [phase.eq(Phase.RUN), run_steps.eq(1)]",
        "off by one: the neuron phase lasts T2 - 1 cycles (counts read before the units settle)"),
@@ -306,26 +323,29 @@ GATEWARE_MUTATIONS = (
        "the readout's logit registers one bit narrower than their derived width"),
     # ------------------------------------------------------------------ network core
     _m("gate_open_in_wait", CORE,
-       "self.i.ready.eq(first.i.ready & (state != CoreState.WAIT))", "self.i.ready.eq(first.i.ready)",
-       "handshake: the core says ready while a sample is in flight (the engine does not see the event)"),
+       "self.i.ready.eq(first.i.ready & open_)", "self.i.ready.eq(first.i.ready)",
+       "handshake: the core says ready while the gate is closed (the first stage does not see the event)"),
     _m("no_wait_state", CORE,
-       "m.d.sync += state.eq(CoreState.WAIT)", "m.d.sync += state.eq(CoreState.INPUT)",
-       "the gate never closes: the next sample enters before the result is taken"),
+       "open_ = within | (inside < depth)", "open_ = within | (inside <= depth)",
+       "off by one: the gate lets one sample more than in_flight in (with 1: before the result is taken)"),
     _m("idle_before_taken", CORE,
-       "with m.If(self.o.valid & self.o.ready):", "with m.If(self.o.valid):",
-       "handshake: the core returns to IDLE when the result is offered, not when it is taken"),
+       "taken = self.o.valid & self.o.ready", "taken = self.o.valid",
+       "handshake: a result counts as gone when it is offered, not when it is taken"),
     _m("cycles_from_zero", CORE,
-       "m.d.sync += cycles.eq(1)", "m.d.sync += cycles.eq(0)",
-       "off by one: the cycle counter starts at 0"),
+       "m.d.comb += latency.eq(finished_at - stamps[head])", "m.d.comb += latency.eq(finished_at - stamps[head] - 1)",
+       "off by one: the latency is one cycle short"),
     _m("cycles_run_while_valid", CORE,
-       "with m.Elif((state != CoreState.IDLE) & ~readout.o.valid):", "with m.Elif(state != CoreState.IDLE):",
+       "m.d.comb += finished_at.eq(Mux(held, held_finished, now))", "m.d.comb += finished_at.eq(now)",
        "handshake: the cycles field keeps counting while the result waits (payload changes while valid)"),
     _m("rejected_sticky", CORE,
-       "m.d.sync += rejected.eq(0)", "m.d.sync += rejected.eq(rejected)",
-       "stale register: the result's rejected flag is never cleared"),
+       "m.d.sync += flags[slot].eq(Mux(start, bad, flags[slot] | bad))", "m.d.sync += flags[slot].eq(flags[slot] | bad)",
+       "stale register: a slot's rejected flag is never cleared for the next sample in it"),
     _m("rejected_never_set", CORE,
-       "with m.Elif(first.rejected):", "with m.Elif(0):",
+       "self.o.payload.rejected.eq(flags[head])", "self.o.payload.rejected.eq(0)",
        "the result's rejected flag is never set"),
+    _m("sample_tag_stuck", CORE,
+       "results_taken.eq(results_taken + 1)", "results_taken.eq(results_taken)",
+       "the results' sample number never advances (results cannot be told apart)"),
     _m("monitor_without_ready", CORE,
        "monitor.valid.eq(before.o.valid & before.o.ready)", "monitor.valid.eq(before.o.valid)",
        "a monitor shows an event in every cycle it is offered, not when it is handed over"),
@@ -347,11 +367,12 @@ def mutation_named(name: str) -> Mutation:
 # The designs broken on purpose that the formal proofs must refute on their own
 # (tests/pascal_hdl/formal; each gives a counterexample from reset).
 NEURON_MUTATIONS = tuple(mutation_named(n) for n in (
-    "fire_gt", "no_inhibitory", "burst_ge", "settle_min", "membrane_narrow", "start_ignores_ready"))
+    "fire_gt", "no_inhibitory", "burst_ge", "settle_min", "membrane_narrow", "start_ignores_ready",
+    "count_live_t_out"))
 ENGINE_MUTATIONS = tuple(mutation_named(n) for n in (
     "subtract_weight", "stale_accumulator", "accept_equal_index", "emit_zero_skipped_wrong",
     "accept_index_in_features", "accept_count_above_t1", "reject_count_t1", "readout_last_maximum",
-    "result_ignores_ready", "rejected_without_accept"))
+    "result_ignores_ready", "rejected_without_accept", "clear_never_writes", "clear_one_word_short"))
 
 # Mutants that no check of the default suite, the formal proofs or cosim kills,
 # with the reason (equivalent, or accepted), from the mutation runs (docs/formal.md).

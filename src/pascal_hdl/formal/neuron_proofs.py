@@ -6,9 +6,11 @@ k = 1, or bounded from reset (``mode="bmc"``, used for the mutants):
 ``contract``
     The design alone against the closed form of the contract's theorem.
     The solver picks every input every cycle: ``start`` at any time (taken
-    when ``ready``), ``v0``, ``theta >= 1``, ``T1``, ``T2`` in range (kept
-    constant during a run, as the unit's documentation requires), any
-    ``current`` within the port width in each INTEGRATE cycle, and ``rst``.
+    when ``ready``), ``v0``, ``theta``, ``T1``, ``T2`` (any value the ports
+    carry, in every cycle of a run too: the unit latches them at ``start``;
+    in the cycle a ``start`` is taken, ``theta >= 1`` and ``T1``, ``T2`` in
+    range, as the unit's documentation requires), any ``current`` within the
+    port width in each INTEGRATE cycle, and ``rst``.
     Proved properties:
 
     * ``count``: at the last TRANSMIT step the number of transmitted spikes
@@ -31,19 +33,23 @@ k = 1, or bounded from reset (``mode="bmc"``, used for the mutants):
     (the last step fired) and ``v < 0`` implies ``c <= t-1``; after ``k``
     SETTLE steps ``v >= theta`` implies ``c >= 1+k`` and ``v < 0`` implies
     ``c <= T1-1-k``; plus ``t``-dependent bounds of ``v``, ``c`` and ``S``,
-    and ``released == k*theta`` when the net spike count is ``k``.
+    and ``released == k*theta`` when the net spike count is ``k``, and the
+    unit's latched parameters (``theta_q``, ``t_in_q``, ``t_out_q``) equal
+    the inputs the harness saw at ``start``.
     Products with ``theta`` are written as ``multiple[k]``: ``k*theta`` by
     repeated addition, latched at start (see ``elaborate``), so the solver
     never meets a product of two unknowns.
 
-    The ``count`` port is checked in every cycle but the one accepting the
-    next run's ``start`` (it reads the live ``T2`` port; see docs/formal.md).
+    The ``count`` port is checked in every TRANSMIT cycle, the one accepting
+    the next run's ``start`` included (it reads the ``T2`` latched at start,
+    not the port; mutant ``count_live_t_out`` reads the port and fails).
 
 ``equivalence``
     The design and :class:`~pascal_hdl.formal.reference.FormalPascIf` (the
     contract as a step machine, wide registers) fed the same free inputs:
     in every cycle equal stage, step index, ``ready``, excitatory and
-    inhibitory spikes, transmitted spike, ``count``, ``v`` and ``c``.
+    inhibitory spikes, transmitted spike, ``count``, ``v`` and ``c``; the
+    inputs change freely during a run, as for ``contract``.
 """
 from __future__ import annotations
 
@@ -159,12 +165,12 @@ def _clip(value, low, high):
 class _Inputs:
     """Free inputs of a neuron harness and the parameters latched at ``start``.
 
-    ``accepted``: a run starts in this cycle; ``running``: a run is under way
-    (then, unless a new one starts, ``theta``, ``T1`` and ``T2`` hold still:
-    the unit reads them in every cycle of a run).
+    ``accepted``: a run starts in this cycle. Only then are ``theta``, ``T1``
+    and ``T2`` assumed in the supported ranges; in every other cycle they are
+    free (the unit reads them only at ``start``).
     """
 
-    def __init__(self, m: Module, dut, ranges: NeuronRanges, accepted, running):
+    def __init__(self, m: Module, dut, ranges: NeuronRanges, accepted):
         self.ranges = ranges
         r = ranges
         # Initial values in range, as if a run with theta = T1 = T2 = 1 had been started.
@@ -175,21 +181,22 @@ class _Inputs:
         with m.If(accepted):
             m.d.sync += [self.theta.eq(dut.theta), self.v0.eq(dut.v0), self.t_in.eq(dut.t_in),
                          self.t_out.eq(dut.t_out)]
-        # Input ranges the unit supports (its documentation): theta >= 1, 1 <= T <= max.
-        m.d.comb += [
-            Assume(dut.theta >= r.theta[0]),
-            Assume((dut.t_in >= 1) & (dut.t_in <= r.max_t_in)),
-            Assume((dut.t_out >= 1) & (dut.t_out <= r.max_t_out)),
-        ]
+            # Input ranges the unit supports (its documentation) where it samples them: theta >= 1, 1 <= T <= max.
+            m.d.comb += [
+                Assume(dut.theta >= r.theta[0]),
+                Assume((dut.t_in >= 1) & (dut.t_in <= r.max_t_in)),
+                Assume((dut.t_out >= 1) & (dut.t_out <= r.max_t_out)),
+            ]
         # Latched parameters stay in range (inductive: they are copies of assumed inputs).
         m.d.comb += [
             Assert(self.theta >= r.theta[0], "theta_q in range"),
             Assert((self.t_in >= 1) & (self.t_in <= r.max_t_in), "t_in_q in range"),
             Assert((self.t_out >= 1) & (self.t_out <= r.max_t_out), "t_out_q in range"),
         ]
-        with m.If(running & ~accepted):
-            m.d.comb += [Assume(dut.theta == self.theta), Assume(dut.t_in == self.t_in),
-                         Assume(dut.t_out == self.t_out)]
+
+    def latched_by(self, unit):
+        """The unit's own run parameters equal these (an inductive strengthening while a run is under way)."""
+        return (unit.theta_q == self.theta) & (unit.t_in_q == self.t_in) & (unit.t_out_q == self.t_out)
 
 
 def _stage_invariants(m: Module, *, stage, step, v, c, inputs: _Inputs, integrate, settle, transmit, prefix: str):
@@ -268,7 +275,7 @@ class NeuronContractHarness(_NeuronHarness):
         settle = dut.stage == Stage.SETTLE
         transmit = dut.stage == Stage.TRANSMIT
         running = integrate | settle | transmit
-        inputs = _Inputs(m, dut, r, accepted, running)
+        inputs = _Inputs(m, dut, r, accepted)
 
         # Monitors: S = sum of the run's currents, n = spikes transmitted so far.
         s_bits = signed_width(r.max_t_in * r.current[0], r.max_t_in * r.current[1]) + 1
@@ -341,6 +348,8 @@ class NeuronContractHarness(_NeuronHarness):
             for k in range(r.counter[0], r.counter[1] + 1) if strengthen else ():
                 m.d.comb += Assert((net != k) | (released == multiple[k]), f"released == {k}*theta when net == {k}")
         if strengthen:
+            with m.If(running):
+                m.d.comb += Assert(inputs.latched_by(dut), "design: run parameters == the inputs at start")
             _stage_invariants(m, stage=dut.stage, step=step, v=v, c=c, inputs=inputs,
                               integrate=integrate, settle=settle, transmit=transmit, prefix="design")
         with m.If(~running):
@@ -359,10 +368,9 @@ class NeuronContractHarness(_NeuronHarness):
                 Assert(dut.excitatory == dut.spike, "TRANSMIT: excitatory is the transmitted spike"),
                 Assert(~dut.inhibitory, "TRANSMIT: no inhibitory spike"),
             ]
-            # ``count`` reads the live T2 port: in a cycle that accepts the next
-            # run's start, T2 may already be the next run's (see docs/formal.md).
-            with m.If(~accepted):
-                m.d.comb += Assert(dut.count == _clip(c, 0, t_out), "count port == clip(c, 0, T2)")
+            # Every TRANSMIT cycle, the one accepting the next run's start included:
+            # the T2 ports may already carry the next run's value by then.
+            m.d.comb += Assert(dut.count == _clip(c, 0, t_out), "count port == clip(c, 0, T2)")
             with m.If(step == 0):
                 m.d.comb += Assert(((v >= 0) & (v < theta)) | ((v >= theta) & (c >= t_out)) | ((v < 0) & (c <= 0)),
                                    "settled: 0 <= v < theta unless clipped")
@@ -372,8 +380,7 @@ class NeuronContractHarness(_NeuronHarness):
                     m.d.comb += Assert((now != n) | (((n == 0) | (charge >= multiple[n]))
                                                      & ((t_out == n) | (charge < multiple[n + 1]))),
                                        f"count: n == clip(floor((v0 + S)/theta), 0, T2) when n == {n}")
-                with m.If(~accepted):
-                    m.d.comb += Assert(dut.count == now, "count port == spikes transmitted")
+                m.d.comb += Assert(dut.count == now, "count port == spikes transmitted")
                 # Non-vacuity (cover mode): runs end clipped low after inhibitory
                 # spikes, clipped high at the longest T2, and in between.
                 m.d.comb += [
@@ -403,11 +410,12 @@ class NeuronEquivalenceHarness(_NeuronHarness):
             ref.theta.eq(dut.theta), ref.v0.eq(dut.v0), ref.t_in.eq(dut.t_in), ref.t_out.eq(dut.t_out),
         ]
         running = ref.stage != Stage.IDLE
-        inputs = _Inputs(m, dut, r, accepted, running)
-        # The reference's latched parameters are the harness's.
+        inputs = _Inputs(m, dut, r, accepted)
+        # The reference's latched parameters are the harness's, and so are the design's.
         with m.If(running):
             m.d.comb += Assert((ref.theta_q == inputs.theta) & (ref.v0_q == inputs.v0) & (ref.t_in_q == inputs.t_in)
                                & (ref.t_out_q == inputs.t_out), "reference parameters == latched inputs")
+            m.d.comb += Assert(inputs.latched_by(dut), "design parameters == latched inputs")
         _stage_invariants(m, stage=ref.stage, step=ref.t, v=ref.v, c=ref.c, inputs=inputs,
                           integrate=ref.stage == Stage.INTEGRATE, settle=ref.stage == Stage.SETTLE,
                           transmit=ref.stage == Stage.TRANSMIT, prefix="reference")
@@ -425,7 +433,7 @@ class NeuronEquivalenceHarness(_NeuronHarness):
             Assert(dut.inhibitory == ref.inhibitory, "equal inhibitory spike"),
             Assert(dut.excitatory == Mux(spiking, ref.spike, ref.excitatory), "equal excitatory spike"),
         ]
-        with m.If(spiking & ~accepted):
+        with m.If(spiking):
             m.d.comb += Assert(dut.count == _clip(ref.c, 0, ref.t_out_q), "equal count")
         return m
 

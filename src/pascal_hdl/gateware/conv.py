@@ -24,6 +24,11 @@ No multiplier: the address arithmetic is adders and constant shift-add
 products (:func:`~pascal_hdl.gateware.engine.times_constant`); counts are
 repeated spikes, as in the Linear engine. Decode, issue and input register
 form a pipeline, so back-to-back events that do work leave no gap.
+
+Reset: as the Linear engine's, the phase register resets to CLEAR, which
+writes zero to every accumulator word, one per cycle: ``acc_depth`` cycles
+(:attr:`~pascal_hdl.model.conv.ConvConfig.clear_cycles`) after ``rst`` at any
+cycle and at power-up, with every input port's ``ready`` low.
 """
 from __future__ import annotations
 
@@ -100,7 +105,8 @@ class ConvEngine(wiring.Component):
         issue cycle, with the ``weight`` word read and the accumulator ``word``
         it is added to (in the next cycle).
 
-    Timing: :class:`~pascal_hdl.model.conv.ConvEngineModel`, cycle by cycle.
+    Timing: :class:`~pascal_hdl.model.conv.ConvEngineModel`, cycle by cycle
+    (after a reset: CLEAR, ``acc_depth`` cycles with ``i.ready`` low).
     ``i.ready`` and ``o.valid`` depend on the engine state only.
     """
 
@@ -134,7 +140,8 @@ class ConvEngine(wiring.Component):
         a_rd = acc.read_port(transparent_for=(a_wr,))
         p_rd = params.read_port()
 
-        phase = Signal(ConvPhase)
+        phase = Signal(ConvPhase, init=ConvPhase.CLEAR)   # reset and power-up: clear the accumulators first
+        clearing = phase == ConvPhase.CLEAR
         ports = cfg.inputs
         w_range, a_range = range(cfg.weight_depth + 1), range(cfg.acc_depth + 1)
         # The issue loop steps through the taps of the last port, the only one that may be larger than
@@ -200,7 +207,7 @@ class ConvEngine(wiring.Component):
             prev_index = Signal.like(payload.index, name=f"{prefix}prev_index")
             decode = Signal(name=f"{prefix}decode")
             m.d.comb += [decode.eq(buffered & (phase == ConvPhase.ACCUMULATE) & (port == number) & (~d_valid | launch)),
-                         stream_in.ready.eq(~buffered | decode)]
+                         stream_in.ready.eq(~clearing & (~buffered | decode))]
             with m.If(stream_in.valid & stream_in.ready):
                 m.d.sync += [buffered.eq(1), payload.eq(stream_in.payload)]
             with m.Elif(decode):
@@ -255,7 +262,7 @@ class ConvEngine(wiring.Component):
         def finish_sample_input():
             m.d.sync += [phase.eq(ConvPhase.READ), word.eq(0), group.eq(0), neuron.eq(0)]
 
-        word = Signal(range(cfg.acc_depth))
+        word = Signal(range(cfg.acc_depth))          # also the word being cleared in CLEAR
         group = Signal(range(groups))
         neuron = Signal(range(cfg.out_features))
         run_steps = Signal(range(max(cfg.t_out, 2)))
@@ -332,7 +339,7 @@ class ConvEngine(wiring.Component):
         units = []
         for k in range(lanes):
             unit = PascIfNeuron(current_width=aw, v0_width=cfg.v0_width, theta_width=cfg.theta_width,
-                                max_t_in=1, max_t_out=cfg.t_out)
+                                max_t_in=1, max_t_out=cfg.t_out, held_theta=True)
             m.submodules[f"neuron{k}"] = unit
             param = p_rd.data.word_select(k, param_width)
             current = Signal(signed(aw), name=f"current{k}")
@@ -402,4 +409,10 @@ class ConvEngine(wiring.Component):
                     m.d.sync += [word.eq(word + 1), group.eq(next_group), phase.eq(ConvPhase.START)]
             with m.Case(ConvPhase.DRAIN), m.If(free):
                 m.d.sync += [phase.eq(ConvPhase.ACCUMULATE), port.eq(0)]
+            with m.Case(ConvPhase.CLEAR):     # after reset: no event is taken, the write port is free
+                m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(word), a_wr.data.eq(0)]
+                with m.If(word == cfg.acc_depth - 1):
+                    m.d.sync += [phase.eq(ConvPhase.ACCUMULATE), word.eq(0)]
+                with m.Else():
+                    m.d.sync += word.eq(word + 1)
         return m

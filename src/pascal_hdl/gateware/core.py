@@ -23,38 +23,52 @@ all-zero sample is the single event ``(0, 0, last)``
 multiplier-free. Analog input, convolutions, pooling and residual blocks
 are rejected by :meth:`CoreConfig.from_integer_network`.
 
-One sample is in flight at a time: the core accepts the first event of a
-sample only when the previous result has been taken, so ``cycles`` (in the
-result) counts the cycles from the acceptance of the sample's first event to
-the first cycle its result is valid, and :func:`expected_cycles` predicts it
-exactly for a source that offers events back to back.
+Samples in flight (``CoreConfig.in_flight = D``, a generator option): the core takes the
+first event of a sample only while fewer than ``D`` samples are inside (started, result not yet
+taken). With ``D = 1`` a sample starts only after the previous result was taken; with ``D > 1``
+the next sample's events enter the first stage as soon as that stage takes them, so every stage
+works on its own sample (each stage still holds one sample: it takes the next sample's events
+once it has emitted the previous one's). Results leave in order. Every result carries
+``sample`` (the number of the sample since reset, modulo ``2**SAMPLE_TAG_WIDTH``), ``cycles``
+(latency: from the acceptance of the sample's first event to the first cycle its result is
+valid), ``finished`` (the core's free-running cycle counter in that cycle: the difference of two
+results' values is the time between them, from which the cosim and the tests measure the
+steady-state cycles per image) and ``rejected`` (an input event of that sample broke the
+stream rule and was dropped; the gate applies the first stage's rule itself, so the flag belongs
+to its sample whatever else is in flight). :func:`expected_cycles` predicts ``cycles`` exactly
+for a source that offers events back to back with ``D = 1``; :func:`run_stream` predicts every
+field for one continuous stream with any ``D``.
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed
+from amaranth import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from pascal_hdl.config import CoreConfig
 from pascal_hdl.gateware.chain import stage_block
 from pascal_hdl.gateware.engine import event_layout
-from pascal_hdl.model.core import CoreState
+from pascal_hdl.model.core import SAMPLE_TAG_WIDTH
 from pascal_hdl.widths import check_type
 
-__all__ = ["NetworkCore", "core_result_layout", "CYCLE_COUNTER_WIDTH"]
+__all__ = ["NetworkCore", "core_result_layout", "CYCLE_COUNTER_WIDTH", "SAMPLE_TAG_WIDTH"]
 
 CYCLE_COUNTER_WIDTH = 32
 
 
 def core_result_layout(config: CoreConfig) -> data.StructLayout:
     """Result payload: ``logits`` (integer ``W@c + b``), ``cls`` (argmax, first maximum),
-    ``cycles`` of the sample and ``rejected`` (an input event of the sample was dropped)."""
+    ``cycles`` of the sample (latency), ``rejected`` (an input event of the sample was dropped),
+    ``sample`` (its number since reset, modulo ``2**SAMPLE_TAG_WIDTH``) and ``finished`` (the
+    core's cycle counter in the first cycle the result is valid)."""
     readout = config.readout
     return data.StructLayout({
         "logits": data.ArrayLayout(signed(readout.logit_width), readout.out_features),
         "cls": range(max(readout.out_features, 2)),
         "cycles": CYCLE_COUNTER_WIDTH,
         "rejected": 1,
+        "sample": SAMPLE_TAG_WIDTH,
+        "finished": CYCLE_COUNTER_WIDTH,
     })
 
 
@@ -71,7 +85,7 @@ class NetworkCore(wiring.Component):
     i : In(stream.Signature(event_layout(input_features, input_levels)))
         Input events ``{index, count, last}`` (see the module docstring).
     o : Out(stream.Signature(core_result_layout(config)))
-        One result per sample: ``{logits, cls, cycles, rejected}``.
+        One result per sample, in order: ``{logits, cls, cycles, rejected, sample, finished}``.
     monitor_<layer> : Out(wiring.Signature({"valid": Out(1), "payload": Out(event_layout)}))
         For every hidden layer: ``valid`` in a cycle where that layer hands an
         event ``{index, count, last}`` to the next one (only for observation).
@@ -124,42 +138,81 @@ class NetworkCore(wiring.Component):
             m.d.comb += [monitor.valid.eq(before.o.valid & before.o.ready), monitor.payload.eq(before.o.payload)]
 
         first, readout = engines[0], engines[-1]
-        state = Signal(CoreState)
-        cycles = Signal(CYCLE_COUNTER_WIDTH)
-        rejected = Signal()
+        cfg = self.config
+        depth = cfg.in_flight
+        now = Signal(CYCLE_COUNTER_WIDTH)               # free-running cycle counter
+        m.d.sync += now.eq(now + 1)
+
+        # The gate: a sample starts (its first event is accepted) only while fewer than `depth`
+        # samples are inside; the events of a started sample pass until its `last`.
+        inside = Signal(range(depth + 1))
+        within = Signal()                                # between the first and the last event of a sample
+        starting = ~within
+        open_ = within | (inside < depth)
         m.d.comb += [
             first.i.payload.eq(self.i.payload),
-            first.i.valid.eq(self.i.valid & (state != CoreState.WAIT)),
-            self.i.ready.eq(first.i.ready & (state != CoreState.WAIT)),
+            first.i.valid.eq(self.i.valid & open_),
+            self.i.ready.eq(first.i.ready & open_),
         ]
         accept = self.i.valid & self.i.ready
-        # The first engine drops a bad event at least one cycle after it was accepted
-        # here, so the flag of a sample is cleared before any of its events can set it.
-        with m.If(accept & (state == CoreState.IDLE)):
-            m.d.sync += rejected.eq(0)
-        with m.Elif(first.rejected):
-            m.d.sync += rejected.eq(1)
+        taken = self.o.valid & self.o.ready
+        start = accept & starting
+
+        # Per sample in flight: the cycle its first event was accepted and its rejection flag,
+        # in a FIFO of `depth` slots (written at the start, read when its result leaves).
+        stamps = Array(Signal(CYCLE_COUNTER_WIDTH, name=f"start_{k}") for k in range(depth))
+        flags = Array(Signal(name=f"rejected_{k}") for k in range(depth))
+        head = Signal(range(depth))                      # slot of the oldest sample (the next result)
+        free = Signal(range(depth))                      # slot the next sample to start takes
+        current = Signal(range(depth))                   # slot of the sample whose events are arriving
+        results_taken = Signal(SAMPLE_TAG_WIDTH)         # the number of the sample at the head
+
+        def advance(pointer):
+            return Mux(pointer == depth - 1, 0, pointer + 1)
+
+        # The first stage's stream rule, applied at the gate to the events as they are accepted:
+        # index < in_features, count <= input_levels, index above the sample's previous valid index.
+        prev_index = Signal.like(self.i.payload.index)
+        seen_valid = Signal()
+        payload = self.i.payload
+        bad = ((payload.index >= cfg.input_features) | (payload.count > cfg.input_levels)
+               | (~starting & seen_valid & (payload.index <= prev_index)))
+        slot = Mux(starting, free, current)
         with m.If(accept):
-            with m.If(state == CoreState.IDLE):
-                m.d.sync += cycles.eq(1)
-            with m.Else():
-                m.d.sync += cycles.eq(cycles + 1)
-            m.d.sync += state.eq(CoreState.INPUT)
-            with m.If(self.i.payload.last):
-                m.d.sync += state.eq(CoreState.WAIT)
-        with m.Elif((state != CoreState.IDLE) & ~readout.o.valid):
-            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(start):
+                m.d.sync += [stamps[free].eq(now), current.eq(free), free.eq(advance(free))]
+            m.d.sync += flags[slot].eq(Mux(start, bad, flags[slot] | bad))
+            with m.If(~bad):
+                m.d.sync += [prev_index.eq(payload.index), seen_valid.eq(1)]
+            with m.Elif(start):
+                m.d.sync += seen_valid.eq(0)
+            m.d.sync += within.eq(~payload.last)
+            with m.If(payload.last):
+                m.d.sync += seen_valid.eq(0)
+        m.d.sync += inside.eq(inside + start - taken)
+
+        # The result: the cycle it became valid, held while the sink waits; the latency follows from it.
+        held = Signal()
+        held_finished = Signal(CYCLE_COUNTER_WIDTH)
+        finished_at = Signal(CYCLE_COUNTER_WIDTH)
+        latency = Signal(CYCLE_COUNTER_WIDTH)
+        m.d.comb += finished_at.eq(Mux(held, held_finished, now))
+        m.d.comb += latency.eq(finished_at - stamps[head])
+        with m.If(taken):
+            m.d.sync += [held.eq(0), head.eq(advance(head)), results_taken.eq(results_taken + 1)]
+        with m.Elif(readout.o.valid & ~held):
+            m.d.sync += [held.eq(1), held_finished.eq(now)]
 
         m.d.comb += [
             self.o.valid.eq(readout.o.valid),
             readout.o.ready.eq(self.o.ready),
             self.o.payload.logits.eq(readout.o.payload.logits),
             self.o.payload.cls.eq(readout.o.payload.cls),
-            self.o.payload.cycles.eq(cycles),
-            self.o.payload.rejected.eq(rejected),
+            self.o.payload.cycles.eq(latency),
+            self.o.payload.finished.eq(finished_at),
+            self.o.payload.rejected.eq(flags[head]),
+            self.o.payload.sample.eq(results_taken),
         ]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += state.eq(CoreState.IDLE)
         return m
 
 

@@ -31,6 +31,14 @@ have strictly increasing indices, counts in ``[0, T1]`` and indices below
 the accumulators within their derived widths). The engine processes the next
 sample's events once it has sent the last output of the current one (the
 first of them may wait in the one-event input register meanwhile).
+
+Reset. The phase register's reset value is CLEAR: after ``rst`` (at any cycle,
+also in the middle of a sample) and at power-up the engine writes zero to every
+accumulator word, one word (group) per cycle, ``groups`` cycles
+(:attr:`LayerConfig.clear_cycles`) with ``i.ready`` low, then takes events.
+Every other register returns to its initial value with ``rst``; the weight and
+parameter memories are read-only. So the next sample after a reset starts from
+the same state as the first one after power-up.
 """
 from __future__ import annotations
 
@@ -91,7 +99,8 @@ class LayerEngine(wiring.Component):
         cycle (index out of range or not increasing, count above ``t_in``).
 
     Timing (with ``i`` always valid and ``o`` always ready; :class:`EngineModel`
-    reproduces it cycle by cycle): an event enters the input register in the
+    reproduces it cycle by cycle): after a reset, CLEAR for ``groups`` cycles
+    (``i.ready`` low, see the module docstring); an event enters the input register in the
     cycle it is accepted and is processed from the next cycle on, taking
     ``max(1, count * groups)`` cycles (the register refills meanwhile, so
     back-to-back events leave no gap); after the last one, per group: READ 1,
@@ -132,10 +141,10 @@ class LayerEngine(wiring.Component):
         a_rd = acc.read_port(transparent_for=(a_wr,))
         p_rd = params.read_port()
 
-        phase = Signal(Phase)
+        phase = Signal(Phase, init=Phase.CLEAR)      # reset and power-up: clear the accumulators first
         busy = Signal()                              # issuing the remaining spikes of an event
         base = Signal(range(cfg.weight_depth))       # j * groups of that event
-        group = Signal(range(groups))
+        group = Signal(range(groups))                # also the word being cleared in CLEAR
         repeats = Signal(range(cfg.t_in + 1))        # spikes left after the current one
         last_seen = Signal()
         first = Signal(init=1)                       # no event of this sample yet
@@ -150,7 +159,8 @@ class LayerEngine(wiring.Component):
         buffered = Signal()
         payload = Signal.like(self.i.payload)
         can_take = (phase == Phase.ACCUMULATE) & ~busy
-        m.d.comb += self.i.ready.eq(~buffered | can_take)
+        clearing = phase == Phase.CLEAR
+        m.d.comb += self.i.ready.eq(~clearing & (~buffered | can_take))
         accept = buffered & can_take
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [buffered.eq(1), payload.eq(self.i.payload)]
@@ -213,6 +223,16 @@ class LayerEngine(wiring.Component):
                 weight = w_rd.data.word_select(k, wb).as_signed()
                 m.d.comb += a_wr.data.word_select(k, aw).eq(acc_lanes[k] + weight)
 
+        # ---------------------------------------------------------------- clear
+        # After reset: zero accumulator word `group`, one per cycle (no event is taken, so the
+        # write port is free), then accumulate.
+        with m.If(clearing):
+            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(group), a_wr.data.eq(0)]
+            with m.If(group == groups - 1):
+                m.d.sync += [phase.eq(Phase.ACCUMULATE), group.eq(0)]
+            with m.Else():
+                m.d.sync += group.eq(group + 1)
+
         def end_sample():
             m.d.sync += [phase.eq(Phase.ACCUMULATE), first.eq(1), last_seen.eq(0), group.eq(0)]
 
@@ -236,7 +256,7 @@ class LayerEngine(wiring.Component):
         units = []
         for k in range(cfg.lanes):
             unit = PascIfNeuron(current_width=cfg.acc_width, v0_width=cfg.v0_width, theta_width=cfg.theta_width,
-                                max_t_in=1, max_t_out=cfg.t_out)
+                                max_t_in=1, max_t_out=cfg.t_out, held_theta=True)
             m.submodules[f"neuron{k}"] = unit
             word = p_rd.data.word_select(k, cfg.v0_width + cfg.theta_width)
             # S registered in START, used in INTEGRATE: no memory bypass logic before the adder.

@@ -48,23 +48,30 @@ class PascIfNeuron(wiring.Component):
     widths : NeuronWidths
         The derived ranges; ``v`` is ``signed(widths.v_width)``, ``c`` is
         ``signed(widths.c_width)``.
+    theta_q, t_in_q, t_out_q : Signal
+        The run's ``theta``, ``T1`` and ``T2``, registered when ``start`` is
+        accepted (as ``v0`` is loaded into ``v``); every step of the run and
+        ``count`` read these, never the live ports. Internal registers, named
+        for the formal harnesses (:mod:`pascal_hdl.formal.neuron_proofs`).
 
     Members
     -------
     start : In(1)
         Begin a run. Accepted in a cycle where ``ready`` is high (stage IDLE or
         TRANSMIT; a start during TRANSMIT ends the burst early). At that clock
-        edge ``v <= v0`` and ``c <= 0``; the next cycle is INTEGRATE step 0.
+        edge ``v <= v0``, ``c <= 0`` and ``theta``, ``t_in``, ``t_out`` are
+        registered for the run; the next cycle is INTEGRATE step 0.
         Ignored in other cycles.
     v0 : In(signed(v0_width))
         Sampled only in the cycle ``start`` is accepted.
     theta : In(unsigned(theta_width))
-        Threshold, >= 1; read in every INTEGRATE and SETTLE cycle, so it must
-        stay constant for the whole run.
+        Threshold, >= 1; sampled only in the cycle ``start`` is accepted
+        (into :attr:`theta_q`), so it may change at any time during a run.
     t_in, t_out : In(range(1, max_t_in + 1)), In(range(1, max_t_out + 1))
-        ``T1`` and ``T2``, >= 1; read in every cycle of a run: keep them
-        constant from ``start`` until the run ends. Values outside
-        ``[1, max_t_*]`` are not supported (the formal proof assumes them).
+        ``T1`` and ``T2``, >= 1; sampled only in the cycle ``start`` is
+        accepted (into :attr:`t_in_q`, :attr:`t_out_q`), so they may change at
+        any time during a run. Values outside ``[1, max_t_*]`` are not
+        supported (the formal proof assumes them in the cycle of ``start``).
     current : In(signed(current_width))
         ``I[t]``, read in the cycle where ``stage == INTEGRATE`` and ``step == t``.
     ready : Out(1)
@@ -84,17 +91,28 @@ class PascIfNeuron(wiring.Component):
         ``t`` (``trace.v[t]``, ``trace.c[t]`` of ``pasc_if``) is on these ports
         one cycle later.
     count : Out(range(max_t_out + 1))
-        ``clip(c, 0, T2)``: the number of transmitted spikes, valid from the
-        first TRANSMIT cycle until the next accepted ``start``.
+        ``clip(c, 0, T2)`` with the run's ``T2`` (:attr:`t_out_q`): the number
+        of transmitted spikes, valid from the first TRANSMIT cycle up to and
+        including the cycle that accepts the next ``start``.
 
     Timing: a run with ``start`` accepted in cycle 0 executes INTEGRATE in
     cycles ``1 .. T1``, SETTLE in the next ``max(T1, T2) - 1`` cycles and
     TRANSMIT in the ``T2`` cycles after them (see :func:`neuron_cycles`),
     then returns to IDLE. No multiplier: one adder for ``v + I``, one for
-    ``+/- theta``, comparators.
+    ``+/- theta``, comparators. The run's parameters cost ``theta_width + bits(T1) +
+    bits(T2)`` flip-flops; ``t_in_q`` and ``t_out_q`` start at ``max_t_in``
+    and ``max_t_out``, so a port tied to that constant (the engines tie
+    ``t_in`` to 1 and ``t_out`` to ``T2``) leaves a register that never
+    changes, which synthesis can drop. ``held_theta=True`` is for a caller that
+    holds ``theta`` itself from the start to the end of every run (the engines:
+    a parameter word whose read address changes only between groups of neurons,
+    as the engine proofs check): the unit then reads ``theta`` live and saves
+    the ``theta_width`` flip-flops of the copy; ``count`` and ``T1``/``T2`` stay
+    latched.
     """
 
-    def __init__(self, *, current_width: int, v0_width: int, theta_width: int, max_t_in: int, max_t_out: int):
+    def __init__(self, *, current_width: int, v0_width: int, theta_width: int, max_t_in: int, max_t_out: int,
+                 held_theta: bool = False):
         owner = "PascIfNeuron"
         self._MustUse__silence = True  # no "never used" warning if validation fails
         check_int(owner, "current_width", current_width, 1, 62)
@@ -107,6 +125,9 @@ class PascIfNeuron(wiring.Component):
         self.theta_width = theta_width
         self.max_t_in = max_t_in
         self.max_t_out = max_t_out
+        if not isinstance(held_theta, bool):
+            raise TypeError(f"{owner}: held_theta must be a bool, got {held_theta!r}")
+        self.held_theta = held_theta
         self.widths = neuron_widths(-(1 << (current_width - 1)), (1 << (current_width - 1)) - 1,
                                     -(1 << (v0_width - 1)), (1 << (v0_width - 1)) - 1,
                                     (1 << theta_width) - 1, max_t_in, max_t_out)
@@ -127,6 +148,9 @@ class PascIfNeuron(wiring.Component):
             "c": Out(signed(self.widths.c_width)),
             "count": Out(range(max_t_out + 1)),
         })
+        self.theta_q = Signal(unsigned(theta_width), init=1)
+        self.t_in_q = Signal(range(1, max_t_in + 1), init=max_t_in)
+        self.t_out_q = Signal(range(1, max_t_out + 1), init=max_t_out)
         self._MustUse__silence = False
 
     def elaborate(self, platform):
@@ -138,25 +162,25 @@ class PascIfNeuron(wiring.Component):
         m.d.comb += charged.eq(Mux(stage == Stage.INTEGRATE, v + self.current, v))
         active = (stage == Stage.INTEGRATE) | (stage == Stage.SETTLE)
         m.d.comb += [
-            self.excitatory.eq(Mux(stage == Stage.TRANSMIT, self.spike, active & (charged >= self.theta))),
+            self.excitatory.eq(Mux(stage == Stage.TRANSMIT, self.spike, active & (charged >= self.theta_q))),
             self.inhibitory.eq((stage == Stage.SETTLE) & (charged < 0)),
             self.spike.eq((stage == Stage.TRANSMIT) & (c > step)),
             self.ready.eq((stage == Stage.IDLE) | (stage == Stage.TRANSMIT)),
-            self.count.eq(Mux(c < 0, 0, Mux(c > self.t_out, self.t_out, c))),
+            self.count.eq(Mux(c < 0, 0, Mux(c > self.t_out_q, self.t_out_q, c))),
         ]
-        fire = active & (charged >= self.theta)
+        fire = active & (charged >= self.theta_q)
         settle_steps = Signal(range(max(self.max_t_in, self.max_t_out)))
-        m.d.comb += settle_steps.eq(Mux(self.t_in > self.t_out, self.t_in, self.t_out) - 1)
+        m.d.comb += settle_steps.eq(Mux(self.t_in_q > self.t_out_q, self.t_in_q, self.t_out_q) - 1)
 
         with m.If(active):
             m.d.sync += [
-                v.eq(Mux(fire, charged - self.theta, Mux(self.inhibitory, charged + self.theta, charged))),
+                v.eq(Mux(fire, charged - self.theta_q, Mux(self.inhibitory, charged + self.theta_q, charged))),
                 c.eq(c + fire - self.inhibitory),
             ]
 
         with m.Switch(stage):
             with m.Case(Stage.INTEGRATE):
-                with m.If(step == self.t_in - 1):
+                with m.If(step == self.t_in_q - 1):
                     m.d.sync += [step.eq(0), stage.eq(Mux(settle_steps == 0, Stage.TRANSMIT, Stage.SETTLE))]
                 with m.Else():
                     m.d.sync += step.eq(step + 1)
@@ -166,7 +190,7 @@ class PascIfNeuron(wiring.Component):
                 with m.Else():
                     m.d.sync += step.eq(step + 1)
             with m.Case(Stage.TRANSMIT):
-                with m.If(step == self.t_out - 1):
+                with m.If(step == self.t_out_q - 1):
                     m.d.sync += [step.eq(0), stage.eq(Stage.IDLE)]
                 with m.Else():
                     m.d.sync += step.eq(step + 1)
@@ -174,4 +198,9 @@ class PascIfNeuron(wiring.Component):
         # Listed last so that it overrides the stage progression above.
         with m.If(self.start & self.ready):
             m.d.sync += [v.eq(self.v0), c.eq(0), stage.eq(Stage.INTEGRATE), step.eq(0)]
+            m.d.sync += [self.t_in_q.eq(self.t_in), self.t_out_q.eq(self.t_out)]
+            if not self.held_theta:
+                m.d.sync += self.theta_q.eq(self.theta)
+        if self.held_theta:   # the caller holds theta through the run: no copy
+            m.d.comb += self.theta_q.eq(self.theta)
         return m

@@ -12,6 +12,10 @@ Data flow of one sample through a :class:`PoolUnit` (arithmetic and reasons:
 The front end (input register, decode, the tap iteration) is the Conv2d
 engine's with one lane and a one-cell "kernel"; the cells live in one memory
 of ``C * Ho * Wo`` words of ``bits(t_out)`` bits.
+
+Reset: the phase register resets to CLEAR, which writes zero to every cell, one
+per cycle: ``C * Ho * Wo`` cycles (:attr:`~pascal_hdl.model.pool.PoolConfig.clear_cycles`)
+after ``rst`` at any cycle and at power-up, with ``i.ready`` low.
 """
 from __future__ import annotations
 
@@ -47,7 +51,8 @@ class PoolUnit(wiring.Component):
         An input event is dropped in this cycle (index out of range or not
         increasing, count above ``t_in``).
 
-    Timing: :class:`~pascal_hdl.model.pool.PoolUnitModel`, cycle by cycle.
+    Timing: :class:`~pascal_hdl.model.pool.PoolUnitModel`, cycle by cycle
+    (after a reset: CLEAR, ``out_features`` cycles with ``i.ready`` low).
     ``i.ready`` and ``o.valid`` depend on the unit's state only.
     """
 
@@ -86,7 +91,8 @@ class PoolUnit(wiring.Component):
         m.d.comb += [n_y.eq(row_rd.data[:len(n_y)]), ay.eq(row_rd.data[len(n_y):]),
                      n_x.eq(col_rd.data[:len(n_x)]), ax.eq(col_rd.data[len(n_x):])]
 
-        phase = Signal(Phase)
+        phase = Signal(Phase, init=Phase.CLEAR)   # reset and power-up: clear the cells first
+        clearing = phase == Phase.CLEAR
         buffered = Signal()
         payload = Signal.like(self.i.payload)
         d_valid, d_last = Signal(), Signal()
@@ -101,11 +107,11 @@ class PoolUnit(wiring.Component):
         last_seen = Signal()
         first = Signal(init=1)
         prev_index = Signal.like(payload.index)
-        neuron = Signal(range(cells))
+        neuron = Signal(range(cells))                # also the cell being cleared in CLEAR
 
         launch = d_valid & (phase == Phase.ACCUMULATE) & ~busy
         decode = buffered & (phase == Phase.ACCUMULATE) & ~last_seen & (~d_valid | launch)
-        m.d.comb += self.i.ready.eq(~buffered | decode)
+        m.d.comb += self.i.ready.eq(~clearing & (~buffered | decode))
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [buffered.eq(1), payload.eq(self.i.payload)]
         with m.Elif(decode):
@@ -195,4 +201,10 @@ class PoolUnit(wiring.Component):
                     m.d.sync += neuron.eq(neuron + 1)
                     with m.If(is_last):
                         m.d.sync += [phase.eq(Phase.ACCUMULATE), first.eq(1), last_seen.eq(0)]
+            with m.Case(Phase.CLEAR):     # after reset: no event is taken, the write port is free
+                m.d.comb += [c_wr.en.eq(1), c_wr.addr.eq(neuron), c_wr.data.eq(0)]
+                with m.If(is_last):
+                    m.d.sync += [phase.eq(Phase.ACCUMULATE), neuron.eq(0)]
+                with m.Else():
+                    m.d.sync += neuron.eq(neuron + 1)
         return m

@@ -21,6 +21,8 @@ chains through ``CoreConfig.from_integer_network``, everything else through :fun
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from pascal_hdl.config import (
@@ -121,14 +123,21 @@ def is_linear_chain(model) -> bool:
     return True
 
 
-def core_config(model, lanes=None, layer_lanes: dict | None = None, name: str | None = None) -> CoreConfig:
+def core_config(model, lanes=None, layer_lanes: dict | None = None, name: str | None = None,
+                in_flight: int = 1) -> CoreConfig:
     """The :class:`~pascal_hdl.config.CoreConfig` of any network the hardware takes.
 
     A Linear chain (:func:`is_linear_chain`) without ``layer_lanes`` goes through
     :meth:`CoreConfig.from_integer_network` (``lanes`` an int or one per layer), so an MLP core is
     exactly what it always was; any other network (Conv2d, pooling, residual blocks, a Linear
     readout) becomes the stages of :func:`stage_configs` (``lanes`` an int or None, ``layer_lanes``
-    per golden layer name). What the hardware cannot take raises a :class:`HardwareError` naming the layer."""
+    per golden layer name). ``in_flight``: samples the core holds at once (:attr:`CoreConfig.in_flight`).
+    What the hardware cannot take raises a :class:`HardwareError` naming the layer."""
+    config = _core_config(model, lanes, layer_lanes, name)
+    return config if in_flight == 1 else dataclasses.replace(config, in_flight=in_flight)
+
+
+def _core_config(model, lanes, layer_lanes, name) -> CoreConfig:
     network = getattr(model, "network", None)
     if network is None or not hasattr(model, "layers"):
         raise TypeError(f"core_config: expected an IntegerNetwork, got {type(model).__name__}")
@@ -147,7 +156,9 @@ def core_config(model, lanes=None, layer_lanes: dict | None = None, name: str | 
 # depth (34 blocks in all, the UP5K has 30); with 4 lanes they are 256 words x 60 bits, 4 blocks
 # filled, at the price of twice the conv1 issue cycles. Logic: the readout on 5 lanes has the
 # same 2 groups for its 10 classes as on 8 (so the same cycles) and 3 adders fewer.
-UP5K_DIGITS_CNN_LANES = {"act1": 4, "fc": 5}
+# Since issue 13 (CLEAR phases, the per-sample FIFO of the core) the core needs about 300 logic cells
+# more: act2 on 6 lanes (6 groups for its 32 channels instead of 4) brings it back to 4,929 of 5,280.
+UP5K_DIGITS_CNN_LANES = {"act1": 4, "act2": 6, "fc": 5}
 
 # The bundled digits ResNet on the iCE40 UP5K: one lane in every engine (the conv stem, each block's
 # conv1 and act2 engines), the readout on 2. Logic is what limits it: with 8 lanes the core needs

@@ -90,6 +90,7 @@ class ConvPhase(enum.IntEnum):
     RUN = 3        # T2 cycles of stage 1 and stage 2
     LATCH = 4      # counts ready: hand them to the emitter when it is free, read the next word
     DRAIN = 5      # every word handed over: wait for the emitter to send the last one
+    CLEAR = 6      # after reset: zero one accumulator word per cycle (every input port not ready)
 
 
 class Taps(NamedTuple):
@@ -414,6 +415,12 @@ class ConvConfig:
         return self.positions * self.groups
 
     @property
+    def clear_cycles(self) -> int:
+        """Cycles of the engine's CLEAR phase after a reset (and at power-up): one accumulator word
+        zeroed per cycle, ``acc_depth`` cycles with ``i.ready`` low."""
+        return self.acc_depth
+
+    @property
     def weight_depth(self) -> int:
         return self.kernel.weight_depth
 
@@ -564,16 +571,22 @@ class ConvEngineModel:
     with the word before (it frees in the cycle its last event is taken).
     Per cycle: read :meth:`in_ready`, :meth:`out_valid`, :attr:`out_payload`,
     then :meth:`step`.
+
+    A new model is the engine after a reset (or at power-up): CLEAR, one
+    accumulator word zeroed per cycle for :attr:`ConvConfig.clear_cycles`
+    (``acc_depth``) cycles with every input port not ready, then ACCUMULATE;
+    :meth:`reset` returns it there (the engine's ``rst``, at any cycle).
     """
 
     def __init__(self, config: ConvConfig):
         self.config = check_type("ConvEngineModel", "config", config, ConvConfig)
-        self._reset()
+        self.reset()
 
-    def _reset(self):
+    def reset(self):
+        """The engine's ``rst``: the state of a new model (CLEAR, then an empty engine)."""
         config = self.config
         self.ports = config.inputs
-        self.phase = ConvPhase.ACCUMULATE
+        self.phase = ConvPhase.CLEAR
         self.total = np.zeros((config.positions, config.out_channels), dtype=np.int64)
         self.buffers = [None] * len(self.ports)   # one input register per port
         self.decoded = None
@@ -609,6 +622,8 @@ class ConvEngineModel:
 
     def port_ready(self, port: int) -> bool:
         """``ready`` of input port ``port`` (index into :attr:`ports`)."""
+        if self.phase == ConvPhase.CLEAR:
+            return False
         return self.buffers[port] is None or (self._decoding() and self.port == port)
 
     def in_ready(self) -> bool:
@@ -701,7 +716,12 @@ class ConvEngineModel:
 
         if taken:
             self.emit_mask[self._emit_lane()] = False
-        if phase == ConvPhase.READ:
+        if phase == ConvPhase.CLEAR:
+            if self.word == cfg.acc_depth - 1:
+                self.phase, self.word = ConvPhase.ACCUMULATE, 0
+            else:
+                self.word += 1
+        elif phase == ConvPhase.READ:
             self.phase = ConvPhase.START
         elif phase == ConvPhase.START:
             self.phase, self.run_steps = ConvPhase.RUN, 0

@@ -26,6 +26,7 @@ class Phase(enum.IntEnum):
     COLLECT = 5    # readout: one logit per cycle, running argmax
     RESULT = 6     # readout: offer {logits, cls}
     FINISH = 7     # readout: last logit through the compare stage
+    CLEAR = 8      # after reset: zero one accumulator word per cycle (i.ready low)
 
 
 class EngineModel:
@@ -36,11 +37,21 @@ class EngineModel:
     offered and whether the output was taken. Values come from
     :meth:`LayerConfig.forward`-style integer arithmetic on the accumulated
     totals, so the model checks both timing and data.
+
+    A new model is the engine after a reset (or at power-up): in CLEAR, one
+    accumulator word zeroed per cycle for :attr:`LayerConfig.clear_cycles`
+    (``groups``) cycles with ``in_ready()`` false, then ACCUMULATE; :meth:`reset`
+    returns it there (the ``rst`` of the engine, at any cycle).
     """
 
     def __init__(self, config: LayerConfig):
         self.config = check_type("EngineModel", "config", config, LayerConfig)
-        self.phase = Phase.ACCUMULATE
+        self.reset()
+
+    def reset(self):
+        """The engine's ``rst``: the state of a new model (CLEAR, then an empty engine)."""
+        config = self.config
+        self.phase = Phase.CLEAR
         self.total = np.zeros(config.out_features, dtype=np.int64)
         self.busy_cycles = 0
         self.last_seen = False
@@ -55,7 +66,7 @@ class EngineModel:
         return self.phase == Phase.ACCUMULATE and self.busy_cycles == 0
 
     def in_ready(self) -> bool:
-        return self.buffer is None or self.can_take()
+        return self.phase != Phase.CLEAR and (self.buffer is None or self.can_take())
 
     def _bad(self, event) -> bool:
         cfg = self.config
@@ -133,6 +144,11 @@ class EngineModel:
             self.busy_cycles -= 1
             if self.busy_cycles == 0 and self.last_seen:
                 self._finish_input()
+        elif phase == Phase.CLEAR:
+            if self.group == cfg.groups - 1:
+                self.phase, self.group = Phase.ACCUMULATE, 0
+            else:
+                self.group += 1
         elif phase == Phase.READ:
             self.phase = Phase.COLLECT if cfg.is_readout else Phase.START
         elif phase == Phase.START:
@@ -173,7 +189,8 @@ def run_samples(make_model, counts, out_features: int, what: str, max_cycles: in
     The model has ``out_valid()``, ``out_payload`` (``index``, ``count``, ``last``) and
     ``step(in_valid, in_payload, out_ready) -> (accepted, taken)``. Returns the counts
     ``(batch, out_features)`` and, per sample, the cycles from the acceptance of its first event to
-    the cycle after its last output is taken.
+    the cycle after its last output is taken (a fresh model first runs its CLEAR phase with its input
+    not ready: those cycles come before the first acceptance and are not counted).
     """
     outputs, cycles = [], []
     for sample in counts:

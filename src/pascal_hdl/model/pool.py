@@ -133,6 +133,12 @@ class PoolConfig:
         return self.t_in if self.reduce == "max" else self.t_in * self.kernel[0] * self.kernel[1]
 
     @property
+    def clear_cycles(self) -> int:
+        """Cycles of the unit's CLEAR phase after a reset (and at power-up): one cell zeroed per cycle,
+        ``out_features`` cycles with ``i.ready`` low."""
+        return self.out_features
+
+    @property
     def row_taps(self) -> tuple[Taps, ...]:
         return axis_taps(self.input_shape[1], self.kernel[0], self.stride[0], 0, self.out_height)
 
@@ -225,11 +231,18 @@ class PoolUnitModel:
     """Cycle-level model of :class:`~pascal_hdl.gateware.pool.PoolUnit` (the front end of
     :class:`~pascal_hdl.model.conv.ConvEngineModel`: input register, decode, issue; then READ and
     one EMIT cycle per cell). Per cycle: read :meth:`in_ready`, :meth:`out_valid`,
-    :attr:`out_payload`, then :meth:`step`."""
+    :attr:`out_payload`, then :meth:`step`. A new model is the unit after a reset (or at
+    power-up): CLEAR, one cell zeroed per cycle for :attr:`PoolConfig.clear_cycles`
+    (``out_features``) cycles with ``in_ready()`` false; :meth:`reset` returns it there."""
 
     def __init__(self, config: PoolConfig):
         self.config = check_type("PoolUnitModel", "config", config, PoolConfig)
-        self.phase = Phase.ACCUMULATE
+        self.reset()
+
+    def reset(self):
+        """The unit's ``rst``: the state of a new model (CLEAR, then an empty unit)."""
+        config = self.config
+        self.phase = Phase.CLEAR
         self.cells = np.zeros(config.out_features, dtype=np.int64)
         self.outputs = None
         self.buffer = None
@@ -250,7 +263,7 @@ class PoolUnitModel:
                 and (self.decoded is None or self._launching()))
 
     def in_ready(self) -> bool:
-        return self.buffer is None or self._decoding()
+        return self.phase != Phase.CLEAR and (self.buffer is None or self._decoding())
 
     def _bad(self, event) -> bool:
         cfg = self.config
@@ -310,7 +323,12 @@ class PoolUnitModel:
         if accepted:
             self.buffer = {key: in_payload[key] for key in ("index", "count", "last")}
 
-        if phase == Phase.READ:
+        if phase == Phase.CLEAR:
+            if self.neuron == cfg.out_features - 1:
+                self.phase, self.neuron = Phase.ACCUMULATE, 0
+            else:
+                self.neuron += 1
+        elif phase == Phase.READ:
             self.phase = Phase.EMIT
         elif phase == Phase.EMIT and (taken or not self.out_valid()):
             if self.neuron == cfg.out_features - 1:

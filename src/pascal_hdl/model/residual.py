@@ -221,8 +221,8 @@ def _from_main(key: str) -> property:
 
 # Output geometry, neurons and the tap stepping of the issue loop come from the main input.
 for _key in ("out_channels", "positions", "out_features", "output_shape", "out_height", "out_width", "groups",
-             "lanes", "t_out", "theta", "v0", "acc_depth", "kernel_size", "stride", "theta_width", "v0_width",
-             "emitter_keeps_up"):
+             "lanes", "t_out", "theta", "v0", "acc_depth", "clear_cycles", "kernel_size", "stride", "theta_width",
+             "v0_width", "emitter_keeps_up"):
     setattr(ResidualConfig, _key, _from_main(_key))
 del _key
 
@@ -234,7 +234,7 @@ class ResidualEngineModel(ConvEngineModel):
 
     def __init__(self, config: ResidualConfig):
         self.config = check_type("ResidualEngineModel", "config", config, ResidualConfig)
-        self._reset()
+        self.reset()
 
 
 @dataclass(frozen=True, eq=False)
@@ -283,6 +283,12 @@ class ResidualBlockConfig:
     t_out = property(lambda self: self.merge.t_out)
     is_readout = False
 
+    @property
+    def clear_cycles(self) -> int:
+        """Cycles after a reset until both engines' accumulators are zero (they clear at once); the block
+        takes its first event then (its ``i.ready`` needs both engines' inputs ready)."""
+        return max(self.conv1.clear_cycles, self.merge.clear_cycles)
+
     def forward(self, counts) -> np.ndarray:
         """act2 counts ``(batch, out_features)`` (``"hwc"``) for block input counts in :attr:`input_layout`."""
         return self.merge.forward(self.conv1.forward(counts), counts)
@@ -329,6 +335,12 @@ class ResidualBlockModel:
         self.conv1 = ConvEngineModel(config.conv1)
         self.merge = ResidualEngineModel(config.merge)
         self.inner = []
+
+    def reset(self):
+        """The block's ``rst``: both engines' (each clears its accumulators); :attr:`inner` is a record
+        and stays."""
+        self.conv1.reset()
+        self.merge.reset()
 
     def in_ready(self) -> bool:
         return self.conv1.in_ready() and self.merge.port_ready(self.SHORTCUT)

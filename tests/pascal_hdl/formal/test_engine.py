@@ -1,4 +1,5 @@
-"""Formal proof of the layer engine's accumulation (issue 7) and its boundaries (issue 17); see docs/formal.md."""
+"""Formal proof of the layer engine's accumulation (issue 7), its boundaries (issue 17) and reset at any cycle
+(issue 13); see docs/formal.md."""
 from __future__ import annotations
 
 import pytest
@@ -33,17 +34,19 @@ def test_boundary_engine_carries_the_invalid_events_and_a_tie():
 @pytest.mark.parametrize("config", ENGINE_CONFIGS, ids=lambda c: c.name)
 def test_engine_accumulation_bounded(config, tmp_path):
     """Every logit == bias + sum of the weights of the valid spiking inputs (cls the first maximum; hidden:
-    every count == the contract's), any event and stall pattern; the output obeys the stream rule."""
+    every count == the contract's), any event, stall and reset pattern (rst free in every cycle: after a
+    reset, the samples that follow see nothing of the interrupted one); the output obeys the stream rule."""
     _check(prove_engine(config, tmp_path))
 
 
 @pytest.mark.parametrize("config", ENGINE_CONFIGS, ids=lambda c: c.name)
 def test_engine_depth_covers_longest_sample(config, tmp_path):
-    """The bound is long enough: a result for a sample with every input at count T1 is reachable;
-    where the weights allow a tie, a result with two equal maximal logits is reached too."""
+    """The bound is long enough: a result for a sample with every input at count T1 is reachable, and so
+    is a result after a reset that hit nonzero partial sums; where the weights allow a tie, a result with
+    two equal maximal logits is reached too."""
     result = prove_engine(config, tmp_path, mode="cover")
     _check(result)
-    covers = 1 + (config.tie_counts() is not None)
+    covers = 2 + (config.tie_counts() is not None)
     assert len(result.cover_steps) == covers, result.log
     assert max(result.cover_steps) < config.samples_depth()
 

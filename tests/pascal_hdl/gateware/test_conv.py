@@ -18,6 +18,7 @@ from pascal_hdl.model.conv import (
 from pascal_hdl.model.engine import sample_events
 from pascal_hdl.model.pool import PoolConfig
 from pascal_hdl.testing import (
+    clear_cycles_seen,
     conv_network,
     events_to_counts,
     handshakes_seen,
@@ -119,10 +120,41 @@ def test_cycles_equal_the_model_with_an_ideal_source_and_sink():
         expected = config.expected_cycles(flat)
         for sample, cycles in zip(flat, expected):
             _, _, measured = run_conv(config, sample_events(sample), 1, 0, 1.0, 1.0)
-            assert measured == cycles
+            assert measured == config.clear_cycles + cycles    # the run starts with the CLEAR after reset
         assert config.reaches_everything == (stride == 1) and config.emitter_keeps_up
         if config.reaches_everything:
             np.testing.assert_array_equal(expected, config.stream_cycles(flat))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_reset_in_the_middle_of_samples_leaves_no_partial_sum(seed):
+    """``rst`` in random cycles while a sample is in flight (events arriving or decoded, spikes being
+    scattered, words in the neuron units, events leaving), the model reset with it: every cycle equal,
+    the CLEAR phase after each reset included, and the act1 counts of every sample sent after a reset
+    equal the golden model's (nothing of an interrupted sample survives in the accumulators)."""
+    rng = np.random.default_rng(60 + seed)
+    _, model = conv_network(rng, 3, 1, 1, [2], input_levels=3, input_shape=(2, 4, 4), channels=(3,))
+    config = ConvConfig.from_int_layer(model.layers[0], lanes=2)      # 16 positions x 2 groups
+    levels = random_levels(rng, 7, (2, 4, 4), 3)
+    events = [e for sample in to_layout(levels, "chw") for e in sample_events(sample)]
+    dut, engine = ConvEngine(config), ConvEngineModel(config)
+    run = lockstep(dut, engine, events, seed=seed, p_valid=0.8, p_ready=0.7, p_reset=0.004, max_resets=3,
+                   probes={"rejected": (dut.rejected, engine.rejecting)}, max_cycles=200_000)
+    kept = [s for s in range(len(levels)) if s not in run.lost]
+    assert run.resets and run.lost and max(kept) > max(run.lost)
+    counts = from_layout(events_to_counts(run.outputs, config.out_features), config.output_shape, "hwc")
+    np.testing.assert_array_equal(counts, integer_ann(model, x_int=levels[kept]).levels["act1"])
+
+
+def test_clear_takes_one_cycle_per_accumulator_word():
+    """After power-up and after a reset in any phase of a sample, ``i.ready`` stays low for exactly
+    ``clear_cycles == acc_depth`` cycles (one word per position and group)."""
+    rng = np.random.default_rng(8)
+    config = small_config(rng)                    # 4x4 outputs (padding 1, 2x2 kernel), 3 channels on 2 lanes
+    assert config.clear_cycles == config.acc_depth == 16 * 2
+    events = sample_events(np.array([3, 0, 2, 1, 0, 3, 0, 0, 1]))
+    for reset_after in (1, 10, 40, 80, 120):
+        assert clear_cycles_seen(ConvEngine(config), events, reset_after) == (32, 32), reset_after
 
 
 def check_chain_against_golden(model, stages, levels, run, seen):
@@ -182,7 +214,8 @@ def test_digits_cnn_first_test_image_equals_golden():
     run, seen = lockstep_chain(stages, levels, 0, 1.0, 1.0)
     check_chain_against_golden(model, stages, levels, run, seen)
     _, cycles = run_chain_model(stages, to_layout(levels, "chw"))
-    assert run.cycles == cycles[0] + 1     # lockstep also counts the cycle the result is taken
+    # lockstep also counts the first stage's CLEAR after reset and the cycle the result is taken
+    assert run.cycles == stages[0].clear_cycles + cycles[0] + 1
 
 
 @pytest.mark.parametrize("block", ["conv", "pool_max", "pool_sum"])

@@ -2,6 +2,7 @@
 (``pascal_ref.golden.quantize.integer_ann``) and, cycle by cycle, against :class:`CoreModel`."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,14 +12,19 @@ import pytest
 from pascal_hdl.config import CoreConfig, HardwareError, LayerConfig
 from pascal_hdl.gateware.core import NetworkCore
 from pascal_hdl.gateware.engine import LayerEngine
+from pascal_hdl.model.chain import core_config
 from pascal_hdl.model.core import CoreModel, expected_cycles
 from pascal_hdl.model.engine import EngineModel, sample_events
 from pascal_hdl.testing import (
+    clear_cycles_seen,
+    conv_network,
     events_to_counts,
     lockstep,
     mnist_like_images,
     mnist_shape_network,
     plain,
+    random_levels,
+    residual_network,
     simulate,
     stream_get,
     stream_put,
@@ -115,6 +121,63 @@ def test_rejected_event_is_reported_in_the_result(p_valid, p_ready):
     _, logits, classes = config.forward(levels)
     np.testing.assert_array_equal([r["logits"] for r in results], logits)
     np.testing.assert_array_equal([r["cls"] for r in results], classes)
+
+
+def reset_test_network(kind: str, seed: int):
+    """``(integer model, core config, levels)`` of the reset tests: the random 12-9-7-4 MLP, a conv-conv
+    network (the second conv with stride 2), or a ResNet (stem, an identity block, global average
+    pooling; a pooling unit and a residual block in the core), small enough for many seeds."""
+    rng = np.random.default_rng(90 + seed)
+    if kind == "mlp":
+        model, config = small_core(rng)
+        levels = rng.integers(1, 5, (10, 12)) * (rng.random((10, 12)) < 0.6)
+        return model, config, levels
+    if kind == "conv":
+        _, model = conv_network(rng, 3, 1, 1, [2, 3], input_levels=3, input_shape=(2, 4, 4), channels=(3, 2),
+                                second=(3, 2, 1))
+        config = core_config(model, lanes=2)
+    else:
+        _, model = residual_network(rng, [("identity", 3, 1)], [2, 3, 2], input_levels=3, input_shape=(2, 4, 4))
+        config = core_config(model, lanes=2)
+    return model, config, random_levels(rng, 8, (config.input_features,), 3)
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+@pytest.mark.parametrize("kind, seed", [("mlp", 0), ("mlp", 1), ("mlp", 2), ("mlp", 3), ("conv", 0), ("conv", 1),
+                                        ("resnet", 0), ("resnet", 1)])
+def test_reset_in_the_middle_of_samples_keeps_the_next_results_exact(kind, seed, in_flight):
+    """``rst`` of the core in random cycles while a sample is in flight, beside :class:`CoreModel` reset with
+    it (every stage model starts in CLEAR): every cycle equal, the stages' CLEAR phases included, and every
+    sample sent after a reset gets the golden model's logits and class (``cycles`` checked against the
+    model in every cycle): no stage keeps anything of an interrupted sample."""
+    model, config, levels = reset_test_network(kind, seed)
+    config = dataclasses.replace(config, in_flight=in_flight)
+    dut, core_model = NetworkCore(config), CoreModel(config)
+    if kind != "mlp":
+        assert {type(s).__name__ for s in config.layers} >= ({"ConvConfig"} if kind == "conv" else
+                                                            {"ResidualBlockConfig", "PoolConfig"})
+    events = [e for sample in levels for e in sample_events(sample)]
+    run = lockstep(dut, core_model, events, seed=seed, p_valid=0.8, p_ready=0.7,
+                   p_reset=0.03 if kind == "mlp" else 0.002, max_resets=3,
+                   reset_model=core_model.reset, max_cycles=400_000)
+    kept = [s for s in range(len(levels)) if s not in run.lost]
+    assert run.resets and run.lost and max(kept) > min(run.lost)   # samples after a reset were exact
+    shape = (len(kept),) + tuple(model.network.input_shape)
+    golden = integer_ann(model, x_int=levels[kept].reshape(shape))
+    np.testing.assert_array_equal([r["logits"] for r in run.outputs], golden.integer_logits)
+    assert [r["cls"] for r in run.outputs] == np.argmax(golden.integer_logits, axis=1).tolist()
+    assert not any(r["rejected"] for r in run.outputs)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv", "resnet"])
+def test_core_takes_its_first_event_after_the_first_stage_clear(kind):
+    """After power-up and after a reset (in the middle of a sample or not), the core's ``i.ready`` stays low for
+    exactly the first stage's ``clear_cycles``; every stage is clear after ``config.clear_cycles``."""
+    _, config, levels = reset_test_network(kind, 0)
+    first = config.layers[0].clear_cycles
+    assert config.clear_cycles == max(stage.clear_cycles for stage in config.layers) >= first
+    for reset_after in (1, 25, 120):
+        assert clear_cycles_seen(NetworkCore(config), sample_events(levels[0]), reset_after) == (first, first)
 
 
 BASELINES = Path(__file__).resolve().parent / "baselines"

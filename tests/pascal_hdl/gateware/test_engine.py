@@ -10,13 +10,12 @@ from pascal_hdl.gateware.engine import LayerEngine, times_constant
 from pascal_hdl.model.contract import layer_contract
 from pascal_hdl.model.engine import EngineModel, sample_events
 from pascal_hdl.testing import (
+    clear_cycles_seen,
     events_to_counts,
     handshakes_seen,
     lockstep,
     random_layer,
     simulate,
-    stream_get,
-    stream_put,
 )
 
 
@@ -102,7 +101,7 @@ def test_ideal_stream_cycles_follow_the_formula():
     _, _, cycles = run_engine(config, sample_events(counts[0]), 1, 0, 1.0, 1.0)
     accumulate = (2 + 4 + 1 + 3) * config.groups
     neurons = config.groups * (1 + 1 + config.t_out + config.lanes)
-    assert cycles == 1 + accumulate + neurons   # 1: the input register
+    assert cycles == config.clear_cycles + 1 + accumulate + neurons   # CLEAR from reset, 1: the input register
 
 
 def test_bad_events_are_rejected_and_dropped():
@@ -186,29 +185,39 @@ def test_handshakes_depend_on_state_only(t_out):
     assert {(1, 0), (0, 1), (0, 0)} <= probed
 
 
-def test_reset_keeps_partial_sums():
-    """Documented limitation (docs/hardware.md, Reset): rst in the middle of a sample does not clear the
-    accumulators, so the next sample's logits include the partial sums of the interrupted one."""
-    from amaranth.hdl import ClockDomain, Module
+@pytest.mark.parametrize("t_out", [3, None], ids=["hidden", "readout"])
+@pytest.mark.parametrize("seed", range(8))
+def test_reset_in_the_middle_of_samples_leaves_no_partial_sum(seed, t_out):
+    """``rst`` asserted in random cycles while a sample is in flight (its events arriving, its spikes being
+    accumulated, its neurons running or its outputs leaving), the model reset with it: every cycle equal,
+    the CLEAR phase after each reset included, and every sample sent after a reset exact (the contract's
+    counts or logits of its own events: no partial sum of an interrupted sample survives)."""
+    rng = np.random.default_rng(40 + seed)
+    config = random_layer(rng, 7, 6, 3, t_out, 2)             # 4 groups: CLEAR takes 4 cycles
+    counts = rng.integers(1, 4, (10, 6)) * (rng.random((10, 6)) < 0.7)
+    events = [e for sample in counts for e in sample_events(sample)]
+    dut, model = LayerEngine(config), EngineModel(config)
+    run = lockstep(dut, model, events, seed=seed, p_valid=0.8, p_ready=0.7, p_reset=0.04, max_resets=3,
+                   probes={"rejected": (dut.rejected, model.rejecting)})
+    kept = [s for s in range(len(counts)) if s not in run.lost]
+    assert run.resets and run.lost and max(kept) > max(run.lost)   # samples after the last reset
+    expected = contract_outputs(config, counts[kept])
+    if config.is_readout:
+        np.testing.assert_array_equal([o["logits"] for o in run.outputs], expected)
+    else:
+        np.testing.assert_array_equal(events_to_counts(run.outputs, config.out_features), expected)
 
-    weight = np.array([[3, -1, 2, 0], [-2, 4, 1, 1], [1, 1, -3, 2]])
-    bias = np.array([1, -2, 0])
-    config = LayerConfig("readout", weight, 3, None, None, bias, lanes=3)
-    dut, top, results = LayerEngine(config), Module(), []
-    top.submodules.dut = dut
-    top.domains.sync = domain = ClockDomain("sync")
 
-    async def testbench(ctx):
-        await stream_put(ctx, dut.i, {"index": 0, "count": 2, "last": 0})   # interrupted sample
-        await ctx.tick().repeat(4)
-        ctx.set(domain.rst, 1)
-        await ctx.tick()
-        ctx.set(domain.rst, 0)
-        await stream_put(ctx, dut.i, {"index": 1, "count": 1, "last": 1})
-        results.append(await stream_get(ctx, dut.o))
-
-    simulate(top, testbench)
-    assert results[0]["logits"] == (2 * weight[:, 0] + weight[:, 1] + bias).tolist()
+@pytest.mark.parametrize("t_out", [3, None], ids=["hidden", "readout"])
+def test_clear_takes_one_cycle_per_group(t_out):
+    """After power-up and after a reset in any phase of a sample (accumulating, running the neurons,
+    sending), ``i.ready`` stays low for exactly ``clear_cycles == groups`` cycles."""
+    rng = np.random.default_rng(7)
+    config = random_layer(rng, 7, 6, 3, t_out, 2)
+    assert config.clear_cycles == config.groups == 4
+    events = sample_events(np.array([3, 0, 2, 1, 0, 3]))
+    for reset_after in (1, 6, 20, 30, 38):
+        assert clear_cycles_seen(LayerEngine(config), events, reset_after) == (4, 4), reset_after
 
 
 def test_times_constant_is_exact():

@@ -12,15 +12,26 @@ from pascal_ref.golden.neuron import pasc_if
 STAGES = (Stage.INTEGRATE, Stage.SETTLE, Stage.TRANSMIT)
 
 
-def run_cases(dut: PascIfNeuron, cases, restart_in_transmit: bool = False, start_when_busy: bool = False) -> int:
+def run_cases(dut: PascIfNeuron, cases, restart_in_transmit: bool = False, start_when_busy: bool = False,
+              change_parameters: np.random.Generator | None = None) -> int:
     """Drive every case through ``dut`` and compare each step with ``pasc_if``; return steps checked.
+    In the cycle that accepts each run's ``start`` (with the new run's parameters on the ports),
+    ``count`` must still be the previous run's.
 
     ``start_when_busy``: hold ``start`` high, with another ``v0``, in every INTEGRATE and SETTLE
-    cycle (``ready`` low: the unit must ignore it)."""
+    cycle (``ready`` low: the unit must ignore it). ``change_parameters``: a generator drawing, in
+    every cycle after ``start``, any value the ports carry for ``theta``, ``t_in`` and ``t_out`` (0 and
+    values above the maxima included): the unit must keep the values of the start."""
     checked = 0
+
+    def scramble(ctx):
+        if change_parameters is not None:
+            for port in (dut.theta, dut.t_in, dut.t_out):
+                ctx.set(port, int(change_parameters.integers(0, 1 << len(port))))
 
     async def testbench(ctx):
         nonlocal checked
+        previous_count = None
         for currents, theta, v0, t_out in cases:
             ref = pasc_if(np.asarray(currents, np.int64)[:, None], theta, v0, t_out, trace=True)
             ctx.set(dut.v0, v0)
@@ -29,11 +40,15 @@ def run_cases(dut: PascIfNeuron, cases, restart_in_transmit: bool = False, start
             ctx.set(dut.t_out, t_out)
             assert ctx.get(dut.ready)
             ctx.set(dut.start, 1)
+            if previous_count is not None:   # the previous run's count, whatever the new T2
+                assert ctx.get(dut.count) == previous_count
+            previous_count = int(ref.counts[0])
             await ctx.tick()
             ctx.set(dut.start, 0)
             ctx.set(dut.v0, 0)  # v0 is sampled at start only
             for stage, trace in zip(STAGES, ref.trace):
                 for t in range(trace.v.shape[0]):
+                    scramble(ctx)
                     if stage == Stage.INTEGRATE:
                         ctx.set(dut.current, int(currents[t]))
                     if start_when_busy:
@@ -90,6 +105,20 @@ def test_inhibitory_spikes_happen_and_restart_in_transmit():
     ref = pasc_if(np.array(cases[0][0])[:, None], 7, 3, 4, trace=True)
     assert ref.trace[1].inhibitory.any()
     run_cases(dut, cases, restart_in_transmit=True)
+
+
+def test_parameters_changed_during_a_run_are_ignored():
+    """``theta``, ``t_in`` and ``t_out`` are latched at start: random values on those ports in every cycle of
+    a run (0 and values above the maxima among them) change nothing; every step of every run equals
+    ``pasc_if`` with the values at start, and ``count`` (clipped at the T2 of the start) keeps its value
+    in the cycle that accepts the next start, also when that start ends a burst early."""
+    rng = np.random.default_rng(21)
+    cases = random_neuron_cases(rng, 150, 6, 5, 4, 4, 4)
+    assert any(len(currents) != t_out for currents, _, _, t_out in cases)
+    for restart in (False, True):
+        dut = PascIfNeuron(current_width=6, v0_width=5, theta_width=4, max_t_in=4, max_t_out=4)
+        assert (len(dut.theta), len(dut.t_in), len(dut.t_out)) == (4, 3, 3)   # the ports carry 0 and 5..7
+        assert run_cases(dut, cases, restart_in_transmit=restart, change_parameters=rng) > 150
 
 
 def test_start_is_ignored_unless_ready():

@@ -10,7 +10,7 @@ from pascal_hdl.gateware.pool import PoolUnit
 from pascal_hdl.model.conv import to_layout
 from pascal_hdl.model.engine import sample_events
 from pascal_hdl.model.pool import PoolConfig, PoolUnitModel
-from pascal_hdl.testing import events_to_counts, handshakes_seen, lockstep
+from pascal_hdl.testing import clear_cycles_seen, events_to_counts, handshakes_seen, lockstep
 from pascal_ref.ir.layers import AvgPool2d, GlobalAvgPool, MaxPool2d
 
 
@@ -65,7 +65,37 @@ def test_cycles_equal_the_model_with_an_ideal_source_and_sink():
     flat = to_layout(rng.integers(0, 3, (3, 2, 4, 4)), "hwc")
     for sample, cycles in zip(flat, config.expected_cycles(flat)):
         _, _, measured = run_pool(config, sample_events(sample), 1, 0, 1.0, 1.0)
-        assert measured == cycles
+        assert measured == config.clear_cycles + cycles    # the run starts with the CLEAR after reset
+
+
+@pytest.mark.parametrize("op", [MaxPool2d("pool", 2), AvgPool2d("pool", 2, 1)], ids=["max", "sum_overlapping"])
+@pytest.mark.parametrize("seed", range(5))
+def test_reset_in_the_middle_of_samples_leaves_no_cell_value(seed, op):
+    """``rst`` in random cycles while a sample is in flight (events arriving, cells being updated or sent),
+    the unit's model reset with it: every cycle equal, the CLEAR phase included, and every sample sent
+    after a reset pooled exactly as the golden pre-op pools it (no cell keeps an interrupted sample's value)."""
+    rng = np.random.default_rng(80 + seed)
+    shape = (2, 4, 4)
+    config = PoolConfig.from_pre_op(op, shape, 3, "hwc")
+    maps = rng.integers(1, 4, (8,) + shape) * (rng.random((8,) + shape) < 0.6)
+    events = [e for sample in to_layout(maps, "hwc") for e in sample_events(sample)]
+    dut, model = PoolUnit(config), PoolUnitModel(config)
+    run = lockstep(dut, model, events, seed=seed, p_valid=0.8, p_ready=0.7, p_reset=0.02, max_resets=3,
+                   probes={"rejected": (dut.rejected, model.rejecting)})
+    kept = [s for s in range(len(maps)) if s not in run.lost]
+    assert run.resets and run.lost and max(kept) > max(run.lost)
+    golden = to_layout(op.apply(maps[kept], integer=True), "hwc")
+    np.testing.assert_array_equal(events_to_counts(run.outputs, config.out_features), golden)
+
+
+def test_clear_takes_one_cycle_per_cell():
+    """After power-up and after a reset in any phase of a sample, ``i.ready`` stays low for exactly
+    ``clear_cycles == out_features`` cycles."""
+    config = PoolConfig.from_pre_op(AvgPool2d("pool", 2, 1), (2, 4, 4), 2)
+    assert config.clear_cycles == config.out_features == 2 * 3 * 3
+    events = sample_events(np.arange(32) % 3)
+    for reset_after in (1, 15, 40, 70):
+        assert clear_cycles_seen(PoolUnit(config), events, reset_after) == (18, 18), reset_after
 
 
 @pytest.mark.parametrize("reduce", ["max", "sum"])

@@ -16,6 +16,7 @@ from pascal_hdl.model.conv import ConvConfig, from_layout, to_layout
 from pascal_hdl.model.engine import sample_events
 from pascal_hdl.model.residual import ResidualBlockConfig, ResidualBlockModel
 from pascal_hdl.testing import (
+    clear_cycles_seen,
     events_to_counts,
     handshakes_seen,
     lockstep,
@@ -116,7 +117,41 @@ def test_random_resnet_chain_equals_golden(network, seed, p_valid, p_ready):
     if p_valid == p_ready == 1.0:
         _, cycles = run_chain_model(stages, to_layout(levels[:1], "chw"))
         first, _ = lockstep_chain(stages, levels[:1], seed, 1.0, 1.0)
-        assert first.cycles == cycles[0] + 1     # lockstep also counts the cycle the result is taken
+        # lockstep also counts the first stage's CLEAR after reset and the cycle the result is taken
+        assert first.cycles == stages[0].clear_cycles + cycles[0] + 1
+
+
+@pytest.mark.parametrize("network, seed", [("unequal_L", 0), ("unequal_L", 1), ("identity_many_groups", 2),
+                                           ("identity_many_groups", 3), ("unequal_L_other_way", 4)])
+def test_reset_in_the_middle_of_samples_leaves_no_partial_sum(network, seed):
+    """``rst`` of the block in random cycles while a sample is in flight (both engines accumulating, act1
+    events crossing to the act2 engine, act2 events leaving), its model reset with it: every cycle equal,
+    both engines' CLEAR phases included, and the act2 counts of every sample sent after a reset equal the
+    golden model's."""
+    rng, network_, model, stages = build(network, seed)
+    levels = model.encode_input(random_inputs(network_, rng, 6))
+    golden = integer_ann(model, x_int=levels)
+    block, (_, second), flat = block_inputs(model, stages, levels)[0]
+    dut, block_model = ResidualBlock(block), ResidualBlockModel(block)
+    run = lockstep(dut, block_model, [e for sample in flat for e in sample_events(sample)], seed=seed,
+                   p_valid=0.8, p_ready=0.7, p_reset=0.004, max_resets=3,
+                   probes={"rejected": (dut.rejected, block_model.rejecting)}, max_cycles=300_000)
+    kept = [s for s in range(len(flat)) if s not in run.lost]
+    assert run.resets and run.lost and max(kept) > max(run.lost)
+    act2 = events_to_counts(run.outputs, block.out_features)
+    np.testing.assert_array_equal(from_layout(act2, block.output_shape, "hwc"), golden.levels[second][kept])
+
+
+def test_clear_takes_the_longer_engine_clear():
+    """After power-up and after a reset in any phase of a sample, the block's ``i.ready`` stays low for
+    exactly ``clear_cycles``: the longer of the two engines' CLEAR phases (one word per cycle each)."""
+    _, _, _, stages = build("identity_many_groups")
+    block = next(s for s in stages if isinstance(s, ResidualBlockConfig))
+    expected = max(block.conv1.acc_depth, block.merge.acc_depth)
+    assert block.clear_cycles == expected == 16 * 3
+    events = sample_events(np.arange(block.in_features) % (block.t_in + 1))
+    for reset_after in (1, 30, 200, 400):
+        assert clear_cycles_seen(ResidualBlock(block), events, reset_after) == (expected, expected), reset_after
 
 
 def test_hostile_events_are_rejected_and_dropped():

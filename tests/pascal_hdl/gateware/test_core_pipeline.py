@@ -1,0 +1,101 @@
+"""Samples in flight (``CoreConfig.in_flight``): the Amaranth core beside :class:`CoreModel`, cycle by
+cycle, with back-to-back samples, random idle and back-pressure; results in order, each tagged with
+its sample number, its latency and the cycle it finished; data equal to the integer golden model."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pascal_hdl.config import MAX_IN_FLIGHT, CoreConfig, HardwareError
+from pascal_hdl.gateware.core import NetworkCore
+from pascal_hdl.model.chain import core_config
+from pascal_hdl.model.core import CoreModel, expected_cycles, run_stream, stream_figures
+from pascal_hdl.model.engine import sample_events
+from pascal_hdl.testing import lockstep, plain, random_levels, residual_network
+from pascal_ref.golden.quantize import integer_ann, quantize
+from pascal_ref.testing import random_mlp
+
+
+def run(config, queue, samples, seed, p_valid, p_ready):
+    dut, model = NetworkCore(config), CoreModel(config)
+    outcome = lockstep(dut, model, queue, until=lambda results: len(results) == samples, seed=seed,
+                       p_valid=p_valid, p_ready=p_ready, max_cycles=400_000)
+    return outcome.outputs
+
+
+def mlp(rng, in_flight):
+    model = quantize(random_mlp(rng, [12, 9, 7, 4], levels=[3, 2]))
+    return model, dataclasses.replace(CoreConfig.from_integer_network(model, lanes=[4, 7, 2]), in_flight=in_flight)
+
+
+@pytest.mark.parametrize("in_flight", [1, 2, 3])
+@pytest.mark.parametrize("p_valid, p_ready", [(1.0, 1.0), (0.7, 0.5), (1.0, 0.2)])
+def test_mlp_samples_in_flight(in_flight, p_valid, p_ready):
+    rng = np.random.default_rng(7)
+    model, config = mlp(rng, in_flight)
+    levels = rng.integers(0, 5, (12, 12)) * (rng.random((12, 12)) < 0.6)
+    levels[5] = 0
+    results = run(config, [e for s in levels for e in sample_events(s)], len(levels), 4, p_valid, p_ready)
+    golden = integer_ann(model, x_int=levels)
+    np.testing.assert_array_equal([r["logits"] for r in results], golden.integer_logits)
+    assert [r["sample"] for r in results] == list(range(len(levels)))
+    assert not any(r["rejected"] for r in results)
+    finished = [r["finished"] for r in results]
+    assert finished == sorted(finished) and len(set(finished)) == len(finished)
+    if (p_valid, p_ready) == (1.0, 1.0):
+        assert results == [{k: r[k] for k in results[0]} for r in plain(run_stream(config, levels))]
+        if in_flight == 1:   # one sample at a time: the latency of each is that of the sample alone
+            np.testing.assert_array_equal([r["cycles"] for r in results], expected_cycles(config, levels))
+
+
+@pytest.mark.parametrize("in_flight, p_valid, p_ready", [(2, 1.0, 1.0), (3, 0.6, 0.4)])
+def test_residual_network_samples_in_flight(in_flight, p_valid, p_ready):
+    """A random ResNet (conv stem, identity and 1x1-conv shortcut blocks, global average pooling)."""
+    rng = np.random.default_rng(5)
+    _, model = residual_network(rng, [("identity", 3, 1), ("conv", 4, 2)], [2, 3, 2, 2, 3], input_shape=(2, 5, 5))
+    config = core_config(model, lanes=2, in_flight=in_flight)
+    levels = random_levels(rng, 5, (50,), 4)
+    results = run(config, [e for s in levels for e in sample_events(s)], len(levels), 9, p_valid, p_ready)
+    golden = integer_ann(model, x_int=levels.reshape((len(levels),) + tuple(model.network.input_shape)))
+    np.testing.assert_array_equal([r["logits"] for r in results], golden.integer_logits)
+    assert [r["sample"] for r in results] == list(range(len(levels)))
+
+
+def test_rejection_belongs_to_its_sample_with_others_in_flight():
+    """A bad event as the last of one sample, the next sample's first event right behind it, and a
+    sample whose first event is bad: each flag is on exactly the sample that carried the bad event."""
+    rng = np.random.default_rng(3)
+    model, config = mlp(rng, 3)
+    levels = rng.integers(1, 4, (4, 12))
+    streams = [sample_events(s) for s in levels]
+    streams[0][-1] = dict(streams[0][-1], count=config.input_levels + 1)     # bad last event (count)
+    streams[2][0] = dict(streams[2][0], index=config.input_features)          # bad first event (index)
+    streams[3].insert(2, dict(streams[3][1], last=False))                     # repeated index
+    queue = [e for s in streams for e in s]
+    results = run(config, queue, 4, 2, 1.0, 1.0)
+    assert [r["rejected"] for r in results] == [1, 0, 1, 1]
+    assert [r["sample"] for r in results] == [0, 1, 2, 3]
+
+
+def test_in_flight_overlaps_samples_and_keeps_latency_close():
+    """The cycle model of the same design on the same samples: with two samples in flight the results
+    come closer together (each stage works on its own sample); the first result's latency is unchanged."""
+    rng = np.random.default_rng(5)
+    _, model = residual_network(rng, [("identity", 3, 1), ("conv", 4, 2)], [2, 3, 2, 2, 3], input_shape=(2, 5, 5))
+    levels = random_levels(rng, 10, (50,), 4)
+    one = run_stream(core_config(model, lanes=2), levels)
+    two = run_stream(core_config(model, lanes=2, in_flight=2), levels)
+    assert plain([r["logits"] for r in one]) == plain([r["logits"] for r in two])
+    assert one[0]["cycles"] == two[0]["cycles"]
+    assert stream_figures(two)["cycles_per_image"] < stream_figures(one)["cycles_per_image"]
+    np.testing.assert_array_equal([r["cycles"] for r in one], expected_cycles(core_config(model, lanes=2), levels))
+
+
+@pytest.mark.parametrize("value", [0, MAX_IN_FLIGHT + 1, 1.5, True, "2"])
+def test_bad_in_flight_is_refused(value):
+    rng = np.random.default_rng(1)
+    _, config = mlp(rng, 1)
+    with pytest.raises(HardwareError, match="in_flight must be an integer in 1..16"):
+        dataclasses.replace(config, in_flight=value)
