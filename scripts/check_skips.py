@@ -53,6 +53,7 @@ TIERS = (
     ("generation and synthesis", "tests.pascal_hdl.flow.", 15),
     ("formal", "tests.pascal_hdl.formal.", 40),
     ("co-simulation", "cosim.", 30),
+    ("co-simulation package", "tests.pascal_cosim.", 20),
 )
 
 

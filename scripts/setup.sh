@@ -25,7 +25,7 @@ pip_install() {  # quiet on success, the whole log and a non-zero exit on failur
     fi
 }
 pip_install --upgrade pip
-extras="test,hdl,plot,dist"
+extras="test,hdl,board,plot,dist"
 # torch==2.13.0 is a local CPU wheel on these machines (a bare `torch` would pull a CUDA build).
 [ "${1:-}" = "--no-torch" ] || extras="$extras,torch"
 pip_install -e ".[${extras}]"

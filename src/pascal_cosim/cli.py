@@ -23,7 +23,7 @@ import hashlib
 import threading
 from pathlib import Path
 
-from pascal_hdl.cli import _layer_lanes, _positive   # the same option syntax as 'pascal-ref hdl'
+from pascal_hdl.cli import _positive, add_throughput_options   # the same option syntax as 'pascal-ref hdl'
 
 __all__ = ["register_cosim"]
 
@@ -71,19 +71,21 @@ def _cosim(args) -> int:
     try:
         config, model = core_config_from_network(network, lanes=args.lanes, weight_bits=args.weight_bits,
                                                  per_channel=per_channel, layer_lanes=args.layer_lanes,
-                                                 in_flight=args.in_flight)
+                                                 in_flight=args.in_flight, double_buffer=args.double_buffer)
     except HardwareError as error:
         raise CommandError(f"the core cannot take model {args.model!r}: {error}") from None
     levels = model.encode_input(data.x)
     levels = levels.reshape(len(levels), -1)   # flat, "chw": the core's input events
 
     root = default_build_root() if args.build_dir is None else Path(args.build_dir).resolve()
-    options = (f"{args.lanes}\0{sorted((args.layer_lanes or {}).items())}\0{args.weight_bits}\0{per_channel}\0"
-               f"{args.in_flight}\0").encode()
+    lanes_option = args.layer_lanes if isinstance(args.layer_lanes, str) else sorted((args.layer_lanes or {}).items())
+    options = (f"{args.lanes}\0{lanes_option}\0{args.weight_bits}\0{per_channel}\0"
+               f"{args.in_flight}\0{args.double_buffer}\0").encode()
     key = hashlib.sha256(options + model_bytes).hexdigest()[:12]
     folder = root / "designs" / f"{safe_name(config.name, 40)}-{key}"
     generate_from_network(network, folder, lanes=args.lanes, weight_bits=args.weight_bits, per_channel=per_channel,
-                          model_bytes=model_bytes, layer_lanes=args.layer_lanes, in_flight=args.in_flight)
+                          model_bytes=model_bytes, layer_lanes=args.layer_lanes, in_flight=args.in_flight,
+                          double_buffer=args.double_buffer)
 
     cycles_out: dict = {}
     worker = threading.Thread(target=_model_cycles, args=(config, levels, cycles_out), daemon=True)
@@ -183,10 +185,7 @@ def register_cosim(subparsers):
     parser.add_argument("--limit", type=_positive, default=None, help="use only the first N samples")
     parser.add_argument("--lanes", type=_positive, default=None,
                         help="neurons updated in parallel per layer (default: 8 hidden, 16 readout, capped at the size)")
-    parser.add_argument("--layer-lanes", type=_layer_lanes, default=None, metavar="NAME=K,...",
-                        help="lanes per golden layer name, overriding --lanes (as for 'pascal-ref hdl')")
-    parser.add_argument("--in-flight", type=_positive, default=1, metavar="D",
-                        help="samples the core holds at once (as for 'pascal-ref hdl'; default 1)")
+    add_throughput_options(parser)   # --in-flight, --double-buffer, --layer-lanes (as for 'pascal-ref hdl')
     parser.add_argument("--weight-bits", type=_positive, default=8, help="integer weight width (default 8)")
     parser.add_argument("--per-layer-threshold", action="store_true",
                         help="one integer threshold per layer instead of per output channel")

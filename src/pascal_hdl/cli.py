@@ -1,11 +1,15 @@
 """``pascal-ref hdl`` and ``pascal-ref synth``: plugins of the golden model's CLI.
 
-    pascal-ref hdl MODEL -o DIR [--lanes N] [--layer-lanes NAME=K,...] [--weight-bits B] [--name TOP]
+    pascal-ref hdl MODEL -o DIR [--lanes N] [--layer-lanes NAME=K,...|auto] [--in-flight D]
+                   [--double-buffer [NAME,...]] [--weight-bits B] [--name TOP]
     pascal-ref synth DIR --target ice40-up5k|ecp5-25k [--freq MHz] [--json OUT]
 
 ``MODEL`` is a model ``.npz`` or a bundled model name (``digits-mlp``, ``digits-cnn``).
 ``--layer-lanes act1=4,act2=6,fc=5`` puts the digits CNN into the iCE40 UP5K
-(:data:`pascal_hdl.model.chain.UP5K_DIGITS_CNN_LANES`).
+(:data:`pascal_hdl.model.chain.UP5K_DIGITS_CNN_LANES`). ``--layer-lanes auto`` balances the stages
+(:func:`pascal_hdl.model.chain.balance_lanes`: lanes where they shorten the slowest stage, within the
+default design's total of lanes). ``--in-flight 2 --double-buffer`` double-buffers every stage (or
+``--double-buffer act1``: the named ones): each accumulates the next sample while it drains the last.
 """
 from __future__ import annotations
 
@@ -24,8 +28,10 @@ def _positive(text: str) -> int:
     return value
 
 
-def _layer_lanes(text: str) -> dict:
-    """``NAME=K[,NAME=K...]``: lanes per golden layer name."""
+def _layer_lanes(text: str):
+    """``NAME=K[,NAME=K...]``: lanes per golden layer name; ``auto``: balanced (returned as the string)."""
+    if text.strip() == "auto":
+        return "auto"
     lanes = {}
     for item in text.split(","):
         name, sep, value = item.partition("=")
@@ -33,6 +39,28 @@ def _layer_lanes(text: str) -> dict:
             raise ValueError(f"expected NAME=K[,NAME=K...], got {text!r}")
         lanes[name.strip()] = _positive(value.strip())
     return lanes
+
+
+def _double_buffer(text: str):
+    """``--double-buffer`` alone: True (every stage); ``NAME[,NAME...]``: those stages."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise ValueError(f"expected NAME[,NAME...], got {text!r}")
+    return tuple(names)
+
+
+def add_throughput_options(parser) -> None:
+    """``--in-flight``, ``--double-buffer`` and ``--layer-lanes`` (shared by ``pascal-ref hdl`` and ``cosim``)."""
+    parser.add_argument("--in-flight", type=_positive, default=1, metavar="D",
+                        help="samples the core holds at once: 1 (default) takes a sample after the previous result "
+                             "left; D > 1 lets each stage work on its own sample (throughput, more logic)")
+    parser.add_argument("--double-buffer", type=_double_buffer, nargs="?", const=True, default=None,
+                        metavar="NAME,...",
+                        help="double-buffered stages (two accumulator banks: a stage accumulates the next sample "
+                             "while it drains the last); alone: every stage; needs --in-flight 2 or more")
+    parser.add_argument("--layer-lanes", type=_layer_lanes, default=None, metavar="NAME=K,...|auto",
+                        help="lanes of named layers, overriding --lanes (e.g. act1=4,act2=6,fc=5: the digits CNN on the "
+                             "iCE40 UP5K); auto: balanced stage periods within the default design's total of lanes")
 
 
 def _hdl(args) -> int:
@@ -61,7 +89,7 @@ def _hdl(args) -> int:
         manifest = generate_from_network(network, args.output, lanes=args.lanes, weight_bits=args.weight_bits,
                                          per_channel=not args.per_layer_threshold, name=args.name,
                                          model_bytes=model_bytes, layer_lanes=args.layer_lanes,
-                                         in_flight=args.in_flight)
+                                         in_flight=args.in_flight, double_buffer=args.double_buffer)
     except HardwareError as error:
         raise CommandError(f"the core cannot take model {printable(args.model)!r}: {error}") from None
     layers = ", ".join(f"{l['name']} {l['in_features']}->{l['out_features']} x{l['lanes']} lanes"
@@ -77,12 +105,7 @@ def register_hdl(subparsers):
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="build folder to write")
     parser.add_argument("--lanes", type=_positive, default=None,
                         help="neurons updated in parallel per layer (default: 8 hidden, 16 readout, capped at the size)")
-    parser.add_argument("--in-flight", type=_positive, default=1, metavar="D",
-                        help="samples the core holds at once: 1 (default) takes a sample after the previous result "
-                             "left; D > 1 lets each stage work on its own sample (throughput, more logic)")
-    parser.add_argument("--layer-lanes", type=_layer_lanes, default=None, metavar="NAME=K,...",
-                        help="lanes of named layers, overriding --lanes (e.g. act1=4,act2=6,fc=5: the digits CNN on the "
-                             "iCE40 UP5K)")
+    add_throughput_options(parser)
     parser.add_argument("--weight-bits", type=_positive, default=8, help="integer weight width (default 8)")
     parser.add_argument("--per-layer-threshold", action="store_true",
                         help="one integer threshold per layer instead of per output channel")

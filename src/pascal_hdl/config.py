@@ -27,8 +27,8 @@ from pascal_hdl.widths import NeuronWidths, neuron_widths, signed_width
 from pascal_ref.errors import PascalError
 
 __all__ = ["HardwareError", "LayerConfig", "CoreConfig", "MAX_WEIGHT_BITS", "MAX_ACC_BITS", "MAX_LEVELS",
-           "MAX_FEATURES", "MAX_LANES", "MAX_IN_FLIGHT", "DEFAULT_HIDDEN_LANES", "DEFAULT_READOUT_LANES", "is_stage", "stage_is_readout",
-           "stage_worst_case_cycles"]
+           "MAX_FEATURES", "MAX_LANES", "MAX_IN_FLIGHT", "DEFAULT_HIDDEN_LANES", "DEFAULT_READOUT_LANES", "check_banks",
+           "is_stage", "stage_banks", "stage_is_readout", "stage_worst_case_cycles"]
 
 MAX_WEIGHT_BITS = 16
 MAX_ACC_BITS = 40
@@ -81,6 +81,13 @@ def check_counts(what: str, counts, in_features: int, t_in: int, one_sample: boo
     return counts.astype(np.int64)
 
 
+def check_banks(what: str, banks) -> int:
+    """A stage's accumulator banks: 1 (single-buffered) or 2 (double-buffered), or a HardwareError naming ``what``."""
+    if isinstance(banks, (bool, np.bool_)) or not isinstance(banks, (int, np.integer)) or banks not in (1, 2):
+        raise HardwareError(f"{what}: banks must be 1 or 2 (2: double-buffered accumulators), got {banks!r}")
+    return int(banks)
+
+
 def pack_words(values: np.ndarray, width: int) -> list[int]:
     """Pack rows of signed or unsigned integers into unsigned words, element 0 in the low bits."""
     mask = (1 << width) - 1
@@ -115,6 +122,12 @@ class LayerConfig:
     lanes : int
         Neurons updated in parallel; the layer is processed in
         :attr:`groups` groups of ``lanes`` neurons (the last one zero-padded).
+    banks : int
+        Accumulator banks, 1 or 2. With 2 (double-buffered) the engine accumulates the next
+        sample into one bank while its neurons (or the readout) drain the previous sample from
+        the other, so its period per sample is about ``max(accumulate, drain)`` instead of their
+        sum; it costs a second accumulator memory (:attr:`accumulator_bits`) and needs a core with
+        ``in_flight >= 2`` (:class:`CoreConfig` refuses it otherwise).
     """
 
     name: str
@@ -124,6 +137,7 @@ class LayerConfig:
     theta: np.ndarray | None
     v0: np.ndarray
     lanes: int = DEFAULT_HIDDEN_LANES
+    banks: int = 1
     neuron: NeuronWidths | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
@@ -140,6 +154,7 @@ class LayerConfig:
         if lanes > out_features:
             raise HardwareError(f"layer '{name}': lanes={lanes} exceeds the {out_features} output neurons")
         object.__setattr__(self, "lanes", lanes)
+        object.__setattr__(self, "banks", check_banks(f"layer '{name}'", self.banks))
         v0 = _int_array(name, "v0" if self.t_out is not None else "bias", self.v0, 1)
         if v0.shape != (out_features,):
             raise HardwareError(f"layer '{name}': {'v0' if self.t_out is not None else 'bias'} shape {v0.shape} "
@@ -245,6 +260,11 @@ class LayerConfig:
         return self.in_features * self.groups
 
     @property
+    def accumulator_bits(self) -> int:
+        """Bits of accumulator memory: ``banks * groups * lanes * acc_width``."""
+        return self.banks * self.groups * self.lanes * self.acc_width
+
+    @property
     def weight_bits_total(self) -> int:
         """Bits of on-chip weight memory (``weight_depth * lanes * weight_width``)."""
         return self.weight_depth * self.lanes * self.weight_width
@@ -310,6 +330,10 @@ class CoreConfig:
         if not layers or not all(is_stage(layer) for layer in layers):
             raise HardwareError("a core needs a non-empty sequence of LayerConfig (or other stage configurations)")
         object.__setattr__(self, "layers", layers)
+        double = [layer.name for layer in layers if stage_banks(layer) == 2]
+        if double and self.in_flight < 2:
+            raise HardwareError(f"core '{self.name}': stage '{double[0]}' is double-buffered (banks=2), which needs "
+                                f"in_flight >= 2, got in_flight={self.in_flight}")
         features, levels, source = self.input_features, self.input_levels, "input"
         for index, layer in enumerate(layers):
             last = index == len(layers) - 1
@@ -429,7 +453,8 @@ class CoreConfig:
         """Upper bound of the cycles of any sample (every input and every hidden count at its maximum,
         every stall counted), for inputs sent as :func:`pascal_hdl.gateware.engine.sample_events` does
         (nonzero counts, or the single all-zero event): ``1 + sum_layers (in*T1*groups + out)
-        + sum_hidden groups*(2+T2) + groups_readout + 1``. In every cycle of a sample at least one
+        + sum_hidden groups*(2+T2) + groups_readout + 1``, plus one cycle per double-buffered layer
+        (the hand-over of its full bank). In every cycle of a sample at least one
         engine issues an accumulation, runs a neuron/readout step or offers an output, so the
         terms add up. Any other stage adds its own bound (``stage.worst_case_cycles()``; a residual
         block the bounds of its two engines)."""
@@ -438,6 +463,7 @@ class CoreConfig:
             if isinstance(layer, LayerConfig):
                 total += layer.in_features * layer.t_in * layer.groups + layer.out_features
                 total += layer.groups + 1 if layer.is_readout else layer.groups * (2 + layer.t_out)
+                total += layer.banks - 1      # double-buffered: the cycle that hands the full bank over
             else:
                 total += stage_worst_case_cycles(layer)
         return int(total)
@@ -449,6 +475,11 @@ def is_stage(stage) -> bool:
     and residual configurations of :mod:`pascal_hdl.model` (which this module may not import)."""
     return isinstance(stage, LayerConfig) or all(
         hasattr(stage, key) for key in ("name", "in_features", "out_features", "t_in", "t_out", "forward"))
+
+
+def stage_banks(stage) -> int:
+    """A stage's accumulator banks (``banks``; 1 for a configuration without the field)."""
+    return int(getattr(stage, "banks", 1))
 
 
 def stage_is_readout(stage) -> bool:

@@ -74,7 +74,8 @@ CORE_CHECK = BLOCKER + """
 import importlib, pkgutil, io, contextlib
 import pascal_ref, pascal_hdl
 skip = {{'pascal_ref.convert.torch_export', 'pascal_ref.cli.__main__'}}
-amaranth_side = ('pascal_hdl.gateware', 'pascal_hdl.flow.generate', 'pascal_hdl.formal')
+amaranth_side = ('pascal_hdl.gateware', 'pascal_hdl.flow.generate', 'pascal_hdl.formal',
+                 'pascal_hdl.board.axis', 'pascal_hdl.board.uart', 'pascal_hdl.board.hostlink')
 loaded = []
 for package in (pascal_ref, pascal_hdl):
     for info in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):

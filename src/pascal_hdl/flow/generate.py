@@ -95,6 +95,10 @@ def _layer_entry(layer: LayerConfig) -> dict:
         "weight_memory": {"file": f"{layer.name}.weights.hex", "depth": layer.weight_depth,
                           "word_width": weight_width, "bits": layer.weight_bits_total,
                           "layout": "word j*groups+g holds W[g*lanes+k, j] in lane k (bits k*weight..)"},
+        "banks": layer.banks,
+        "accumulator_memory": {"banks": layer.banks, "depth": layer.groups, "word_width": layer.lanes * layer.acc_width,
+                               "bits": layer.accumulator_bits,
+                               "note": "no image (zeroed by the CLEAR phase); banks 2: double-buffered, twice the bits"},
     }
     if layer.is_readout:
         entry["widths"]["logit"] = layer.logit_width
@@ -156,6 +160,7 @@ def _conv_entry(conv, file_stem: str) -> dict:
         entry.update(_geometry(conv), accumulator_memory={"depth": conv.acc_depth, "bits": conv.acc_bits_total})
     else:   # the act2 engine of a residual block: two input ports
         entry.update(ports={"main": _geometry(conv.main), "shortcut": _geometry(conv.shortcut)})
+    entry["banks"] = int(getattr(conv, "banks", 1))
     return entry
 
 
@@ -185,6 +190,7 @@ def _stage_entry(stage) -> dict:
                  "input_order": stage.input_layout,
                  "engines": [_conv_entry(stage.conv1, f"{stage.name}.conv1"),
                              _conv_entry(stage.merge, f"{stage.name}.act2")]}
+    entry.setdefault("banks", int(getattr(stage, "banks", 1)))
     entry["kind"] = kind
     entry["output_order"] = "hwc"
     return entry
@@ -279,11 +285,14 @@ def _digests(manifest: dict, out: Path) -> dict:
 
 def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_channel: bool = True,
                              name: str | None = None, layer_lanes: dict | None = None,
-                             in_flight: int = 1) -> tuple[CoreConfig, object]:
+                             in_flight: int = 1, double_buffer=None) -> tuple[CoreConfig, object]:
     """Quantize a float network as the golden model does and map it onto the core.
 
     Returns ``(config, integer_model)``; raises :class:`HardwareError` for a
-    model the core cannot take.
+    model the core cannot take. ``layer_lanes`` may be ``"auto"``: lanes per stage chosen by
+    :func:`pascal_hdl.model.chain.balance_lanes` (calibrated on the bundled digits test split when the
+    network takes its shape, else on uniform random levels). ``double_buffer``: see
+    :func:`pascal_hdl.model.chain.core_config`.
     """
     from pascal_ref.ir.network import Network
     from pascal_ref.golden.quantize import quantize
@@ -294,18 +303,28 @@ def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_chan
         raise HardwareError(f"network '{network.name}': analog input is not supported by the core; "
                             "use count-coded input (input_levels)")
     model = quantize(network, weight_bits=weight_bits, per_channel=per_channel)
-    return core_config(model, lanes=lanes, layer_lanes=layer_lanes, name=name, in_flight=in_flight), model
+    if layer_lanes == "auto":
+        from pascal_hdl.model.chain import balance_lanes, calibration_levels
+        layer_lanes = balance_lanes(model, calibration_levels(model), lanes=lanes,
+                                    double_buffer=double_buffer, in_flight=in_flight)["layer_lanes"]
+    return core_config(model, lanes=lanes, layer_lanes=layer_lanes, name=name, in_flight=in_flight,
+                       double_buffer=double_buffer), model
 
 
 def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, per_channel: bool = True,
                           name: str | None = None, model_bytes: bytes | None = None,
-                          layer_lanes: dict | None = None, in_flight: int = 1) -> dict:
+                          layer_lanes: dict | None = None, in_flight: int = 1, double_buffer=None) -> dict:
     """Quantize, check and generate; the manifest records the options and the model's SHA-256."""
-    config, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name, layer_lanes, in_flight)
+    config, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name, layer_lanes, in_flight,
+                                         double_buffer)
     source = {"network": network.name, "weight_bits": weight_bits, "per_channel": per_channel,
               "lanes": [stage_lanes(layer) for layer in config.layers]}
-    if layer_lanes:
+    if layer_lanes == "auto":
+        source["layer_lanes"] = "auto (pascal_hdl.model.chain.balance_lanes)"
+    elif layer_lanes:
         source["layer_lanes"] = dict(sorted(layer_lanes.items()))
+    if double_buffer:
+        source["double_buffer"] = sorted(s.name for s in config.layers if getattr(s, "banks", 1) == 2)
     if model_bytes is not None:
         source["model_sha256"] = hashlib.sha256(model_bytes).hexdigest()
     return generate(config, out_dir, source=source)

@@ -391,8 +391,8 @@ CONV_MUTATIONS = {
         "pool_sum_overlap", ("sum of its window",)),
     "pool_clear_never_writes": (Mutation(
         "pool_clear_never_writes", "pascal_hdl.gateware.pool",
-        "m.d.comb += [c_wr.en.eq(1), c_wr.addr.eq(neuron), c_wr.data.eq(0)]\n                with m.If(is_last):",
-        "m.d.comb += [c_wr.addr.eq(neuron), c_wr.data.eq(0)]\n                with m.If(is_last):",
+        "m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(neuron), s_wr.data.eq(0)]\n                with m.If(is_last):",
+        "m.d.comb += [s_wr.addr.eq(neuron), s_wr.data.eq(0)]\n                with m.If(is_last):",
         "reset: the CLEAR phase never writes (a reset leaves the interrupted sample's cell values)"),
         "pool_sum_overlap", ("sum of its window", "skipped only with value 0")),
 }

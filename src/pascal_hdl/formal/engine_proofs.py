@@ -40,6 +40,11 @@ zeroed) is what makes them hold; mutants ``clear_never_writes`` and
 that interrupted a sample with nonzero partial sums (so the case is not
 vacuous within the bound).
 
+Double-buffered engines (``banks == 2``, :data:`SMALL_ENGINE_BANKED`, :data:`HIDDEN_ENGINE_BANKED`):
+the harness keeps one sum per sample it may hold (the one draining, the next one accumulating in
+the other bank, one event of the one after in the input register), the same properties hold, with
+rst free; mutants ``drain_reads_fill_bank`` and ``bank_not_cleared_after_drain`` fail.
+
 Proof mode: bounded (the accumulators live in a memory that the harness
 cannot name, so no inductive invariant can speak about them); the depth
 covers the CLEAR phase after power-up and the longest sample without stalls
@@ -48,6 +53,7 @@ and reset pattern that fits.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import itertools
 from dataclasses import dataclass
@@ -62,7 +68,8 @@ from pascal_ref.numeric import signed_width
 from .sby import ProofResult, format_trace, run_proof
 
 __all__ = ["EngineProofConfig", "EngineAccumulationHarness", "prove_engine", "engine_trace_summary", "SMALL_ENGINE",
-           "GROUPED_ENGINE", "HIDDEN_ENGINE", "BOUNDARY_ENGINE", "ENGINE_CONFIGS", "MUTANT_CONFIGS",
+           "GROUPED_ENGINE", "HIDDEN_ENGINE", "BOUNDARY_ENGINE", "SMALL_ENGINE_BANKED", "HIDDEN_ENGINE_BANKED",
+           "ENGINE_CONFIGS", "MUTANT_CONFIGS",
            "reset_interrupted"]
 
 
@@ -83,11 +90,14 @@ class EngineProofConfig:
 
     def samples_depth(self) -> int:
         """Cycles of the CLEAR phase after power-up and of the longest sample without stalls, plus the
-        result and margin."""
+        result and margin; double-buffered, two short samples more (so a bank is reused)."""
         layer = self.layer
         tail = (layer.groups * (2 + layer.t_out) + layer.out_features if not layer.is_readout
                 else layer.groups + layer.out_features)
-        return layer.clear_cycles + 1 + layer.in_features * max(1, layer.t_in * layer.groups) + 2 + tail + 3
+        depth = layer.clear_cycles + 1 + layer.in_features * max(1, layer.t_in * layer.groups) + 2 + tail + 3
+        if layer.banks == 2:   # two more one-event samples: the first bank drained, refilled and drained again
+            depth += 2 * (1 + 1 + tail + 1)
+        return depth
 
     def tie_counts(self) -> tuple[int, ...] | None:
         """Input counts (each in ``0..T1``) whose logits have a maximum shared by two classes,
@@ -134,7 +144,14 @@ BOUNDARY_ENGINE = EngineProofConfig(LayerConfig("boundary_engine",
                                                 weight=np.array([[2, 1, -128], [1, 2, -128], [127, -3, 5]]), t_in=2,
                                                 t_out=None, theta=None, v0=np.array([0, 0, -1]), lanes=3))
 
-ENGINE_CONFIGS = (SMALL_ENGINE, GROUPED_ENGINE, HIDDEN_ENGINE, BOUNDARY_ENGINE)
+# Double-buffered (banks == 2): the next sample accumulates into one bank while the other drains; the
+# properties are the same, with two samples (and an event of a third) ahead of the result.
+SMALL_ENGINE_BANKED = EngineProofConfig(dataclasses.replace(SMALL_ENGINE.layer, name="small_engine_banked", banks=2))
+HIDDEN_ENGINE_BANKED = EngineProofConfig(dataclasses.replace(HIDDEN_ENGINE.layer, name="hidden_engine_banked",
+                                                             banks=2))
+
+ENGINE_CONFIGS = (SMALL_ENGINE, GROUPED_ENGINE, HIDDEN_ENGINE, BOUNDARY_ENGINE, SMALL_ENGINE_BANKED,
+                  HIDDEN_ENGINE_BANKED)
 
 # The configuration on which each mutant of ``mutants.ENGINE_MUTATIONS`` is refuted
 # (where the bug is reachable), and the failed assertions that may show it (the
@@ -152,6 +169,8 @@ MUTANT_CONFIGS = {
     "rejected_without_accept": (BOUNDARY_ENGINE, ("rejected: no flag without a dropped event",)),
     "clear_never_writes": (SMALL_ENGINE, ("accumulation",)),
     "clear_one_word_short": (GROUPED_ENGINE, ("accumulation",)),
+    "drain_reads_fill_bank": (SMALL_ENGINE_BANKED, ("accumulation",)),
+    "bank_not_cleared_after_drain": (SMALL_ENGINE_BANKED, ("accumulation",)),
 }
 
 
@@ -186,17 +205,17 @@ class EngineAccumulationHarness(Elaboratable):
         else:
             result_taken = dut.o.valid & dut.o.ready & dut.o.payload.last
 
-        # Per sample: first valid event seen?, previous valid index; samples are
-        # delimited by `last` at the input (the next sample's first event may
-        # enter before the result leaves: at most one, the engine's input register).
-        first = Signal(init=1)
-        prev = Signal.like(index)
-        closed = Signal()          # `last` of the current sample has been taken
-        cur = [Signal(wide, name=f"S_{n}") for n in range(n_out)]
-        nxt = [Signal(wide, name=f"S_next_{n}") for n in range(n_out)]
-        nxt_first = Signal(init=1)
-        nxt_prev = Signal.like(index)
-        nxt_closed = Signal()
+        # Per sample: first valid event seen?, previous valid index, `last` taken (closed); samples are
+        # delimited by `last` at the input. Slot 0 is the sample whose result comes next; later samples
+        # may have begun: with one bank at most one event of the next one (the engine's input register),
+        # with two a whole next sample (its bank) and one event of the one after.
+        slots = layer.banks + 1
+        sums = [[Signal(wide, name=f"S_{n}" if k == 0 else f"S{k}_{n}") for n in range(n_out)] for k in range(slots)]
+        firsts = [Signal(init=1, name=f"first_{k}") for k in range(slots)]
+        prevs = [Signal.like(index, name=f"prev_{k}") for k in range(slots)]
+        closeds = [Signal(name=f"closed_{k}") for k in range(slots)]
+        bads = [Signal(name=f"dropped_{k}") for k in range(slots)]   # an invalid event of the sample was taken
+        cur, closed = sums[0], closeds[0]
 
         def valid_event(first_, prev_):
             return (index < n_in) & (count <= layer.t_in) & (first_ | (index > prev_))
@@ -211,58 +230,61 @@ class EngineAccumulationHarness(Elaboratable):
                     term = Mux((index == j) & (count == spikes), spikes * int(weight[n, j]), term)
             m.d.comb += add[n].eq(term)
 
-        def absorb(sums, first_, prev_, closed_):
-            ok = valid_event(first_, prev_)
-            with m.If(ok):
-                m.d.sync += [s.eq(s + a) for s, a in zip(sums, add)]
-                m.d.sync += [first_.eq(0), prev_.eq(index)]
-            with m.If(last):
-                m.d.sync += closed_.eq(1)
+        # The event taken goes to the oldest sample whose `last` has not been taken; then, if a result
+        # is taken in the same cycle, every sample moves down one slot.
+        m.d.comb += Assert(~take | ~closeds[-1], "no event taken beyond the samples the engine can hold")
+        after = []
+        for k in range(slots):
+            target = take & ~closeds[k]
+            for j in range(k):
+                target = target & closeds[j]
+            ok = target & valid_event(firsts[k], prevs[k])
+            invalid = target & ~valid_event(firsts[k], prevs[k])
+            state = ([Mux(ok, t + a, t) for t, a in zip(sums[k], add)], firsts[k] & ~ok, Mux(ok, index, prevs[k]),
+                     closeds[k] | (target & last), bads[k] | invalid, invalid)
+            after.append(state)
+        def registers(k):
+            return sums[k] + [firsts[k], prevs[k], closeds[k], bads[k]]
 
-        # The `rejected` flag: one pulse per dropped event, none for a kept one. `owed`:
-        # invalid events taken and not yet flagged; at most the one in the input register
-        # (an event is judged, and flagged, in the cycle it leaves the register).
+        def values(state):
+            return list(state[0]) + list(state[1:5])
+
+        empty = [0] * n_out + [1, 0, 0, 0]
+        for k in range(slots):
+            shifted = values(after[k + 1]) if k + 1 < slots else empty
+            for signal, stay, shift in zip(registers(k), values(after[k]), shifted):
+                m.d.sync += signal.eq(Mux(result_taken, shift, stay))
+
+        # The `rejected` flag: one pulse per dropped event, none for a kept one. `owed`: invalid events
+        # taken and not yet flagged; at most the one in the input register (an event is judged, and
+        # flagged, in the cycle it leaves the register). When a result is offered, every dropped event
+        # of its sample has been flagged: what is owed belongs to later samples (with one bank exactly
+        # those, as the engine takes no event while it drains).
         owed = Signal(range(8), name="rejections_owed")
-        pending_bad = Signal(name="pending_bad")   # the waiting event of the next sample is invalid
         bad_now = Signal(name="taken_invalid")
-        m.d.comb += bad_now.eq(take & Mux(result_taken | closed, ~valid_event(nxt_first, nxt_prev),
-                                          ~valid_event(first, prev)))
+        dropped = 0
+        for state in after:
+            dropped = dropped | state[5]
+        m.d.comb += bad_now.eq(dropped)
         m.d.sync += owed.eq(owed + bad_now - dut.rejected)
-        with m.If(take & closed & ~result_taken):
-            m.d.sync += pending_bad.eq(bad_now)
-        with m.If(result_taken):
-            m.d.sync += pending_bad.eq(0)
+        later = 0
+        for k in range(1, slots):
+            later = later | bads[k]
         m.d.comb += Assert(owed <= 1, "rejected: a dropped event is flagged when it leaves the input register")
         with m.If(dut.rejected):
             m.d.comb += Assert(owed != 0, "rejected: no flag without a dropped event")
         with m.If(dut.o.valid):
-            m.d.comb += Assert(owed == pending_bad, "rejected: every dropped event of the sample flagged once")
-
-        with m.If(result_taken):
-            # The current sample is done; the next one (if begun) becomes current.
-            m.d.sync += [s.eq(t) for s, t in zip(cur, nxt)]
-            m.d.sync += [first.eq(nxt_first), prev.eq(nxt_prev), closed.eq(nxt_closed)]
-            m.d.sync += [t.eq(0) for t in nxt] + [nxt_first.eq(1), nxt_closed.eq(0)]
-            with m.If(take):
-                ok = valid_event(nxt_first, nxt_prev)
-                with m.If(ok):
-                    m.d.sync += [s.eq(t + a) for s, t, a in zip(cur, nxt, add)]
-                    m.d.sync += [first.eq(0), prev.eq(index)]
-                with m.If(last):
-                    m.d.sync += closed.eq(1)
-        with m.Elif(take):
-            with m.If(closed):
-                m.d.comb += Assert(~nxt_closed, "at most one event of the next sample waits")
-                absorb(nxt, nxt_first, nxt_prev, nxt_closed)
-            with m.Else():
-                absorb(cur, first, prev, closed)
+            if layer.banks == 1:
+                m.d.comb += Assert(owed == later, "rejected: every dropped event of the sample flagged once")
+            else:
+                m.d.comb += Assert(owed <= later, "rejected: every dropped event of the sample flagged once")
 
         # Reachability of the longest sample within the bounded depth: every
         # input of the sample at count T1 (checked in cover mode).
         full = Signal(range(n_in + 1), name="full_inputs")
         with m.If(result_taken):
             m.d.sync += full.eq(0)
-        with m.Elif(take & ~closed & valid_event(first, prev) & (count == layer.t_in)):
+        with m.Elif(take & ~closed & valid_event(firsts[0], prevs[0]) & (count == layer.t_in)):
             m.d.sync += full.eq(full + 1)
         m.d.comb += Cover(result_taken & (full == n_in))
         # Non-vacuity of reset at any cycle: a result after a reset that hit nonzero partial sums.

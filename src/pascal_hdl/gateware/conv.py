@@ -36,12 +36,12 @@ from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from pascal_hdl.gateware.engine import event_layout, times_constant
+from pascal_hdl.gateware.engine import breaks_stream_rule, event_layout, times_constant
 from pascal_hdl.gateware.neuron import PascIfNeuron
 from pascal_hdl.model.conv import ConvConfig, ConvPhase, index_dividers, magic_divider
 from pascal_hdl.widths import check_type
 
-__all__ = ["ConvEngine", "decode_index_signals", "issue_signature"]
+__all__ = ["ConvEngine", "SidePort", "decode_index_signals", "double_buffer", "issue_signature"]
 
 
 def _pack(fields: list[tuple[int, int]]) -> int:
@@ -72,6 +72,52 @@ def decode_index_signals(m: Module, index, shape, layout: str):
         m.d.comb += [row.eq(q_outer), col.eq(q_inner - times_constant(q_outer, in_w)),
                      chan.eq(index - times_constant(q_inner, in_c))]
     return chan, row, col
+
+
+class SidePort:
+    """One side's view of a memory port of a :func:`double_buffer` (signals ``{name}_addr``,
+    ``{name}_en``, ``{name}_data``; the side drives ``addr``, ``en`` and a write port's ``data``)."""
+
+    def __init__(self, name: str, depth: int, width: int):
+        self.addr = Signal(range(depth), name=f"{name}_addr")
+        self.en = Signal(name=f"{name}_en")
+        self.data = Signal(width, name=f"{name}_data")
+
+
+def double_buffer(m: Module, name: str, width: int, depth: int, bank, clearing):
+    """Two memory banks ``{name}_bank0``, ``{name}_bank1`` (``depth`` words of ``width`` bits, each with
+    one write port and one read port transparent for it, as one EBR) and the routing of two sides.
+
+    The *input* side (read in an update cycle, write-back in the next one) owns bank ``bank``; the
+    *output* side (read, clear, emit) owns the other one, and in ``clearing`` writes both banks (the
+    CLEAR after reset zeroes one word of each per cycle). A write-back goes to the bank that was read
+    one cycle before (``bank`` of the previous cycle), so the banks may swap between a sample's last
+    update and its write-back. Returns the side ports ``(input_wr, input_rd, output_wr, output_rd)``
+    (:class:`SidePort`); read data arrive one cycle after ``en``, from the bank each side owned then
+    (the output side's bank does not change while it works: the swap happens when it is idle)."""
+    banks = []
+    for number in range(2):
+        m.submodules[f"{name}_bank{number}"] = bank_memory = memory.Memory(shape=unsigned(width), depth=depth,
+                                                                          init=[])
+        write = bank_memory.write_port()
+        banks.append((write, bank_memory.read_port(transparent_for=(write,))))
+    input_wr, input_rd, output_wr, output_rd = (SidePort(f"{name}_{side}", depth, width)
+                                                for side in ("input_wr", "input_rd", "output_wr", "output_rd"))
+    written_bank = Signal(name=f"{name}_written_bank")    # the bank read in the previous cycle
+    m.d.sync += written_bank.eq(bank)
+    for number, (write, read) in enumerate(banks):
+        input_writes = input_wr.en & (written_bank == number)
+        input_reads = bank == number
+        m.d.comb += [
+            write.en.eq(Mux(input_writes, 1, output_wr.en & (clearing | ~input_reads))),
+            write.addr.eq(Mux(input_writes, input_wr.addr, output_wr.addr)),
+            write.data.eq(Mux(input_writes, input_wr.data, output_wr.data)),
+            read.addr.eq(Mux(input_reads, input_rd.addr, output_rd.addr)),
+            read.en.eq(Mux(input_reads, input_rd.en, output_rd.en)),
+        ]
+    m.d.comb += [input_rd.data.eq(Mux(written_bank, banks[1][1].data, banks[0][1].data)),
+                 output_rd.data.eq(Mux(bank, banks[0][1].data, banks[1][1].data))]
+    return input_wr, input_rd, output_wr, output_rd
 
 
 def issue_signature(config) -> wiring.Signature:
@@ -131,17 +177,35 @@ class ConvEngine(wiring.Component):
 
         m.submodules.weights = weights = memory.Memory(
             shape=unsigned(lanes * wb), depth=cfg.weight_depth, init=cfg.weight_words())
-        m.submodules.acc = acc = memory.Memory(shape=unsigned(lanes * aw), depth=cfg.acc_depth, init=[])
+        banked = cfg.banks == 2
+        if not banked:
+            m.submodules.acc = acc = memory.Memory(shape=unsigned(lanes * aw), depth=cfg.acc_depth, init=[])
         param_width = cfg.v0_width + cfg.theta_width
         m.submodules.params = params = memory.Memory(
             shape=unsigned(lanes * param_width), depth=groups, init=cfg.param_words())
         w_rd = weights.read_port()
-        a_wr = acc.write_port()
-        a_rd = acc.read_port(transparent_for=(a_wr,))
+        if not banked:
+            a_wr = acc.write_port()
+            a_rd = acc.read_port(transparent_for=(a_wr,))
+            i_wr = n_wr = a_wr      # one memory: both sides use its ports
+            i_rd = n_rd = a_rd
         p_rd = params.read_port()
 
         phase = Signal(ConvPhase, init=ConvPhase.CLEAR)   # reset and power-up: clear the accumulators first
         clearing = phase == ConvPhase.CLEAR
+        if banked:
+            bank = Signal()     # the bank the issue side accumulates; the neuron side works on the other
+            full = Signal()     # a complete sample waits in `bank` for the neuron side to be idle
+            # i_*: the issue side's ports (scatter, write-back), n_*: the neuron side's (read, clear).
+            i_wr, i_rd, n_wr, n_rd = double_buffer(m, "acc", lanes * aw, cfg.acc_depth, bank, clearing)
+            input_side = Signal()
+            m.d.comb += input_side.eq(~clearing & ~full)
+
+            def accumulating():
+                return input_side
+        else:
+            def accumulating():
+                return phase == ConvPhase.ACCUMULATE
         ports = cfg.inputs
         w_range, a_range = range(cfg.weight_depth + 1), range(cfg.acc_depth + 1)
         # The issue loop steps through the taps of the last port, the only one that may be larger than
@@ -162,10 +226,11 @@ class ConvEngine(wiring.Component):
 
         # ---------------------------------------------------------------- issue state
         busy = Signal()
-        launch = d_valid & (phase == ConvPhase.ACCUMULATE) & ~busy
+        launch = d_valid & accumulating() & ~busy
         # The port being decoded; len(ports): every port has seen its last event (until the sample is emitted).
         port = Signal(range(len(ports) + 1))
         rejected = 0
+        firsts = []
         with m.If(launch):       # a decoding port below overrides this
             m.d.sync += d_valid.eq(0)
 
@@ -204,9 +269,10 @@ class ConvEngine(wiring.Component):
             buffered = Signal(name=f"{prefix}buffered")
             payload = Signal.like(stream_in.payload, name=f"{prefix}payload")
             first = Signal(init=1, name=f"{prefix}first")
+            firsts.append(first)
             prev_index = Signal.like(payload.index, name=f"{prefix}prev_index")
             decode = Signal(name=f"{prefix}decode")
-            m.d.comb += [decode.eq(buffered & (phase == ConvPhase.ACCUMULATE) & (port == number) & (~d_valid | launch)),
+            m.d.comb += [decode.eq(buffered & accumulating() & (port == number) & (~d_valid | launch)),
                          stream_in.ready.eq(~clearing & (~buffered | decode))]
             with m.If(stream_in.valid & stream_in.ready):
                 m.d.sync += [buffered.eq(1), payload.eq(stream_in.payload)]
@@ -217,7 +283,7 @@ class ConvEngine(wiring.Component):
             index = payload.index
             chan, row, col = decode_index_signals(m, index, geometry.input_shape, geometry.input_layout)
             m.d.comb += [row_rd.addr.eq(row), col_rd.addr.eq(col)]
-            bad = (index >= geometry.in_features) | (payload.count > geometry.t_in) | (~first & (index <= prev_index))
+            bad = breaks_stream_rule(index, payload.count, geometry.in_features, geometry.t_in, ~first, prev_index)
             count = Signal.like(payload.count, name=f"{prefix}count")
             m.d.comb += count.eq(Mux(bad, 0, payload.count))
             rejected = rejected | (decode & bad)
@@ -243,8 +309,9 @@ class ConvEngine(wiring.Component):
                                  d_ny.eq(p_ny), d_nx.eq(p_nx), d_w.eq(w_base), d_a.eq(a_base), d_glast.eq(glast)]
                 with m.Else():
                     m.d.sync += d_valid.eq(0)
-            with m.If(phase == ConvPhase.DRAIN):
-                m.d.sync += first.eq(1)
+            if not banked:        # two banks: at the hand-over
+                with m.If(phase == ConvPhase.DRAIN):
+                    m.d.sync += first.eq(1)
         m.d.comb += self.rejected.eq(rejected)
         # ---------------------------------------------------------------- issue
         pending_last = Signal()
@@ -259,8 +326,19 @@ class ConvEngine(wiring.Component):
         w_tap, w_row, w_ev = Signal(w_range), Signal(w_range), Signal(w_range)
         a_tap, a_row, a_ev = Signal(a_range), Signal(a_range), Signal(a_range)
 
-        def finish_sample_input():
+        def hand_over():
             m.d.sync += [phase.eq(ConvPhase.READ), word.eq(0), group.eq(0), neuron.eq(0)]
+            if banked:
+                m.d.sync += [bank.eq(~bank), full.eq(0), port.eq(0)] + [first.eq(1) for first in firsts]
+
+        def finish_sample_input():
+            if banked:     # the neuron side idle in this cycle: hand over at once, else wait full
+                with m.If(phase == ConvPhase.ACCUMULATE):
+                    hand_over()
+                with m.Else():
+                    m.d.sync += full.eq(1)
+            else:
+                hand_over()
 
         word = Signal(range(cfg.acc_depth))          # also the word being cleared in CLEAR
         group = Signal(range(groups))
@@ -319,18 +397,26 @@ class ConvEngine(wiring.Component):
         with m.Elif(launch & d_last):     # a last event that does no work
             finish_sample_input()
 
+        if banked:
+            with m.If(full & (phase == ConvPhase.ACCUMULATE)):
+                hand_over()
+
         # Read in the issue cycle, add and write back in the next one (transparent for back-to-back words).
         writeback = Signal()
         writeback_word = Signal(range(cfg.acc_depth))
         m.d.sync += [writeback.eq(issue), writeback_word.eq(issue_word)]
         m.d.comb += [self.issue.valid.eq(issue), self.issue.weight.eq(issue_addr), self.issue.word.eq(issue_word)]
         m.d.comb += w_rd.addr.eq(issue_addr)
-        acc_lanes = [a_rd.data.word_select(k, aw).as_signed() for k in range(lanes)]
+        acc_lanes = [i_rd.data.word_select(k, aw).as_signed() for k in range(lanes)]
         with m.If(writeback):
-            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(writeback_word)]
+            m.d.comb += [i_wr.en.eq(1), i_wr.addr.eq(writeback_word)]
             for k in range(lanes):
                 weight = w_rd.data.word_select(k, wb).as_signed()
-                m.d.comb += a_wr.data.word_select(k, aw).eq(acc_lanes[k] + weight)
+                m.d.comb += i_wr.data.word_select(k, aw).eq(acc_lanes[k] + weight)
+        if banked:
+            neuron_lanes = [n_rd.data.word_select(k, aw).as_signed() for k in range(lanes)]
+        else:
+            neuron_lanes = acc_lanes
 
         # ---------------------------------------------------------------- neurons and emission
         last_lanes = cfg.out_channels - (groups - 1) * lanes
@@ -344,7 +430,7 @@ class ConvEngine(wiring.Component):
             param = p_rd.data.word_select(k, param_width)
             current = Signal(signed(aw), name=f"current{k}")
             with m.If(phase == ConvPhase.START):
-                m.d.sync += current.eq(acc_lanes[k])
+                m.d.sync += current.eq(neuron_lanes[k])
             m.d.comb += [
                 unit.start.eq(phase == ConvPhase.START),
                 unit.v0.eq(param[:cfg.v0_width].as_signed()),
@@ -380,9 +466,18 @@ class ConvEngine(wiring.Component):
         free = Signal()
         m.d.comb += free.eq((emit_mask == 0) | (taken & (emit_mask == lowest)))
 
+        if banked:
+            m.d.comb += [
+                i_rd.addr.eq(issue_word), i_rd.en.eq(issue),
+                n_rd.addr.eq(Mux(phase == ConvPhase.LATCH, word + 1, word)),
+                n_rd.en.eq((phase == ConvPhase.READ) | (phase == ConvPhase.LATCH)),
+            ]
+        else:
+            m.d.comb += [
+                a_rd.addr.eq(Mux(issue, issue_word, Mux(phase == ConvPhase.LATCH, word + 1, word))),
+                a_rd.en.eq(issue | (phase == ConvPhase.READ) | (phase == ConvPhase.LATCH)),
+            ]
         m.d.comb += [
-            a_rd.addr.eq(Mux(issue, issue_word, Mux(phase == ConvPhase.LATCH, word + 1, word))),
-            a_rd.en.eq(issue | (phase == ConvPhase.READ) | (phase == ConvPhase.LATCH)),
             p_rd.addr.eq(Mux(phase == ConvPhase.LATCH, next_group, group)),
             p_rd.en.eq((phase == ConvPhase.READ) | (phase == ConvPhase.LATCH)),
         ]
@@ -390,7 +485,7 @@ class ConvEngine(wiring.Component):
             with m.Case(ConvPhase.READ):
                 m.d.sync += phase.eq(ConvPhase.START)
             with m.Case(ConvPhase.START):
-                m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(word), a_wr.data.eq(0)]
+                m.d.comb += [n_wr.en.eq(1), n_wr.addr.eq(word), n_wr.data.eq(0)]
                 m.d.sync += [phase.eq(ConvPhase.RUN), run_steps.eq(0)]
             with m.Case(ConvPhase.RUN):
                 m.d.sync += run_steps.eq(run_steps + 1)
@@ -408,9 +503,12 @@ class ConvEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += [word.eq(word + 1), group.eq(next_group), phase.eq(ConvPhase.START)]
             with m.Case(ConvPhase.DRAIN), m.If(free):
-                m.d.sync += [phase.eq(ConvPhase.ACCUMULATE), port.eq(0)]
+                m.d.sync += phase.eq(ConvPhase.ACCUMULATE)
+                if not banked:    # two banks: the ports were reset at the hand-over
+                    m.d.sync += port.eq(0)
             with m.Case(ConvPhase.CLEAR):     # after reset: no event is taken, the write port is free
-                m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(word), a_wr.data.eq(0)]
+                # (two banks: the neuron side's port writes word `word` of both banks, see the routing)
+                m.d.comb += [n_wr.en.eq(1), n_wr.addr.eq(word), n_wr.data.eq(0)]
                 with m.If(word == cfg.acc_depth - 1):
                     m.d.sync += [phase.eq(ConvPhase.ACCUMULATE), word.eq(0)]
                 with m.Else():

@@ -47,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 
 from pascal_hdl.config import CoreConfig
 from pascal_hdl.gateware.chain import stage_block
-from pascal_hdl.gateware.engine import event_layout
+from pascal_hdl.gateware.engine import breaks_stream_rule, event_layout
 from pascal_hdl.model.core import SAMPLE_TAG_WIDTH
 from pascal_hdl.widths import check_type
 
@@ -175,8 +175,8 @@ class NetworkCore(wiring.Component):
         prev_index = Signal.like(self.i.payload.index)
         seen_valid = Signal()
         payload = self.i.payload
-        bad = ((payload.index >= cfg.input_features) | (payload.count > cfg.input_levels)
-               | (~starting & seen_valid & (payload.index <= prev_index)))
+        bad = breaks_stream_rule(payload.index, payload.count, cfg.input_features, cfg.input_levels,
+                                 ~starting & seen_valid, prev_index)
         slot = Mux(starting, free, current)
         with m.If(accept):
             with m.If(start):

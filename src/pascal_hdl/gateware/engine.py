@@ -51,7 +51,7 @@ from pascal_hdl.gateware.neuron import PascIfNeuron
 from pascal_hdl.model.engine import Phase
 from pascal_hdl.widths import check_type
 
-__all__ = ["LayerEngine", "event_layout", "result_layout", "times_constant"]
+__all__ = ["LayerEngine", "breaks_stream_rule", "event_layout", "result_layout", "times_constant"]
 
 
 def event_layout(features: int, levels: int) -> data.StructLayout:
@@ -64,6 +64,15 @@ def result_layout(classes: int, logit_width: int) -> data.StructLayout:
     return data.StructLayout({"logits": data.ArrayLayout(signed(logit_width), classes), "cls": range(max(classes, 2))})
 
 
+def breaks_stream_rule(index, count, in_features: int, t_in: int, seen, prev_index):
+    """The stream rule of a stage's input as a combinational expression, one home for every block that
+    judges input events (the layer and conv engines, the core's gate): high if the event's index is not
+    below ``in_features``, its count is above ``t_in``, or ``seen`` (an event of the sample was kept
+    before) and its index is not above ``prev_index`` (the last kept one). The cycle models use
+    :func:`pascal_hdl.model.engine.breaks_stream_rule`."""
+    return (index >= in_features) | (count > t_in) | (seen & (index <= prev_index))
+
+
 def times_constant(value, constant: int):
     """``value * constant`` from shifts and adders (a constant, so no multiplier is inferred)."""
     terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
@@ -73,6 +82,41 @@ def times_constant(value, constant: int):
     for term in terms[1:]:
         total = total + term
     return total
+
+
+class _BankPort:
+    """The accumulate or the drain side's view of an accumulator port of a double-buffered engine:
+    ``addr``, ``en`` and ``data`` (read data, or the word to write), routed to a bank by :func:`_route_banks`."""
+
+    def __init__(self, depth: int, width: int, name: str):
+        self.addr = Signal(range(depth), name=f"{name}_addr")
+        self.en = Signal(name=f"{name}_en")
+        self.data = Signal(width, name=f"{name}_data")
+
+
+def _route_banks(m, bank_memories, bank, clearing, fill, drain):
+    """Connect the two sides' ports to the two bank memories: bank ``bank`` to the accumulate side
+    (``fill``: read, write), the other to the drain side; in CLEAR both banks follow the accumulate
+    side's write port (zero, word by word). Each bank's read port is transparent for its write port
+    (a word written back in the cycle it is read again, groups == 1). Read data is selected by the
+    bank register, which changes only at a hand-over, when neither side has a read in flight."""
+    (fill_rd, fill_wr), (drain_rd, drain_wr) = fill, drain
+    read_data = []
+    for number, bank_memory in enumerate(bank_memories):
+        wr = bank_memory.write_port()
+        rd = bank_memory.read_port(transparent_for=(wr,))
+        fills = (bank == number) | clearing
+        owned = bank == number
+        m.d.comb += [
+            rd.addr.eq(Mux(owned, fill_rd.addr, drain_rd.addr)),
+            rd.en.eq(Mux(owned, fill_rd.en, drain_rd.en)),
+            wr.addr.eq(Mux(fills, fill_wr.addr, drain_wr.addr)),
+            wr.en.eq(Mux(fills, fill_wr.en, drain_wr.en)),
+            wr.data.eq(Mux(fills, fill_wr.data, drain_wr.data)),
+        ]
+        read_data.append(rd.data)
+    m.d.comb += [fill_rd.data.eq(Mux(bank, read_data[1], read_data[0])),
+                 drain_rd.data.eq(Mux(bank, read_data[0], read_data[1]))]
 
 
 class LayerEngine(wiring.Component):
@@ -131,20 +175,36 @@ class LayerEngine(wiring.Component):
 
         m.submodules.weights = weights = memory.Memory(
             shape=unsigned(lanes * wb), depth=cfg.weight_depth, init=cfg.weight_words())
-        m.submodules.acc = acc = memory.Memory(shape=unsigned(lanes * aw), depth=groups, init=[])
+        banked = cfg.banks == 2
+        if banked:
+            bank_memories = [memory.Memory(shape=unsigned(lanes * aw), depth=groups, init=[]) for _ in range(2)]
+            m.submodules.acc0, m.submodules.acc1 = bank_memories
+        else:
+            m.submodules.acc = acc = memory.Memory(shape=unsigned(lanes * aw), depth=groups, init=[])
         param_width = cfg.logit_width if cfg.is_readout else cfg.v0_width + cfg.theta_width
         m.submodules.params = params = memory.Memory(
             shape=unsigned(lanes * param_width), depth=groups, init=cfg.param_words())
         w_rd = weights.read_port()
-        a_wr = acc.write_port()
-        # Transparent: an accumulator written back in the cycle it is read again (groups == 1).
-        a_rd = acc.read_port(transparent_for=(a_wr,))
+        if banked:
+            # The accumulate side's ports (a_rd, a_wr) and the drain side's (drain_rd, drain_wr), each
+            # routed to the bank that side owns (see _route_banks).
+            bank = Signal()                          # the bank the accumulate side fills
+            a_rd, a_wr = _BankPort(groups, lanes * aw, "fill_rd"), _BankPort(groups, lanes * aw, "fill_wr")
+            drain_rd, drain_wr = _BankPort(groups, lanes * aw, "drain_rd"), _BankPort(groups, lanes * aw, "drain_wr")
+        else:
+            a_wr = acc.write_port()
+            # Transparent: an accumulator written back in the cycle it is read again (groups == 1).
+            a_rd = acc.read_port(transparent_for=(a_wr,))
+            drain_rd, drain_wr = a_rd, a_wr
         p_rd = params.read_port()
 
         phase = Signal(Phase, init=Phase.CLEAR)      # reset and power-up: clear the accumulators first
         busy = Signal()                              # issuing the remaining spikes of an event
         base = Signal(range(cfg.weight_depth))       # j * groups of that event
         group = Signal(range(groups))                # also the word being cleared in CLEAR
+        # The group being issued: the same counter as the neurons' with one bank; its own with two.
+        fill_group = Signal(range(groups), name="fill_group") if banked else group
+        held = Signal(name="held") if banked else None   # two banks: a full bank waits for the drain side
         repeats = Signal(range(cfg.t_in + 1))        # spikes left after the current one
         last_seen = Signal()
         first = Signal(init=1)                       # no event of this sample yet
@@ -158,7 +218,10 @@ class LayerEngine(wiring.Component):
         # producer (another engine's output multiplexer) into the address logic.
         buffered = Signal()
         payload = Signal.like(self.i.payload)
-        can_take = (phase == Phase.ACCUMULATE) & ~busy
+        if banked:
+            can_take = (phase != Phase.CLEAR) & ~held & ~busy
+        else:
+            can_take = (phase == Phase.ACCUMULATE) & ~busy
         clearing = phase == Phase.CLEAR
         m.d.comb += self.i.ready.eq(~clearing & (~buffered | can_take))
         accept = buffered & can_take
@@ -166,7 +229,7 @@ class LayerEngine(wiring.Component):
             m.d.sync += [buffered.eq(1), payload.eq(self.i.payload)]
         with m.Elif(accept):
             m.d.sync += buffered.eq(0)
-        bad = (payload.index >= cfg.in_features) | (payload.count > cfg.t_in) | (~first & (payload.index <= prev_index))
+        bad = breaks_stream_rule(payload.index, payload.count, cfg.in_features, cfg.t_in, ~first, prev_index)
         count = Signal.like(payload.count)
         m.d.comb += [count.eq(Mux(bad, 0, payload.count)), self.rejected.eq(accept & bad)]
 
@@ -176,7 +239,10 @@ class LayerEngine(wiring.Component):
         start_addr = times_constant(payload.index, groups)
 
         def finish_sample_input():
-            m.d.sync += [phase.eq(Phase.READ), group.eq(0), lane.eq(0), neuron.eq(0)]
+            if banked:   # the bank is full: hand it to the drain side (next cycle or once it is free)
+                m.d.sync += [held.eq(1), first.eq(1), last_seen.eq(0)]
+            else:
+                m.d.sync += [phase.eq(Phase.READ), group.eq(0), lane.eq(0), neuron.eq(0)]
 
         with m.If(accept):
             m.d.sync += last_seen.eq(payload.last)
@@ -186,37 +252,49 @@ class LayerEngine(wiring.Component):
                 m.d.comb += [issue.eq(1), issue_addr.eq(start_addr), issue_group.eq(0)]
                 m.d.sync += base.eq(start_addr)
                 if groups == 1:
-                    m.d.sync += [busy.eq(count > 1), repeats.eq(count - 2), group.eq(0)]
+                    m.d.sync += [busy.eq(count > 1), repeats.eq(count - 2), fill_group.eq(0)]
                     with m.If((count == 1) & payload.last):
                         finish_sample_input()
                 else:
-                    m.d.sync += [busy.eq(1), repeats.eq(count - 1), group.eq(1)]
+                    m.d.sync += [busy.eq(1), repeats.eq(count - 1), fill_group.eq(1)]
             with m.Elif(payload.last):
                 finish_sample_input()
         with m.Elif(busy):
-            m.d.comb += [issue.eq(1), issue_addr.eq(base + group), issue_group.eq(group)]
-            with m.If(group == groups - 1):
+            m.d.comb += [issue.eq(1), issue_addr.eq(base + fill_group), issue_group.eq(fill_group)]
+            with m.If(fill_group == groups - 1):
                 with m.If(repeats == 0):
                     m.d.sync += busy.eq(0)
                     with m.If(last_seen):
                         finish_sample_input()
                 with m.Else():
-                    m.d.sync += [repeats.eq(repeats - 1), group.eq(0)]
+                    m.d.sync += [repeats.eq(repeats - 1), fill_group.eq(0)]
             with m.Else():
-                m.d.sync += group.eq(group + 1)
+                m.d.sync += fill_group.eq(fill_group + 1)
 
         # Read in the issue cycle, add and write back in the next one.
         writeback = Signal()
         writeback_group = Signal(range(groups))
         m.d.sync += [writeback.eq(issue), writeback_group.eq(issue_group)]
-        m.d.comb += [
-            w_rd.addr.eq(issue_addr),
-            a_rd.addr.eq(Mux(issue, issue_group, group)),
-            a_rd.en.eq(issue | (phase == Phase.READ)),
-            p_rd.addr.eq(group),
-            p_rd.en.eq(phase == Phase.READ),
-        ]
+        if banked:
+            m.d.comb += [
+                w_rd.addr.eq(issue_addr),
+                a_rd.addr.eq(issue_group),
+                a_rd.en.eq(issue),
+                drain_rd.addr.eq(group),
+                drain_rd.en.eq(phase == Phase.READ),
+                p_rd.addr.eq(drain_rd.addr),     # the parameters of the group being drained
+                p_rd.en.eq(drain_rd.en),
+            ]
+        else:
+            m.d.comb += [
+                w_rd.addr.eq(issue_addr),
+                a_rd.addr.eq(Mux(issue, issue_group, group)),
+                a_rd.en.eq(issue | (phase == Phase.READ)),
+                p_rd.addr.eq(group),
+                p_rd.en.eq(phase == Phase.READ),
+            ]
         acc_lanes = [a_rd.data.word_select(k, aw).as_signed() for k in range(lanes)]
+        drain_lanes = [drain_rd.data.word_select(k, aw).as_signed() for k in range(lanes)] if banked else acc_lanes
         with m.If(writeback):
             m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(writeback_group)]
             for k in range(lanes):
@@ -225,7 +303,7 @@ class LayerEngine(wiring.Component):
 
         # ---------------------------------------------------------------- clear
         # After reset: zero accumulator word `group`, one per cycle (no event is taken, so the
-        # write port is free), then accumulate.
+        # write port is free; with two banks both follow it), then accumulate.
         with m.If(clearing):
             m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(group), a_wr.data.eq(0)]
             with m.If(group == groups - 1):
@@ -234,7 +312,16 @@ class LayerEngine(wiring.Component):
                 m.d.sync += group.eq(group + 1)
 
         def end_sample():
-            m.d.sync += [phase.eq(Phase.ACCUMULATE), first.eq(1), last_seen.eq(0), group.eq(0)]
+            if banked:   # the drain side is free again (ACCUMULATE: no bank to drain)
+                m.d.sync += [phase.eq(Phase.ACCUMULATE), group.eq(0)]
+            else:
+                m.d.sync += [phase.eq(Phase.ACCUMULATE), first.eq(1), last_seen.eq(0), group.eq(0)]
+
+        if banked:
+            # Hand-over: a full bank and a free drain side; the accumulate side takes the other bank.
+            with m.If(held & (phase == Phase.ACCUMULATE)):
+                m.d.sync += [held.eq(0), bank.eq(~bank), phase.eq(Phase.READ), group.eq(0), lane.eq(0), neuron.eq(0)]
+            _route_banks(m, bank_memories, bank, clearing, (a_rd, a_wr), (drain_rd, drain_wr))
 
         def next_lane(done):
             m.d.sync += neuron.eq(neuron + 1)
@@ -246,9 +333,9 @@ class LayerEngine(wiring.Component):
                 m.d.sync += lane.eq(lane + 1)
 
         if cfg.is_readout:
-            self._readout(m, phase, lane, neuron, group, acc_lanes, p_rd, a_wr, next_lane, end_sample)
+            self._readout(m, phase, lane, neuron, group, drain_lanes, p_rd, drain_wr, next_lane, end_sample)
         else:
-            self._neurons(m, phase, lane, neuron, group, run_steps, acc_lanes, p_rd, a_wr, next_lane, end_sample)
+            self._neurons(m, phase, lane, neuron, group, run_steps, drain_lanes, p_rd, drain_wr, next_lane, end_sample)
         return m
 
     def _neurons(self, m, phase, lane, neuron, group, run_steps, acc_lanes, p_rd, a_wr, next_lane, end_sample):

@@ -23,7 +23,7 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from pascal_hdl.gateware.conv import decode_index_signals
+from pascal_hdl.gateware.conv import decode_index_signals, double_buffer
 from pascal_hdl.gateware.engine import event_layout
 from pascal_hdl.model.engine import Phase
 from pascal_hdl.model.pool import PoolConfig
@@ -74,9 +74,13 @@ class PoolUnit(wiring.Component):
         cells = cfg.out_features
         value_width = max(1, cfg.t_out.bit_length())
 
-        m.submodules.cells = store = memory.Memory(shape=unsigned(value_width), depth=cells, init=[])
-        c_wr = store.write_port()
-        c_rd = store.read_port(transparent_for=(c_wr,))
+        banked = cfg.banks == 2
+        if not banked:
+            m.submodules.cells = store = memory.Memory(shape=unsigned(value_width), depth=cells, init=[])
+            c_wr = store.write_port()
+            c_rd = store.read_port(transparent_for=(c_wr,))
+            i_wr = s_wr = c_wr      # one memory: both sides use its ports
+            i_rd = s_rd = c_rd
 
         # Tap tables (combinational ROMs): per input row (ny, oy0*Wo*C), per column (nx, ox0*C).
         a_range = range(cells + 1)
@@ -93,6 +97,19 @@ class PoolUnit(wiring.Component):
 
         phase = Signal(Phase, init=Phase.CLEAR)   # reset and power-up: clear the cells first
         clearing = phase == Phase.CLEAR
+        if banked:
+            bank = Signal()     # the bank the input side updates; the sweep side works on the other
+            full = Signal()     # a complete sample waits in `bank` for the sweep side to be idle
+            # i_*: the update side's ports, s_*: the sweep side's (read, emit, clear).
+            i_wr, i_rd, s_wr, s_rd = double_buffer(m, "cells", value_width, cells, bank, clearing)
+            input_side = Signal()
+            m.d.comb += input_side.eq(~clearing & ~full)
+
+            def accumulating():
+                return input_side
+        else:
+            def accumulating():
+                return phase == Phase.ACCUMULATE
         buffered = Signal()
         payload = Signal.like(self.i.payload)
         d_valid, d_last = Signal(), Signal()
@@ -109,8 +126,8 @@ class PoolUnit(wiring.Component):
         prev_index = Signal.like(payload.index)
         neuron = Signal(range(cells))                # also the cell being cleared in CLEAR
 
-        launch = d_valid & (phase == Phase.ACCUMULATE) & ~busy
-        decode = buffered & (phase == Phase.ACCUMULATE) & ~last_seen & (~d_valid | launch)
+        launch = d_valid & accumulating() & ~busy
+        decode = buffered & accumulating() & ~last_seen & (~d_valid | launch)
         m.d.comb += self.i.ready.eq(~clearing & (~buffered | decode))
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [buffered.eq(1), payload.eq(self.i.payload)]
@@ -136,8 +153,19 @@ class PoolUnit(wiring.Component):
         with m.Elif(launch):
             m.d.sync += d_valid.eq(0)
 
-        def finish_sample_input():
+        def hand_over():
             m.d.sync += [phase.eq(Phase.READ), neuron.eq(0)]
+            if banked:
+                m.d.sync += [bank.eq(~bank), full.eq(0), first.eq(1), last_seen.eq(0)]
+
+        def finish_sample_input():
+            if banked:     # the sweep side idle in this cycle: hand over at once, else wait full
+                with m.If(phase == Phase.ACCUMULATE):
+                    hand_over()
+                with m.Else():
+                    m.d.sync += full.eq(1)
+            else:
+                hand_over()
 
         cur_ix, cur_iy = Signal.like(ix), Signal.like(iy)
         cur_nx, cur_ny = Signal.like(it_nx), Signal.like(it_ny)
@@ -170,39 +198,55 @@ class PoolUnit(wiring.Component):
         with m.Elif(launch & d_last):
             finish_sample_input()
 
+        if banked:
+            with m.If(full & (phase == Phase.ACCUMULATE)):
+                hand_over()
+
         # Read in the update cycle, combine and write back in the next one.
         writeback = Signal()
         writeback_cell = Signal.like(issue_cell)
         writeback_count = Signal.like(issue_count)
         m.d.sync += [writeback.eq(issue), writeback_cell.eq(issue_cell), writeback_count.eq(issue_count)]
-        old = c_rd.data
+        old = i_rd.data
         if cfg.reduce == "max":
             combined = Mux(old > writeback_count, old, writeback_count)
         else:
             combined = old + writeback_count
         with m.If(writeback):
-            m.d.comb += [c_wr.en.eq(1), c_wr.addr.eq(writeback_cell), c_wr.data.eq(combined)]
+            m.d.comb += [i_wr.en.eq(1), i_wr.addr.eq(writeback_cell), i_wr.data.eq(combined)]
+        swept = s_rd.data if banked else old
 
         is_last = neuron == cells - 1
-        wanted = (old != 0) | is_last
+        wanted = (swept != 0) | is_last
         advance = (phase == Phase.EMIT) & (~wanted | self.o.ready)
-        m.d.comb += [
-            c_rd.addr.eq(Mux(issue, issue_cell, Mux(phase == Phase.READ, 0, neuron + 1))),
-            c_rd.en.eq(issue | (phase == Phase.READ) | advance),
-        ]
+        if banked:
+            m.d.comb += [
+                i_rd.addr.eq(issue_cell), i_rd.en.eq(issue),
+                s_rd.addr.eq(Mux(phase == Phase.READ, 0, neuron + 1)),
+                s_rd.en.eq((phase == Phase.READ) | advance),
+            ]
+        else:
+            m.d.comb += [
+                c_rd.addr.eq(Mux(issue, issue_cell, Mux(phase == Phase.READ, 0, neuron + 1))),
+                c_rd.en.eq(issue | (phase == Phase.READ) | advance),
+            ]
         with m.Switch(phase):
             with m.Case(Phase.READ):
                 m.d.sync += phase.eq(Phase.EMIT)
             with m.Case(Phase.EMIT):
                 m.d.comb += [self.o.valid.eq(wanted), self.o.payload.index.eq(neuron),
-                             self.o.payload.count.eq(old), self.o.payload.last.eq(is_last)]
+                             self.o.payload.count.eq(swept), self.o.payload.last.eq(is_last)]
                 with m.If(advance):
-                    m.d.comb += [c_wr.en.eq(1), c_wr.addr.eq(neuron), c_wr.data.eq(0)]
+                    m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(neuron), s_wr.data.eq(0)]
                     m.d.sync += neuron.eq(neuron + 1)
                     with m.If(is_last):
-                        m.d.sync += [phase.eq(Phase.ACCUMULATE), first.eq(1), last_seen.eq(0)]
+                        if banked:    # the input side was reset at the hand-over
+                            m.d.sync += phase.eq(Phase.ACCUMULATE)
+                        else:
+                            m.d.sync += [phase.eq(Phase.ACCUMULATE), first.eq(1), last_seen.eq(0)]
             with m.Case(Phase.CLEAR):     # after reset: no event is taken, the write port is free
-                m.d.comb += [c_wr.en.eq(1), c_wr.addr.eq(neuron), c_wr.data.eq(0)]
+                # (two banks: the sweep side's port writes cell `neuron` of both banks, see the routing)
+                m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(neuron), s_wr.data.eq(0)]
                 with m.If(is_last):
                     m.d.sync += [phase.eq(Phase.ACCUMULATE), neuron.eq(0)]
                 with m.Else():

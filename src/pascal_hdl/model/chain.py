@@ -42,8 +42,9 @@ from pascal_hdl.model.residual import (
     block_layers,
 )
 
-__all__ = ["UP5K_DIGITS_CNN_LANES", "UP5K_DIGITS_RESNET_LANES", "ChainModel", "chain_forward", "core_config", "golden_stage_levels",
-           "is_linear_chain", "stage_configs", "stage_kind", "stage_lanes", "stage_model"]
+__all__ = ["UP5K_DIGITS_CNN_LANES", "UP5K_DIGITS_RESNET_LANES", "ChainModel", "balance_lanes", "calibration_levels",
+           "chain_forward", "core_config", "golden_stage_levels", "is_linear_chain", "stage_configs", "stage_cycles",
+           "stage_kind", "stage_lanes", "stage_model", "with_double_buffer"]
 
 
 def stage_configs(model, lanes: int | None = None, layer_lanes: dict | None = None) -> list:
@@ -124,7 +125,7 @@ def is_linear_chain(model) -> bool:
 
 
 def core_config(model, lanes=None, layer_lanes: dict | None = None, name: str | None = None,
-                in_flight: int = 1) -> CoreConfig:
+                in_flight: int = 1, double_buffer=None) -> CoreConfig:
     """The :class:`~pascal_hdl.config.CoreConfig` of any network the hardware takes.
 
     A Linear chain (:func:`is_linear_chain`) without ``layer_lanes`` goes through
@@ -132,9 +133,49 @@ def core_config(model, lanes=None, layer_lanes: dict | None = None, name: str | 
     exactly what it always was; any other network (Conv2d, pooling, residual blocks, a Linear
     readout) becomes the stages of :func:`stage_configs` (``lanes`` an int or None, ``layer_lanes``
     per golden layer name). ``in_flight``: samples the core holds at once (:attr:`CoreConfig.in_flight`).
+    ``double_buffer``: None or False (every stage single-buffered), True (every stage whose configuration
+    has a ``banks`` field gets ``banks=2``) or stage names (those stages; a golden layer name works for
+    the stage it becomes); double buffering needs ``in_flight >= 2``.
     What the hardware cannot take raises a :class:`HardwareError` naming the layer."""
     config = _core_config(model, lanes, layer_lanes, name)
-    return config if in_flight == 1 else dataclasses.replace(config, in_flight=in_flight)
+    layers = with_double_buffer(config.layers, double_buffer)
+    if in_flight == 1 and layers == config.layers:
+        return config
+    return dataclasses.replace(config, in_flight=in_flight, layers=layers)
+
+
+def with_double_buffer(stages, double_buffer) -> tuple:
+    """The stages with ``banks=2`` where ``double_buffer`` asks for it (see :func:`core_config`): True
+    for every stage that has the field, or an iterable of stage names (or golden layer names, matched
+    as identifiers); an unknown name, or a named stage without the field, is a HardwareError."""
+    stages = tuple(stages)
+    if double_buffer is None or double_buffer is False:
+        return stages
+    if double_buffer is True:
+        return tuple(_banked(stage) if _has_banks(stage) else stage for stage in stages)
+    if isinstance(double_buffer, str):
+        raise TypeError("double_buffer: expected True or a collection of stage names, got a string")
+    wanted = {_identifier(str(name)): str(name) for name in double_buffer}
+    names = {stage.name for stage in stages}
+    unknown = sorted(text for identifier, text in wanted.items() if identifier not in names)
+    if unknown:
+        raise HardwareError(f"double_buffer: no stage named {', '.join(unknown)} (stages: {', '.join(sorted(names))})")
+    out = []
+    for stage in stages:
+        if stage.name in wanted:
+            if not _has_banks(stage):
+                raise HardwareError(f"double_buffer: stage '{stage.name}' ({stage_kind(stage)}) has no second bank")
+            stage = _banked(stage)
+        out.append(stage)
+    return tuple(out)
+
+
+def _has_banks(stage) -> bool:
+    return dataclasses.is_dataclass(stage) and "banks" in {f.name for f in dataclasses.fields(stage)}
+
+
+def _banked(stage):
+    return dataclasses.replace(stage, banks=2)
 
 
 def _core_config(model, lanes, layer_lanes, name) -> CoreConfig:
@@ -314,3 +355,143 @@ def ideal_cycles(stages, levels) -> dict[str, np.ndarray]:
         if not (isinstance(stage, LayerConfig) and stage.is_readout):
             values = stage.forward(values)
     return ideal
+
+
+# ---------------------------------------------------------------------------------------------- lane balancing
+
+
+def stage_cycles(stage, counts, max_cycles: int = 50_000_000) -> dict:
+    """A stage's cycles when it runs alone on back-to-back samples (its cycle model, a source that offers the
+    events of every sample back to back, a sink always ready), after its CLEAR phase: ``total`` (from the
+    first accepted event to the last output taken), ``per_image`` (``total / samples``: the bound the stage
+    sets on the steady-state cycles per image of any core it is part of) and ``images``. ``counts`` are
+    the stage's input counts ``(batch, in_features)`` in its input order (:func:`chain_forward`)."""
+    from pascal_hdl.model.engine import sample_events
+
+    counts = np.asarray(counts)
+    model = stage_model(stage)
+    queue = [event for sample in counts for event in sample_events(sample)]
+    readout = bool(getattr(stage, "is_readout", False))
+    position, done, started = 0, 0, None
+    for cycle in range(max_cycles):
+        valid = model.out_valid()
+        payload = model.out_payload if valid else None
+        offered = position < len(queue)
+        accepted, taken = model.step(offered, queue[position] if offered else None, True)
+        if accepted:
+            started = cycle if started is None else started
+            position += 1
+        if taken and (readout or payload["last"]):
+            done += 1
+            if done == len(counts):
+                total = cycle + 1 - started
+                return {"images": len(counts), "total": total, "per_image": total / len(counts)}
+    raise RuntimeError(f"stage '{stage.name}' did not finish {len(counts)} samples in {max_cycles} cycles")  # pragma: no cover
+
+
+def _linear_period(stage: LayerConfig, counts: np.ndarray) -> float:
+    """Cycles per image of a Linear engine alone, from its timing (module docstring of the engine):
+    accumulate ``sum max(1, count * groups)`` over the sample's events; drain ``groups * (2 + T2) + out``
+    (hidden) or ``groups + out + 2`` (readout); one bank: their sum, two: the larger (+1, the hand-over);
+    exact for back-to-back samples after the first (``test_engine.py`` checks the timing, ``test_core_pipeline.py``
+    this formula against :func:`stage_cycles`)."""
+    silent = (counts.sum(axis=1) == 0).astype(np.int64)   # the single (0, 0, last) event costs a cycle
+    accumulate = counts.sum(axis=1) * stage.groups + silent
+    if stage.is_readout:
+        drain = stage.groups + stage.out_features + 2
+    else:
+        drain = stage.groups * (2 + stage.t_out) + stage.out_features
+    if stage.banks == 2:
+        return float(np.maximum(accumulate, drain).mean() + 1)
+    return float((accumulate + drain).mean())
+
+
+def _lane_steps(out_channels: int) -> list[int]:
+    """The lane counts worth trying for ``out_channels`` neurons: the smallest that gives each number of groups."""
+    steps = sorted({-(-out_channels // groups) for groups in range(1, out_channels + 1)})
+    return [lane for lane in steps if lane <= MAX_BALANCE_LANES]
+
+
+MAX_BALANCE_LANES = 32
+
+
+def balance_lanes(model, levels, lanes=None, budget: int | None = None, target: float | None = None,
+                  double_buffer=None, in_flight: int = 1, samples: int = 16) -> dict:
+    """Lanes per layer so that the stage periods are balanced: the steady state of a core with samples in
+    flight is bounded by its slowest stage, so lanes go where they shorten the slowest one.
+
+    Every weighted golden layer (Linear, Conv2d, each layer of a residual block) is a knob. Starting
+    from one lane each, the slowest stage's knob is raised to its next useful lane count (one that
+    lowers its groups) while the total of the lanes stays within ``budget`` (default: the total of
+    the default design's lanes, ``lanes`` or 8 per hidden layer and 16 per readout, each capped at the
+    layer's size) and the slowest period is above ``target`` (cycles per image, default none). A
+    period is the stage's cycles per image alone (:func:`stage_cycles`; a Linear engine from its
+    exact timing formula, see :func:`_linear_period`) on ``levels`` (flat ``"chw"`` input levels; the
+    first ``samples`` for the measured stages), with ``double_buffer`` and ``in_flight`` as the core
+    will be built. Returns ``{"layer_lanes": {layer: lanes}, "periods": {stage: cycles per image},
+    "bound": the slowest period, "budget": budget}``."""
+    levels = np.asarray(levels)
+    knobs = [layer.name for layer in model.layers]
+    outputs = {layer.name: int(layer.output_shape[0]) for layer in model.layers}
+    readouts = {layer.name for layer in model.layers if layer.is_readout}
+    if budget is None:
+        budget = sum(min(outputs[k], (DEFAULT_READOUT_LANES if k in readouts else DEFAULT_HIDDEN_LANES)
+                         if lanes is None else int(lanes)) for k in knobs)
+    chosen = {k: 1 for k in knobs}
+    cache: dict = {}
+
+    def periods(choice):
+        config = core_config(model, layer_lanes=choice, in_flight=max(in_flight, 2) if double_buffer else in_flight,
+                             double_buffer=double_buffer)
+        values, found = levels, {}
+        for stage in config.layers:
+            key = (stage.name, repr(stage_lanes(stage)), getattr(stage, "banks", 1))
+            if key not in cache:
+                if isinstance(stage, LayerConfig):
+                    cache[key] = _linear_period(stage, values)
+                else:
+                    cache[key] = stage_cycles(stage, values[:samples])["per_image"]
+            found[stage.name] = cache[key]
+            if not getattr(stage, "is_readout", False):
+                values = stage.forward(values)
+        return config, found
+
+    def knobs_of(config, stage_name):
+        stage = next(s for s in config.layers if s.name == stage_name)
+        if isinstance(stage, ResidualBlockConfig):
+            names = [k for k in knobs if _identifier(k) in (stage.conv1.name, stage.merge.name)]
+        else:
+            names = [k for k in knobs if _identifier(k) == stage.name]
+        return sorted(names, key=lambda k: chosen[k])
+
+    config, found = periods(chosen)
+    while True:
+        slowest = max(found, key=found.get)
+        if target is not None and found[slowest] <= target:
+            break
+        raised = False
+        for knob in knobs_of(config, slowest):
+            bigger = [lane for lane in _lane_steps(outputs[knob]) if lane > chosen[knob]]
+            if bigger and sum(chosen.values()) - chosen[knob] + bigger[0] <= budget:
+                chosen[knob] = bigger[0]
+                raised = True
+                break
+        if not raised:
+            break
+        config, found = periods(chosen)
+    return {"layer_lanes": dict(chosen), "periods": found, "bound": max(found.values()), "budget": budget}
+
+
+def calibration_levels(model, limit: int = 64) -> np.ndarray:
+    """Input levels to balance a design on: the first ``limit`` images of the bundled digits test split if the
+    network takes their shape, else uniform random levels (seed 0); flat ``"chw"``."""
+    from pascal_ref.io.data import DataError, load_data
+
+    network = model.network
+    try:
+        data = load_data("digits", limit=limit, network=network)
+    except DataError:   # another input shape: random levels
+        rng = np.random.default_rng(0)
+        return rng.integers(0, int(network.input_levels) + 1, (limit, int(np.prod(network.input_shape))))
+    levels = model.encode_input(data.x)
+    return np.asarray(levels).reshape(len(levels), -1)

@@ -67,6 +67,7 @@ __all__ = [
     "ConvEngineModel",
     "MagicDivider",
     "Taps",
+    "check_banks",
     "axis_taps",
     "decode_index",
     "from_layout",
@@ -79,6 +80,16 @@ __all__ = [
 ]
 
 LAYOUTS = ("chw", "hwc")
+BANKS = (1, 2)
+
+
+def check_banks(what: str, banks) -> int:
+    """``banks`` of a stage (1: one accumulator or feature-map memory; 2: double-buffered, the stage
+    accumulates sample n+1 in one bank while its neurons drain sample n from the other); ``what``
+    names the stage in the one-line error."""
+    if isinstance(banks, bool) or not isinstance(banks, (int, np.integer)) or int(banks) not in BANKS:
+        raise HardwareError(f"{what}: banks must be 1 or 2, got {banks!r}")
+    return int(banks)
 
 
 class ConvPhase(enum.IntEnum):
@@ -211,6 +222,13 @@ class ConvConfig:
         ``c`` updates only the group holding output channel ``c`` (one cycle per
         spike instead of ``groups``) and the weight memory keeps one word per
         channel. Used as an input of :class:`pascal_hdl.model.residual.ResidualConfig`.
+    banks : 1 or 2
+        Accumulator memories. 1: the engine takes the next sample's events only
+        after its neurons have emitted the previous sample (period accumulate +
+        emit). 2 (double-buffered): the engine accumulates sample n+1 into one
+        bank while its neurons read, clear and emit sample n from the other
+        (period ``max(accumulate, emit)`` plus the hand-over), at twice the
+        accumulator RAM.
     """
 
     name: str
@@ -225,12 +243,14 @@ class ConvConfig:
     lanes: int = 8
     input_layout: str = "chw"
     diagonal: bool = False
+    banks: int = 1
     kernel: LayerConfig = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
         name = self.name
         if not isinstance(name, str) or not name.isidentifier():
             raise HardwareError(f"layer name must be an identifier (it names signals), got {name!r}")
+        object.__setattr__(self, "banks", check_banks(f"layer '{name}'", self.banks))
         weight = np.asarray(self.weight)
         if weight.dtype.kind not in "iu" or weight.ndim != 4:
             raise HardwareError(f"layer '{name}': weight must be an integer array (O, C, kh, kw), got {weight.dtype} {weight.shape}")
@@ -417,7 +437,8 @@ class ConvConfig:
     @property
     def clear_cycles(self) -> int:
         """Cycles of the engine's CLEAR phase after a reset (and at power-up): one accumulator word
-        zeroed per cycle, ``acc_depth`` cycles with ``i.ready`` low."""
+        zeroed per cycle (in both banks at once when :attr:`banks` is 2), ``acc_depth`` cycles with
+        ``i.ready`` low."""
         return self.acc_depth
 
     @property
@@ -430,7 +451,8 @@ class ConvConfig:
 
     @property
     def acc_bits_total(self) -> int:
-        return self.acc_depth * self.lanes * self.acc_width
+        """Accumulator RAM bits, every bank."""
+        return self.banks * self.acc_depth * self.lanes * self.acc_width
 
     @property
     def issue_groups(self) -> int:
@@ -576,6 +598,16 @@ class ConvEngineModel:
     accumulator word zeroed per cycle for :attr:`ConvConfig.clear_cycles`
     (``acc_depth``) cycles with every input port not ready, then ACCUMULATE;
     :meth:`reset` returns it there (the engine's ``rst``, at any cycle).
+
+    Double-buffered (``config.banks == 2``): :attr:`phase` is the neuron side
+    only (ACCUMULATE: idle). The input side decodes and issues whenever it is
+    not :attr:`full`; the cycle a sample's input ends (its last issue cycle, or
+    the launch of a last event without work) it is handed over if the neuron
+    side is idle in that cycle (the banks swap, the neuron side goes to READ,
+    the ports expect a new sample from the next cycle), else the input side
+    is :attr:`full` and the hand-over happens in the first cycle the neuron
+    side is idle (after its DRAIN). So the input side of sample n+1 runs while
+    the neurons emit sample n from the other bank.
     """
 
     def __init__(self, config: ConvConfig):
@@ -601,6 +633,7 @@ class ConvEngineModel:
         self.emit_mask = [False] * config.lanes   # lanes of the handed-over word still to send
         self.emit_counts = [0] * config.lanes
         self.emit_base = 0                        # output index of lane 0 of that word
+        self.full = False                         # banks == 2: a complete sample waits for the neuron side
 
     @property
     def buffer(self):
@@ -613,11 +646,17 @@ class ConvEngineModel:
 
     # -- handshakes (state only)
 
+    def _accumulating(self) -> bool:
+        """The input side decodes and issues in this cycle (one bank: only while the neurons are idle)."""
+        if self.config.banks == 1:
+            return self.phase == ConvPhase.ACCUMULATE
+        return self.phase != ConvPhase.CLEAR and not self.full
+
     def _launching(self) -> bool:
-        return self.decoded is not None and self.phase == ConvPhase.ACCUMULATE and self.busy_cycles == 0
+        return self.decoded is not None and self._accumulating() and self.busy_cycles == 0
 
     def _decoding(self) -> bool:
-        return (self.buffer is not None and self.phase == ConvPhase.ACCUMULATE
+        return (self.buffer is not None and self._accumulating()
                 and (self.decoded is None or self._launching()))
 
     def port_ready(self, port: int) -> bool:
@@ -652,11 +691,22 @@ class ConvEngineModel:
 
     # -- one cycle
 
-    def _finish_input(self):
+    def _finish_input(self, phase):
+        """The sample's input has ended in this cycle; ``phase``: the neuron side's at the cycle's start."""
+        if self.config.banks == 1 or phase == ConvPhase.ACCUMULATE:
+            self._hand_over()
+        else:
+            self.full = True
+
+    def _hand_over(self):
+        """The accumulated sample goes to the neuron side (two banks: they swap; the ports take a new sample)."""
         cfg = self.config
         self.phase, self.word, self.group, self.neuron = ConvPhase.READ, 0, 0, 0
         self.outputs = np.clip((self.total + cfg.v0) // cfg.theta, 0, cfg.t_out).reshape(-1)
         self.total = np.zeros_like(self.total)
+        if cfg.banks == 2:
+            self.full, self.port = False, 0
+            self.first, self.prev_index = [True] * len(self.ports), [-1] * len(self.ports)
 
     def _lanes_here(self) -> int:
         cfg = self.config
@@ -679,6 +729,8 @@ class ConvEngineModel:
         # The emitter is free in this cycle if it has nothing left after this cycle's hand-over.
         free = sum(self.emit_mask) == (1 if taken else 0)
 
+        if self.full and phase == ConvPhase.ACCUMULATE:
+            self._hand_over()
         if launching:
             event, self.decoded = self.decoded, None
             geometry = self.ports[event["port"]]
@@ -687,11 +739,11 @@ class ConvEngineModel:
             work = geometry.event_work(event["index"], event["count"]) if event["count"] else 0
             self.busy_cycles, self.pending_last = max(work - 1, 0), event["last"]
             if work <= 1 and event["last"]:
-                self._finish_input()
+                self._finish_input(phase)
         elif self.busy_cycles:
             self.busy_cycles -= 1
             if self.busy_cycles == 0 and self.pending_last:
-                self._finish_input()
+                self._finish_input(phase)
 
         if decoding:
             port, geometry = self.port, self.ports[self.port]
@@ -743,8 +795,10 @@ class ConvEngineModel:
                 self.group = 0 if self.group == cfg.groups - 1 else self.group + 1
                 self.phase = ConvPhase.START
         elif phase == ConvPhase.DRAIN and free:
-            self.phase, self.port = ConvPhase.ACCUMULATE, 0
-            self.first, self.prev_index = [True] * len(self.ports), [-1] * len(self.ports)
+            self.phase = ConvPhase.ACCUMULATE
+            if cfg.banks == 1:   # two banks: the ports were reset at the hand-over
+                self.port = 0
+                self.first, self.prev_index = [True] * len(self.ports), [-1] * len(self.ports)
         return accepted, taken
 
 

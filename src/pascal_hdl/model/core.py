@@ -13,7 +13,7 @@ import numpy as np
 
 from pascal_hdl.config import CoreConfig, HardwareError
 from pascal_hdl.model.chain import stage_model
-from pascal_hdl.model.engine import sample_events
+from pascal_hdl.model.engine import breaks_stream_rule, sample_events
 from pascal_hdl.widths import check_type
 
 __all__ = ["CoreModel", "SAMPLE_TAG_WIDTH", "check_levels", "run_model", "run_stream", "expected_cycles",
@@ -21,13 +21,6 @@ __all__ = ["CoreModel", "SAMPLE_TAG_WIDTH", "check_levels", "run_model", "run_st
 
 SAMPLE_TAG_WIDTH = 16     # the result's sample number, modulo 2**16
 COUNTER_MODULUS = 1 << 32  # the core's cycle counter (CYCLE_COUNTER_WIDTH bits)
-
-
-def breaks_input_rule(config: CoreConfig, event, seen_valid: bool, prev_index: int) -> bool:
-    """The first stage's stream rule, as the core's gate applies it: index below ``input_features``,
-    count at most ``input_levels``, index above the sample's previous valid index."""
-    return (event["index"] >= config.input_features or event["count"] > config.input_levels
-            or (seen_valid and event["index"] <= prev_index))
 
 
 class CoreModel:
@@ -96,7 +89,8 @@ class CoreModel:
         taken = result_valid and bool(out_ready)
         start = accept and not self.within
         if accept:
-            bad = breaks_input_rule(self.config, in_payload, self.seen_valid and not start, self.prev_index)
+            bad = breaks_stream_rule(in_payload, self.config.input_features, self.config.input_levels,
+                                     self.seen_valid and not start, self.prev_index)
             slot = self.free if start else self.current
             if start:
                 self.stamps[slot], self.current, self.free = self.now % COUNTER_MODULUS, slot, (slot + 1) % depth

@@ -12,7 +12,17 @@ import numpy as np
 from pascal_hdl.config import LayerConfig
 from pascal_hdl.widths import check_type
 
-__all__ = ["Phase", "EngineModel", "sample_events"]
+__all__ = ["Phase", "EngineModel", "breaks_stream_rule", "sample_events"]
+
+
+def breaks_stream_rule(event, in_features: int, t_in: int, seen_valid: bool, prev_index: int) -> bool:
+    """The stream rule of a stage's input, one home for every cycle model (engines, conv, pooling and
+    the core's gate): an event is dropped (and flagged ``rejected``) if its ``index`` is not below
+    ``in_features``, its ``count`` is above ``t_in``, or ``seen_valid`` (an event of the sample was
+    kept before) and its index is not above ``prev_index``, the last kept one. The gateware's
+    expression is :func:`pascal_hdl.gateware.engine.breaks_stream_rule`."""
+    return (event["index"] >= in_features or event["count"] > t_in
+            or (seen_valid and event["index"] <= prev_index))
 
 
 class Phase(enum.IntEnum):
@@ -42,6 +52,13 @@ class EngineModel:
     accumulator word zeroed per cycle for :attr:`LayerConfig.clear_cycles`
     (``groups``) cycles with ``in_ready()`` false, then ACCUMULATE; :meth:`reset`
     returns it there (the ``rst`` of the engine, at any cycle).
+
+    Double-buffered (``config.banks == 2``): :attr:`phase` is the drain side's (READ .. EMIT or
+    COLLECT .. RESULT; ACCUMULATE when it has no bank to drain) and the accumulate side runs beside
+    it: a sample whose last event has been issued leaves its bank full (:attr:`held`, its results in
+    :attr:`held_outputs`); in a cycle that starts with a full bank and a free drain side the bank is
+    handed over (the drain side starts READ in the next cycle) and the accumulate side takes the
+    next sample's events into the other bank.
     """
 
     def __init__(self, config: LayerConfig):
@@ -61,17 +78,23 @@ class EngineModel:
         self.outputs = None
         self.rejected = 0
         self.buffer = None                 # the input register
+        self.held = False                  # two banks: the accumulate side's bank is full
+        self.held_outputs = None
+
+    @property
+    def banked(self) -> bool:
+        return self.config.banks == 2
 
     def can_take(self) -> bool:
+        if self.banked:
+            return self.phase != Phase.CLEAR and not self.held and self.busy_cycles == 0
         return self.phase == Phase.ACCUMULATE and self.busy_cycles == 0
 
     def in_ready(self) -> bool:
         return self.phase != Phase.CLEAR and (self.buffer is None or self.can_take())
 
     def _bad(self, event) -> bool:
-        cfg = self.config
-        return (event["index"] >= cfg.in_features or event["count"] > cfg.t_in
-                or (not self.first and event["index"] <= self.prev_index))
+        return breaks_stream_rule(event, self.config.in_features, self.config.t_in, not self.first, self.prev_index)
 
     def rejecting(self) -> bool:
         """The ``rejected`` output in this cycle."""
@@ -96,12 +119,17 @@ class EngineModel:
 
     def _finish_input(self):
         cfg = self.config
-        self.phase, self.group, self.lane, self.neuron = Phase.READ, 0, 0, 0
         if cfg.is_readout:
-            self.outputs = self.total + cfg.v0
+            outputs = self.total + cfg.v0
         else:
-            self.outputs = np.clip((self.total + cfg.v0) // cfg.theta, 0, cfg.t_out)
+            outputs = np.clip((self.total + cfg.v0) // cfg.theta, 0, cfg.t_out)
         self.total = np.zeros_like(self.total)
+        if self.banked:
+            self.held, self.held_outputs = True, outputs
+            self.first, self.last_seen, self.prev_index = True, False, -1
+        else:
+            self.phase, self.group, self.lane, self.neuron = Phase.READ, 0, 0, 0
+            self.outputs = outputs
 
     def _next_lane(self, done):
         cfg = self.config
@@ -114,7 +142,10 @@ class EngineModel:
         self.neuron += 1
 
     def _end_sample(self):
-        self.phase, self.first, self.last_seen, self.group, self.prev_index = Phase.ACCUMULATE, True, False, 0, -1
+        if self.banked:
+            self.phase, self.group = Phase.ACCUMULATE, 0
+        else:
+            self.phase, self.first, self.last_seen, self.group, self.prev_index = Phase.ACCUMULATE, True, False, 0, -1
 
     def step(self, in_valid: bool = False, in_payload=None, out_ready: bool = True) -> tuple[bool, bool]:
         """Advance one clock cycle; return ``(input accepted, output taken)``."""
@@ -122,6 +153,7 @@ class EngineModel:
         accepted = bool(in_valid) and self.in_ready()
         taken = bool(out_ready) and self.out_valid()
         phase = self.phase
+        hand_over = self.banked and self.held and phase == Phase.ACCUMULATE
         event = self.buffer if self.can_take() else None
         if accepted:
             self.buffer = {key: in_payload[key] for key in ("index", "count", "last")}
@@ -144,6 +176,10 @@ class EngineModel:
             self.busy_cycles -= 1
             if self.busy_cycles == 0 and self.last_seen:
                 self._finish_input()
+        # The drain side (with one bank it runs only when the accumulate side is idle: other phases).
+        if hand_over:
+            self.held, self.outputs, self.held_outputs = False, self.held_outputs, None
+            self.phase, self.group, self.lane, self.neuron = Phase.READ, 0, 0, 0
         elif phase == Phase.CLEAR:
             if self.group == cfg.groups - 1:
                 self.phase, self.group = Phase.ACCUMULATE, 0

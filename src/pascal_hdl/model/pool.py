@@ -32,6 +32,7 @@ from pascal_hdl.model.conv import (
     MagicDivider,
     Taps,
     axis_taps,
+    check_banks,
     decode_index,
     index_dividers,
 )
@@ -61,6 +62,10 @@ class PoolConfig:
         Input counts lie in ``[0, t_in]``.
     input_layout : ``"hwc"`` (a conv engine's output) or ``"chw"``
         Order of the flat input index; the output is ``"hwc"``.
+    banks : 1 or 2
+        Cell memories. 2 (double-buffered): the unit pools sample n+1 into one
+        bank while it sweeps and emits sample n from the other (period
+        ``max(updates, sweep)`` instead of their sum), at twice the cell RAM.
     """
 
     name: str
@@ -70,11 +75,13 @@ class PoolConfig:
     reduce: str = "max"
     t_in: int = 1
     input_layout: str = "hwc"
+    banks: int = 1
 
     def __post_init__(self):
         name = self.name
         if not isinstance(name, str) or not name.isidentifier():
             raise HardwareError(f"pooling unit name must be an identifier (it names signals), got {name!r}")
+        object.__setattr__(self, "banks", check_banks(f"pooling '{name}'", self.banks))
         shape = tuple(int(s) for s in self.input_shape)
         if len(shape) != 3 or min(shape) < 1:
             raise HardwareError(f"pooling '{name}': input shape must be (C, H, W) with sizes >= 1, got {self.input_shape}")
@@ -135,7 +142,7 @@ class PoolConfig:
     @property
     def clear_cycles(self) -> int:
         """Cycles of the unit's CLEAR phase after a reset (and at power-up): one cell zeroed per cycle,
-        ``out_features`` cycles with ``i.ready`` low."""
+        ``out_features`` cycles with ``i.ready`` low (both banks at once when :attr:`banks` is 2)."""
         return self.out_features
 
     @property
@@ -233,7 +240,13 @@ class PoolUnitModel:
     one EMIT cycle per cell). Per cycle: read :meth:`in_ready`, :meth:`out_valid`,
     :attr:`out_payload`, then :meth:`step`. A new model is the unit after a reset (or at
     power-up): CLEAR, one cell zeroed per cycle for :attr:`PoolConfig.clear_cycles`
-    (``out_features``) cycles with ``in_ready()`` false; :meth:`reset` returns it there."""
+    (``out_features``) cycles with ``in_ready()`` false; :meth:`reset` returns it there.
+
+    Double-buffered (``config.banks == 2``): :attr:`phase` is the sweep side only (ACCUMULATE:
+    idle); the input side decodes and updates whenever it is not :attr:`full`. The cycle a sample's
+    input ends it is handed over if the sweep side is idle in that cycle (banks swap, READ next,
+    the input side takes a new sample from the next cycle), else :attr:`full` until the first cycle
+    the sweep side is idle."""
 
     def __init__(self, config: PoolConfig):
         self.config = check_type("PoolUnitModel", "config", config, PoolConfig)
@@ -254,12 +267,19 @@ class PoolUnitModel:
         self.prev_index = -1
         self.neuron = 0
         self.rejected = 0
+        self.full = False          # banks == 2: a complete sample waits for the sweep side
+
+    def _accumulating(self) -> bool:
+        """The input side decodes and updates in this cycle (one bank: only while the sweep side is idle)."""
+        if self.config.banks == 1:
+            return self.phase == Phase.ACCUMULATE
+        return self.phase != Phase.CLEAR and not self.full
 
     def _launching(self) -> bool:
-        return self.decoded is not None and self.phase == Phase.ACCUMULATE and self.busy_cycles == 0
+        return self.decoded is not None and self._accumulating() and self.busy_cycles == 0
 
     def _decoding(self) -> bool:
-        return (self.buffer is not None and self.phase == Phase.ACCUMULATE and not self.last_seen
+        return (self.buffer is not None and self._accumulating() and not self.last_seen
                 and (self.decoded is None or self._launching()))
 
     def in_ready(self) -> bool:
@@ -283,9 +303,18 @@ class PoolUnitModel:
         n = self.neuron
         return {"index": n, "count": int(self.outputs[n]), "last": n == self.config.out_features - 1}
 
-    def _finish_input(self):
+    def _finish_input(self, phase):
+        """The sample's input has ended in this cycle; ``phase``: the sweep side's at the cycle's start."""
+        if self.config.banks == 1 or phase == Phase.ACCUMULATE:
+            self._hand_over()
+        else:
+            self.full = True
+
+    def _hand_over(self):
         self.phase, self.neuron = Phase.READ, 0
         self.outputs, self.cells = self.cells, np.zeros_like(self.cells)
+        if self.config.banks == 2:
+            self.full, self.first, self.last_seen, self.prev_index = False, True, False, -1
 
     def step(self, in_valid: bool = False, in_payload=None, out_ready: bool = True) -> tuple[bool, bool]:
         """Advance one clock cycle; return ``(input accepted, output taken)``."""
@@ -294,6 +323,8 @@ class PoolUnitModel:
         taken = bool(out_ready) and self.out_valid()
         launching, decoding, phase = self._launching(), self._decoding(), self.phase
 
+        if self.full and phase == Phase.ACCUMULATE:
+            self._hand_over()
         if launching:
             event, self.decoded = self.decoded, None
             work = cfg.event_work(event["index"]) if event["count"] else 0
@@ -301,11 +332,11 @@ class PoolUnitModel:
                 cfg.update(self.cells, event["index"], event["count"])
             self.busy_cycles, self.pending_last = max(work - 1, 0), event["last"]
             if work <= 1 and event["last"]:
-                self._finish_input()
+                self._finish_input(phase)
         elif self.busy_cycles:
             self.busy_cycles -= 1
             if self.busy_cycles == 0 and self.pending_last:
-                self._finish_input()
+                self._finish_input(phase)
 
         if decoding:
             event = {"index": int(self.buffer["index"]), "count": int(self.buffer["count"]),
@@ -332,7 +363,9 @@ class PoolUnitModel:
             self.phase = Phase.EMIT
         elif phase == Phase.EMIT and (taken or not self.out_valid()):
             if self.neuron == cfg.out_features - 1:
-                self.phase, self.first, self.last_seen, self.prev_index = Phase.ACCUMULATE, True, False, -1
+                self.phase = Phase.ACCUMULATE
+                if cfg.banks == 1:   # two banks: the input side was reset at the hand-over
+                    self.first, self.last_seen, self.prev_index = True, False, -1
             self.neuron += 1
         return accepted, taken
 

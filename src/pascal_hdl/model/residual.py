@@ -34,7 +34,7 @@ each count against its own train length (``L_x`` on ``shortcut``, ``L_act1`` on 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from pascal_hdl.config import (
     _identifier,
     pack_words,
 )
-from pascal_hdl.model.conv import ConvConfig, ConvEngineModel
+from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, check_banks
 from pascal_hdl.model.engine import run_samples
 from pascal_hdl.widths import check_type, neuron_widths
 from pascal_ref.numeric import signed_width
@@ -69,16 +69,22 @@ class ResidualConfig:
         The shortcut on the block input (port ``shortcut``): a 1x1 Conv2d (any stride, no padding) or
         the identity as a :attr:`~pascal_hdl.model.conv.ConvConfig.diagonal` 1x1 conv; the same output
         map, ``theta``, ``v0``, ``T2`` and lanes as ``main``.
+    banks : 1 or 2
+        Accumulator banks of the engine (:attr:`ConvConfig.banks <pascal_hdl.model.conv.ConvConfig.banks>`;
+        the ``banks`` of ``main`` and ``shortcut`` are not read): with 2 the engine accumulates both
+        inputs of sample n+1 into one bank while its neurons emit sample n from the other.
     """
 
     name: str
     main: ConvConfig
     shortcut: ConvConfig
+    banks: int = 1
 
     def __post_init__(self):
         name, main, short = self.name, self.main, self.shortcut
         if not isinstance(name, str) or not name.isidentifier():
             raise HardwareError(f"layer name must be an identifier (it names signals), got {name!r}")
+        object.__setattr__(self, "banks", check_banks(f"layer '{name}'", self.banks))
         for key in ("main", "shortcut"):
             check_type("ResidualConfig", key, getattr(self, key), ConvConfig)
         if short.kernel_size != (1, 1) or short.padding != (0, 0):
@@ -175,6 +181,11 @@ class ResidualConfig:
     def acc_width(self) -> int:
         return max(2, signed_width(*self.current_range))
 
+    @property
+    def acc_bits_total(self) -> int:
+        """Accumulator RAM bits, every bank."""
+        return self.banks * self.acc_depth * self.lanes * self.acc_width
+
     def _rows(self, port: ConvConfig) -> np.ndarray:
         """One port's weight words as lane values ``(words, lanes)``."""
         kernel = port.kernel
@@ -240,15 +251,23 @@ class ResidualEngineModel(ConvEngineModel):
 @dataclass(frozen=True, eq=False)
 class ResidualBlockConfig:
     """One basic block as a stage: ``conv1`` (a :class:`ConvConfig` on the block input) and ``merge``
-    (the :class:`ResidualConfig` of act2), the block input forked to both."""
+    (the :class:`ResidualConfig` of act2), the block input forked to both. ``banks`` (1 or 2) applies
+    to both engines: their configurations are replaced by copies with this ``banks``, so
+    ``dataclasses.replace(block, banks=2)`` double-buffers the block."""
 
     name: str
     conv1: ConvConfig
     merge: ResidualConfig
+    banks: int = 1
 
     def __post_init__(self):
         check_type("ResidualBlockConfig", "conv1", self.conv1, ConvConfig)
         check_type("ResidualBlockConfig", "merge", self.merge, ResidualConfig)
+        banks = check_banks(f"block '{self.name}'", self.banks)
+        object.__setattr__(self, "banks", banks)
+        for key in ("conv1", "merge"):
+            if getattr(self, key).banks != banks:
+                object.__setattr__(self, key, replace(getattr(self, key), banks=banks))
         conv1, short, main = self.conv1, self.merge.shortcut, self.merge.main
         if (conv1.input_shape, conv1.input_layout, conv1.t_in) != (short.input_shape, short.input_layout, short.t_in):
             raise HardwareError(f"block '{self.name}': conv1 and the shortcut must read the same input "

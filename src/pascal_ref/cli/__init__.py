@@ -20,6 +20,7 @@ __all__ = ["main", "build_parser", "CommandError", "MissingExtraError", "EXTRAS"
 
 EXTRAS = {
     "hdl": ("amaranth",),
+    "board": ("amaranth", "amaranth_boards", "serial"),
     "torch": ("torch",),
     "plot": ("matplotlib",),
     "dist": ("distributed",),

@@ -184,6 +184,25 @@ def test_cli_hdl_layer_lanes(tmp_path):
     assert proc.returncode == 2 and "no layer named act9" in proc.stderr
 
 
+def test_cli_hdl_double_buffer_and_balanced_lanes(tmp_path):
+    """``--layer-lanes auto --in-flight 2 --double-buffer act1``: balanced lanes, act1 with two accumulator
+    banks (twice its accumulator bits in the manifest), fc2 single-buffered; without --in-flight 2 refused."""
+    out = tmp_path / "o"
+    proc = subprocess.run([CLI, "hdl", "digits-mlp", "-o", str(out), "--layer-lanes", "auto", "--in-flight", "2",
+                           "--double-buffer", "act1"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    layers = {layer["name"]: layer for layer in manifest["layers"]}
+    assert [(name, layer["lanes"], layer["banks"]) for name, layer in layers.items()] == [("act1", 16, 2), ("fc2", 1, 1)]
+    act1 = layers["act1"]
+    assert act1["accumulator_memory"]["bits"] == 2 * act1["groups"] * 16 * act1["widths"]["accumulator"]
+    assert manifest["source"]["double_buffer"] == ["act1"]
+    assert manifest["source"]["layer_lanes"].startswith("auto")
+    proc = subprocess.run([CLI, "hdl", "digits-mlp", "-o", str(tmp_path / "p"), "--double-buffer"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "needs in_flight >= 2" in proc.stderr
+
+
 # ------------------------------------------------------------- synthesis flow
 
 

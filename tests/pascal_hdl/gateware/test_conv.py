@@ -2,6 +2,8 @@
 under random idle and back-pressure, outputs against the golden integer model (``integer_ann``)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -67,13 +69,14 @@ def case_id(c):
     return f"k{c[0]}s{c[1]}p{c[2]}_T{c[3]}-{c[4]}_lanes{c[5]}_{'x'.join(map(str, c[6]))}to{c[7]}"
 
 
+@pytest.mark.parametrize("banks", [1, 2])
 @pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
-def test_conv_engine_matches_model_and_golden(case):
+def test_conv_engine_matches_model_and_golden(case, banks):
     kernel, stride, padding, t_in, t_out, lanes, shape, out, p_valid, p_ready = case
     rng = np.random.default_rng(sum(case[:6]) + 100)
     _, model = conv_network(rng, kernel, stride, padding, [t_out], input_levels=t_in, input_shape=shape,
                             channels=(out,))
-    config = ConvConfig.from_int_layer(model.layers[0], lanes=lanes)
+    config = dataclasses.replace(ConvConfig.from_int_layer(model.layers[0], lanes=lanes), banks=banks)
     levels = random_levels(rng, 6, shape, t_in, density=0.5)
     flat = to_layout(levels, "chw")
     events = [e for sample in flat for e in sample_events(sample)]
@@ -82,6 +85,37 @@ def test_conv_engine_matches_model_and_golden(case):
     counts = from_layout(events_to_counts(outputs, config.out_features), config.output_shape, "hwc")
     np.testing.assert_array_equal(counts, integer_ann(model, x_int=levels).levels["act1"])
     assert all(o["count"] != 0 or o["last"] for o in outputs)
+
+
+@pytest.mark.parametrize("p_valid, p_ready", [(1.0, 1.0), (0.7, 0.5)])
+def test_two_banks_accumulate_the_next_sample_while_the_neurons_emit(p_valid, p_ready):
+    """Double-buffered: cycle by cycle as the model, the issue stage scatters sample n+1 while the
+    neuron side works on sample n (never with one bank), a complete sample waits (``full``) when the
+    neuron side is still busy, and a back-to-back stream takes fewer cycles than with one bank; the
+    counts equal the golden model's."""
+    rng = np.random.default_rng(23)
+    _, model = conv_network(rng, 3, 1, 1, [3], input_levels=3, input_shape=(2, 5, 5), channels=(4,))
+    levels = random_levels(rng, 6, (2, 5, 5), 3, density=0.4)
+    levels[2] = 0                                  # a silent sample: its input ends at once
+    events = [e for sample in to_layout(levels, "chw") for e in sample_events(sample)]
+    seen, cycles = {}, {}
+    for banks in (1, 2):
+        config = dataclasses.replace(ConvConfig.from_int_layer(model.layers[0], lanes=2), banks=banks)
+        dut, engine = ConvEngine(config), ConvEngineModel(config)
+        overlap, waits = [], []
+
+        def note(ctx, cycle):
+            overlap.append(engine.phase not in (ConvPhase.ACCUMULATE, ConvPhase.CLEAR) and engine.busy_cycles > 0)
+            waits.append(engine.full)
+
+        run = lockstep(dut, engine, events, until=lambda outputs: sum(o["last"] for o in outputs) == len(levels),
+                       seed=3, p_valid=p_valid, p_ready=p_ready, probes={"rejected": (dut.rejected, engine.rejecting)},
+                       observe=note, max_cycles=200_000)
+        counts = from_layout(events_to_counts(run.outputs, config.out_features), config.output_shape, "hwc")
+        np.testing.assert_array_equal(counts, integer_ann(model, x_int=levels).levels["act1"])
+        seen[banks], cycles[banks] = (sum(overlap), sum(waits)), run.cycles
+    assert seen[1] == (0, 0) and min(seen[2]) > 0
+    assert cycles[2] < cycles[1]
 
 
 @pytest.mark.parametrize("p_ready", [1.0, 0.5])
@@ -126,31 +160,48 @@ def test_cycles_equal_the_model_with_an_ideal_source_and_sink():
             np.testing.assert_array_equal(expected, config.stream_cycles(flat))
 
 
+def both_banks_busy(engine: ConvEngineModel) -> bool:
+    """A double-buffered engine (model) holds two samples: the neuron side works on one while the
+    other bank holds a partial (or complete) sum of the next."""
+    working = engine.phase not in (ConvPhase.ACCUMULATE, ConvPhase.CLEAR)
+    return working and (engine.full or bool(np.any(engine.total)))
+
+
+@pytest.mark.parametrize("banks", [1, 2])
 @pytest.mark.parametrize("seed", range(5))
-def test_reset_in_the_middle_of_samples_leaves_no_partial_sum(seed):
+def test_reset_in_the_middle_of_samples_leaves_no_partial_sum(seed, banks):
     """``rst`` in random cycles while a sample is in flight (events arriving or decoded, spikes being
     scattered, words in the neuron units, events leaving), the model reset with it: every cycle equal,
     the CLEAR phase after each reset included, and the act1 counts of every sample sent after a reset
-    equal the golden model's (nothing of an interrupted sample survives in the accumulators)."""
+    equal the golden model's (nothing of an interrupted sample survives in the accumulators). Two
+    banks: over the seeds, resets hit cycles in which both banks hold a sample's sums (the CLEAR
+    zeroes both)."""
     rng = np.random.default_rng(60 + seed)
     _, model = conv_network(rng, 3, 1, 1, [2], input_levels=3, input_shape=(2, 4, 4), channels=(3,))
     config = ConvConfig.from_int_layer(model.layers[0], lanes=2)      # 16 positions x 2 groups
+    config = dataclasses.replace(config, banks=banks)
     levels = random_levels(rng, 7, (2, 4, 4), 3)
     events = [e for sample in to_layout(levels, "chw") for e in sample_events(sample)]
     dut, engine = ConvEngine(config), ConvEngineModel(config)
-    run = lockstep(dut, engine, events, seed=seed, p_valid=0.8, p_ready=0.7, p_reset=0.004, max_resets=3,
-                   probes={"rejected": (dut.rejected, engine.rejecting)}, max_cycles=200_000)
+    busy = []
+    run = lockstep(dut, engine, events, seed=seed, p_valid=0.8, p_ready=0.7, p_reset=0.004 * banks, max_resets=3,
+                   probes={"rejected": (dut.rejected, engine.rejecting)}, max_cycles=200_000,
+                   observe=lambda ctx, cycle: busy.append(both_banks_busy(engine)))
     kept = [s for s in range(len(levels)) if s not in run.lost]
     assert run.resets and run.lost and max(kept) > max(run.lost)
     counts = from_layout(events_to_counts(run.outputs, config.out_features), config.output_shape, "hwc")
     np.testing.assert_array_equal(counts, integer_ann(model, x_int=levels[kept]).levels["act1"])
+    # two banks: a reset came while both banks held sums; one bank never holds two samples
+    assert any(busy[cycle] for cycle in run.resets) if banks == 2 else not any(busy)
 
 
-def test_clear_takes_one_cycle_per_accumulator_word():
+@pytest.mark.parametrize("banks", [1, 2])
+def test_clear_takes_one_cycle_per_accumulator_word(banks):
     """After power-up and after a reset in any phase of a sample, ``i.ready`` stays low for exactly
-    ``clear_cycles == acc_depth`` cycles (one word per position and group)."""
+    ``clear_cycles == acc_depth`` cycles (one word per position and group; with two banks one word of
+    each per cycle)."""
     rng = np.random.default_rng(8)
-    config = small_config(rng)                    # 4x4 outputs (padding 1, 2x2 kernel), 3 channels on 2 lanes
+    config = dataclasses.replace(small_config(rng), banks=banks)   # 4x4 outputs (padding 1, 2x2 kernel), 3 ch / 2 lanes
     assert config.clear_cycles == config.acc_depth == 16 * 2
     events = sample_events(np.array([3, 0, 2, 1, 0, 3, 0, 0, 1]))
     for reset_after in (1, 10, 40, 80, 120):
@@ -276,13 +327,15 @@ def test_bad_events_are_rejected_and_dropped():
     np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(counts))
 
 
-@pytest.mark.parametrize("t_in, shape, lanes", [(2, (1, 3, 3), 3), (4, (2, 2, 3), 2)])
-def test_hostile_event_streams(t_in, shape, lanes):
+@pytest.mark.parametrize("t_in, shape, lanes, banks", [(2, (1, 3, 3), 3, 1), (4, (2, 2, 3), 2, 1),
+                                                       (2, (1, 3, 3), 3, 2), (4, (2, 2, 3), 2, 2)])
+def test_hostile_event_streams(t_in, shape, lanes, banks):
     """Every index and count the port can carry (index == in_features and count == T1 + 1 included), in
     any order, any ``last``: exactly the events of the rule are kept, the outputs are the golden
-    convolution's on them; random idle and back-pressure."""
+    convolution's on them; random idle and back-pressure (two banks: the rule restarts with each
+    sample at its hand-over)."""
     rng = np.random.default_rng(t_in * 7 + lanes)
-    config = small_config(rng, t_in, shape, lanes)
+    config = dataclasses.replace(small_config(rng, t_in, shape, lanes), banks=banks)
     index_max = (1 << (config.in_features - 1).bit_length()) - 1
     count_max = (1 << t_in.bit_length()) - 1
     events = [{"index": int(rng.integers(0, index_max + 1)), "count": int(rng.integers(0, count_max + 1)),
@@ -296,10 +349,11 @@ def test_hostile_event_streams(t_in, shape, lanes):
     np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(counts))
 
 
-def test_handshakes_depend_on_state_only():
+@pytest.mark.parametrize("banks", [1, 2])
+def test_handshakes_depend_on_state_only(banks):
     """Flipping i.valid, the input payload and o.ready within any cycle leaves i.ready and o.valid unchanged."""
     rng = np.random.default_rng(12)
-    config = small_config(rng)
+    config = dataclasses.replace(small_config(rng), banks=banks)
     flat = rng.integers(0, 4, (5, config.in_features))
     events = [e for sample in flat for e in sample_events(sample)]
     dut, model = ConvEngine(config), ConvEngineModel(config)

@@ -3,6 +3,7 @@ readout): Amaranth simulation cycle by cycle against :class:`CoreModel`, every m
 golden model in the stage's ``"hwc"`` order, the logits against ``integer_ann``."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,10 @@ import pytest
 from pascal_hdl.config import HardwareError
 from pascal_hdl.gateware.core import NetworkCore
 from pascal_hdl.model.chain import core_config, golden_stage_levels
-from pascal_hdl.model.core import CoreModel, expected_cycles
+from pascal_hdl.model.conv import ConvConfig
+from pascal_hdl.model.core import CoreModel, expected_cycles, run_stream, stream_figures
+from pascal_hdl.model.pool import PoolConfig
+from pascal_hdl.model.residual import ResidualBlockConfig
 from pascal_hdl.model.engine import sample_events
 from pascal_hdl.testing import (
     conv_network,
@@ -24,6 +28,7 @@ from pascal_hdl.testing import (
 )
 from pascal_ref.golden.quantize import integer_ann, quantize
 from pascal_ref.ir.network import Network
+from pascal_ref.testing import random_inputs, random_network
 
 
 def run_core(config, levels, seed: int, p_valid: float, p_ready: float):
@@ -148,3 +153,41 @@ def test_conv_networks_out_of_reach_name_the_layer():
     wide = quantize(network, weight_bits=20)
     with pytest.raises(HardwareError, match="'act1'.*20 bits, more than the limit 16"):
         core_config(wide)
+
+
+def double_buffered(config, in_flight: int):
+    """``config`` with every conv engine, pooling unit and residual block at two banks, ``in_flight`` samples."""
+    banked = (ConvConfig, PoolConfig, ResidualBlockConfig)
+    layers = tuple(dataclasses.replace(s, banks=2) if isinstance(s, banked) else s for s in config.layers)
+    return dataclasses.replace(config, layers=layers, in_flight=in_flight)
+
+
+@pytest.mark.parametrize("kind, in_flight, p_valid, p_ready", [("cnn", 2, 1.0, 1.0), ("cnn", 3, 0.7, 0.5),
+                                                                ("resnet", 2, 0.8, 0.6), ("resnet", 3, 1.0, 1.0)])
+def test_double_buffered_stages_in_the_core(kind, in_flight, p_valid, p_ready):
+    """Every conv engine, pooling unit and residual block double-buffered, two or three samples in flight,
+    random idle and back-pressure: the core cycle by cycle as :class:`CoreModel` (results with their
+    sample number, latency and finish cycle; every monitor), the logits and every neuron layer as the
+    golden model; with an ideal source and sink the results equal ``run_stream``'s and the steady-state
+    cycles per image are fewer than with one bank per stage."""
+    rng = np.random.default_rng(11 if kind == "cnn" else 12)
+    if kind == "cnn":
+        network = random_network(rng, "conv", input_levels=4)
+        model = quantize(network)
+        levels = model.encode_input(random_inputs(network, rng, 5)).reshape(5, -1)
+    else:
+        _, model = residual_network(rng, [("identity", 3, 1), ("conv", 4, 2)], [2, 3, 2, 2, 3], input_shape=(2, 5, 5))
+        levels = random_levels(rng, 5, (50,), 4)
+    single = dataclasses.replace(core_config(model, lanes=2), in_flight=in_flight)
+    config = double_buffered(single, in_flight)
+    assert {getattr(s, "banks", 2) for s in config.layers[:-1]} == {2}
+    results, events = run_core(config, levels, seed=6, p_valid=p_valid, p_ready=p_ready)
+    assert check_against_golden(model, config, levels, results, events) >= 2
+    assert [r["sample"] for r in results] == list(range(len(levels)))
+    if p_valid == p_ready == 1.0:
+        stream = run_stream(config, levels)
+        assert [r["cycles"] for r in results] == [r["cycles"] for r in stream]
+        finished = [r["finished"] for r in results]
+        assert [f - finished[0] for f in finished] == [r["finished"] - stream[0]["finished"] for r in stream]
+        banked_period = stream_figures(stream)["cycles_per_image"]
+        assert banked_period < stream_figures(run_stream(single, levels))["cycles_per_image"]

@@ -2,6 +2,8 @@
 outputs against the contract (``pasc_if`` on the per-step currents of the bursts)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -68,11 +70,26 @@ CASES = [  # out, in, T1, T2 (None: readout), lanes, input density, p_valid, p_r
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}x{c[1]}_T{c[2]}-{c[3]}_lanes{c[4]}" for c in CASES])
+CASE_IDS = [f"{c[0]}x{c[1]}_T{c[2]}-{c[3]}_lanes{c[4]}" for c in CASES]
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_engine_matches_model_and_contract(case):
+    """Cycle by cycle beside the model, random idle and back-pressure; outputs the contract's."""
+    check_engine_case(case, banks=1)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_double_buffered_engine_matches_model_and_contract(case):
+    """Two accumulator banks: the engine accumulates the next sample while it drains the last; cycle by
+    cycle beside the model (which follows both sides), random idle and back-pressure; results in order."""
+    check_engine_case(case, banks=2)
+
+
+def check_engine_case(case, banks: int):
     out_features, in_features, t_in, t_out, lanes, density, p_valid, p_ready = case
     rng = np.random.default_rng(sum(x for x in case if isinstance(x, int)))
-    config = random_layer(rng, out_features, in_features, t_in, t_out, lanes)
+    config = dataclasses.replace(random_layer(rng, out_features, in_features, t_in, t_out, lanes), banks=banks)
     if config.is_readout and out_features > 1:
         config = with_tied_classes(config)
     counts = rng.integers(0, t_in + 1, (8, in_features)) * (rng.random((8, in_features)) < density)
@@ -92,6 +109,26 @@ def test_engine_matches_model_and_contract(case):
         np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), expected)
         # Event-driven output: zero counts are not sent, except the flagged last neuron.
         assert all(o["count"] != 0 or o["last"] for o in outputs)
+
+
+@pytest.mark.parametrize("t_out", [3, None], ids=["hidden", "readout"])
+def test_double_buffer_overlaps_accumulate_and_drain(t_out):
+    """Back-to-back samples, ideal source and sink: one bank takes the next sample's events only after
+    the last output, so the period is accumulate + drain; two banks overlap them: the period is
+    max(accumulate, drain) + 1 (the hand-over cycle) for every sample after the first, results equal."""
+    rng = np.random.default_rng(11)
+    single = random_layer(rng, 12, 6, 2, t_out, 3)      # 4 groups
+    double = dataclasses.replace(single, banks=2)
+    counts = np.full((6, 6), 1)                          # 6 spikes * 4 groups = 24 accumulate cycles a sample
+    events = [e for sample in counts for e in sample_events(sample)]
+    out1, _, cycles1 = run_engine(single, events, len(counts), 0, 1.0, 1.0)
+    out2, _, cycles2 = run_engine(double, events, len(counts), 0, 1.0, 1.0)
+    assert out1 == out2
+    accumulate = 6 * single.groups
+    drain = single.groups + 12 + 2 if single.is_readout else single.groups * (2 + single.t_out) + 12
+    first = single.clear_cycles + 1 + accumulate + drain   # the first sample: CLEAR, input register, both sides
+    assert cycles1 - first == 5 * (accumulate + drain)
+    assert cycles2 - first == 5 * (max(accumulate, drain) + 1) + 1
 
 
 def test_ideal_stream_cycles_follow_the_formula():
@@ -209,6 +246,58 @@ def test_reset_in_the_middle_of_samples_leaves_no_partial_sum(seed, t_out):
 
 
 @pytest.mark.parametrize("t_out", [3, None], ids=["hidden", "readout"])
+@pytest.mark.parametrize("seed", range(4))
+def test_reset_in_the_middle_of_double_buffered_samples(seed, t_out):
+    """Two banks: ``rst`` at random cycles, while one sample drains and the next accumulates (or a full
+    bank waits): both banks are cleared, every sample sent after a reset exact, every cycle equal."""
+    rng = np.random.default_rng(60 + seed)
+    config = dataclasses.replace(random_layer(rng, 7, 6, 3, t_out, 2), banks=2)
+    counts = rng.integers(1, 4, (10, 6)) * (rng.random((10, 6)) < 0.7)
+    events = [e for sample in counts for e in sample_events(sample)]
+    dut, model = LayerEngine(config), EngineModel(config)
+    run = lockstep(dut, model, events, seed=seed, p_valid=0.9, p_ready=0.7, p_reset=0.03, max_resets=3,
+                   probes={"rejected": (dut.rejected, model.rejecting)})
+    kept = [s for s in range(len(counts)) if s not in run.lost]
+    assert run.resets and run.lost and max(kept) > max(run.lost)
+    expected = contract_outputs(config, counts[kept])
+    if config.is_readout:
+        np.testing.assert_array_equal([o["logits"] for o in run.outputs], expected)
+    else:
+        np.testing.assert_array_equal(events_to_counts(run.outputs, config.out_features), expected)
+
+
+@pytest.mark.parametrize("banks", [1, 2])
+@pytest.mark.parametrize("t_out", [2, None], ids=["hidden", "readout"])
+def test_hostile_streams_with_a_sample_waiting(t_out, banks):
+    """Hostile events (as in test_hostile_event_streams) with one and two banks: with two, a sample's bad
+    events are judged while the previous sample drains; every flag on its event, outputs exact."""
+    rng = np.random.default_rng(21 + banks)
+    config = dataclasses.replace(random_layer(rng, 4, 3, 2, t_out, 2), banks=banks)
+    events = [{"index": int(rng.integers(0, 4)), "count": int(rng.integers(0, 4)),
+               "last": bool(rng.random() < 0.25)} for _ in range(120)]
+    events[-1]["last"] = True
+    counts, kept = kept_events(config, events)
+    outputs, rejected, _ = run_engine(config, events, len(counts), 5, 0.9, 0.6)
+    assert rejected == [not k for k in kept]
+    expected = contract_outputs(config, counts)
+    if config.is_readout:
+        np.testing.assert_array_equal([o["logits"] for o in outputs], expected)
+    else:
+        np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), expected)
+
+
+@pytest.mark.parametrize("banks", [1, 2])
+@pytest.mark.parametrize("t_out", [3, None], ids=["hidden", "readout"])
+def test_bank_count_is_validated_and_costs_memory(t_out, banks):
+    rng = np.random.default_rng(2)
+    config = dataclasses.replace(random_layer(rng, 7, 6, 3, t_out, 2), banks=banks)
+    assert config.accumulator_bits == banks * config.groups * config.lanes * config.acc_width
+    for bad in (0, 3, True, 2.0):
+        with pytest.raises(HardwareError, match="banks must be 1 or 2"):
+            dataclasses.replace(config, banks=bad)
+
+
+@pytest.mark.parametrize("t_out", [3, None], ids=["hidden", "readout"])
 def test_clear_takes_one_cycle_per_group(t_out):
     """After power-up and after a reset in any phase of a sample (accumulating, running the neurons,
     sending), ``i.ready`` stays low for exactly ``clear_cycles == groups`` cycles."""
@@ -218,6 +307,9 @@ def test_clear_takes_one_cycle_per_group(t_out):
     events = sample_events(np.array([3, 0, 2, 1, 0, 3]))
     for reset_after in (1, 6, 20, 30, 38):
         assert clear_cycles_seen(LayerEngine(config), events, reset_after) == (4, 4), reset_after
+    double = dataclasses.replace(config, banks=2)    # both banks cleared at once: the same cycles
+    for reset_after in (1, 20, 38):
+        assert clear_cycles_seen(LayerEngine(double), events, reset_after) == (4, 4), reset_after
 
 
 def test_times_constant_is_exact():

@@ -2,6 +2,7 @@
 (``pascal_ref.golden.quantize.integer_ann``): per neuron counts, exact equality."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -11,6 +12,7 @@ from pascal_hdl.config import HardwareError, LayerConfig
 from pascal_hdl.model.contract import layer_contract
 from pascal_hdl.model.conv import (
     ConvConfig,
+    ConvEngineModel,
     axis_taps,
     from_layout,
     hwc_permutation,
@@ -18,6 +20,7 @@ from pascal_hdl.model.conv import (
     run_conv_model,
     to_layout,
 )
+from pascal_hdl.model.engine import sample_events
 from pascal_hdl.testing import conv_network, random_levels
 from pascal_ref.golden.ops import conv2d
 from pascal_ref.golden.quantize import integer_ann
@@ -165,9 +168,57 @@ def test_bad_configs_are_rejected():
                             ({"stride": (0, 1)}, "stride"),
                             ({"lanes": 3}, "lanes"),
                             ({"weight": w.astype(float)}, "integer"),
+                            ({"banks": 3}, r"layer 'c': banks must be 1 or 2, got 3"),
+                            ({"banks": True}, "banks must be 1 or 2, got True"),
+                            ({"banks": 2.0}, "banks must be 1 or 2"),
                             ({"name": "1c"}, "identifier")]:
         with pytest.raises(HardwareError, match=message):
             ConvConfig(**{**good, **change})
+
+
+def test_two_banks_double_the_accumulator_and_keep_the_clear():
+    """``dataclasses.replace(stage, banks=2)``: the same layer (weights, memory images, outputs), twice the
+    accumulator bits, the same CLEAR (both banks at once)."""
+    rng = np.random.default_rng(3)
+    one = ConvConfig("c", rng.integers(-3, 4, (3, 2, 3, 3)), (2, 5, 5), 1, 1, 2, 2, np.full(3, 4), np.zeros(3, int), 2)
+    two = dataclasses.replace(one, banks=2)
+    assert (one.banks, two.banks) == (1, 2)
+    assert two.acc_bits_total == 2 * one.acc_bits_total and two.clear_cycles == one.clear_cycles == one.acc_depth
+    assert two.weight_words() == one.weight_words() and two.param_words() == one.param_words()
+    counts = rng.integers(0, 3, (4, one.in_features))
+    np.testing.assert_array_equal(run_conv_model(two, counts).counts, one.forward(counts))
+
+
+def test_two_banks_overlap_back_to_back_samples_in_the_model():
+    """Cycle model, samples back to back, sink always ready: with one bank sample n+1's first event is
+    decoded only after sample n's last output; with two, the input side of n+1 runs while n is emitted,
+    so the stream ends earlier and each sample's outputs are the same."""
+    rng = np.random.default_rng(4)
+    one = ConvConfig("c", rng.integers(-3, 4, (4, 2, 3, 3)), (2, 5, 5), 1, 1, 2, 3, np.full(4, 4), np.zeros(4, int), 2)
+    counts = rng.integers(0, 3, (5, one.in_features))
+    ends = {}
+    for config in (one, dataclasses.replace(one, banks=2)):
+        model, queue, outputs, cycle = ConvEngineModel(config), [e for s in counts for e in sample_events(s)], [], 0
+        while sum(o["last"] for o in outputs) < len(counts):
+            payload = model.out_payload if model.out_valid() else None
+            accepted, taken = model.step(bool(queue), queue[0] if queue else None, True)
+            if accepted:
+                queue.pop(0)
+            if taken:
+                outputs.append(payload)
+            cycle += 1
+        ends[config.banks] = cycle
+        flat = np.zeros((len(counts), config.out_features), np.int64)
+        sample = 0
+        for o in outputs:
+            flat[sample, o["index"]] = o["count"]
+            sample += o["last"]
+        np.testing.assert_array_equal(flat, one.forward(counts))
+    single = one.expected_cycles(counts)
+    # one bank: the samples one after the other (each one's first event is taken in the cycle that
+    # counts as the previous one's "cycle after its last output")
+    assert ends[1] == one.clear_cycles + single.sum() - (len(counts) - 1)
+    assert ends[2] < ends[1]
 
 
 def test_memory_images_follow_the_weight_address():

@@ -93,7 +93,9 @@ def test_bad_pool_configs_are_rejected():
     PoolConfig(**good)
     for change, message in [({"kernel": 5}, "larger than input"), ({"reduce": "mean"}, "reduce"),
                             ({"stride": (0, 1)}, "stride"), ({"t_in": 0}, "t_in"), ({"name": "a b"}, "identifier"),
-                            ({"input_shape": (4, 4)}, "input shape"), ({"input_layout": "cwh"}, "input_layout")]:
+                            ({"input_shape": (4, 4)}, "input shape"), ({"input_layout": "cwh"}, "input_layout"),
+                            ({"banks": 0}, r"pooling 'p': banks must be 1 or 2, got 0"),
+                            ({"banks": "2"}, "banks must be 1 or 2")]:
         with pytest.raises(HardwareError, match=message):
             PoolConfig(**{**good, **change})
 

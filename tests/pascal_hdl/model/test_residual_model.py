@@ -233,6 +233,16 @@ def test_invalid_configurations_are_refused():
     conv1 = ConvConfig("c", rng.integers(-3, 4, (3, 3, 3, 3)), (3, 8, 8), 2, 1, 2, 3, theta, v0, 2, "hwc")
     with pytest.raises(HardwareError, match="conv2 reads"):
         ResidualBlockConfig("b", conv1, merge)
+    with pytest.raises(HardwareError, match="layer 'r': banks must be 1 or 2, got 4"):
+        ResidualConfig("r", main, wide, banks=4)
+    block = ResidualBlockConfig("b", ConvConfig("c", rng.integers(-3, 4, (3, 3, 3, 3)), (3, 8, 8), 2, 1, 2, 2, theta,
+                                                v0, 2, "hwc"), merge)
+    with pytest.raises(HardwareError, match="block 'b': banks must be 1 or 2, got -1"):
+        dataclasses.replace(block, banks=-1)
+    double = dataclasses.replace(block, banks=2)      # a block's banks apply to both engines
+    assert (double.conv1.banks, double.merge.banks, block.conv1.banks, block.merge.banks) == (2, 2, 1, 1)
+    assert double.merge.acc_bits_total == 2 * merge.acc_bits_total
+    assert dataclasses.replace(double, banks=1).conv1.banks == 1
     with pytest.raises(TypeError, match="ResidualConfig: main must be a ConvConfig"):
         ResidualConfig("r", "conv", wide)
     with pytest.raises(TypeError, match="ResidualEngineModel: config must be a ResidualConfig"):

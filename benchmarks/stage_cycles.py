@@ -1,0 +1,47 @@
+"""Per stage: cycles per image when the stage runs alone on back-to-back samples, and the bound it sets.
+
+    python benchmarks/stage_cycles.py MODEL [--images N] [--layer-lanes NAME=K,...|auto] [--double-buffer [NAME,...]]
+
+``MODEL`` is a model ``.npz`` or a bundled name (digits-mlp, digits-cnn, digits-resnet); the images are the
+first N of the digits test split (or random levels for another input shape,
+:func:`pascal_hdl.model.chain.calibration_levels`). Each stage's cycle model runs alone
+(:func:`pascal_hdl.model.chain.stage_cycles`) on its own inputs (the integer outputs of the stages before
+it); the slowest stage bounds the steady-state cycles per image of a core with samples in flight.
+"""
+from __future__ import annotations
+
+import argparse
+
+from pascal_hdl.cli import _layer_lanes, _double_buffer
+from pascal_hdl.flow.generate import core_config_from_network
+from pascal_hdl.model.chain import calibration_levels, chain_forward, stage_cycles, stage_kind, stage_lanes
+from pascal_ref.io.bundled import resolve_model_path
+from pascal_ref.io.fileformat import load
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--layer-lanes", type=_layer_lanes, default=None)
+    parser.add_argument("--double-buffer", type=_double_buffer, nargs="?", const=True, default=None)
+    args = parser.parse_args(argv)
+    network = load(resolve_model_path(args.model))
+    in_flight = 2 if args.double_buffer else 1
+    config, model = core_config_from_network(network, layer_lanes=args.layer_lanes, in_flight=in_flight,
+                                             double_buffer=args.double_buffer)
+    levels = calibration_levels(model, args.images)
+    inputs = [levels] + chain_forward(config.layers, levels)[:-1]
+    rows = [(stage, stage_cycles(stage, counts)) for stage, counts in zip(config.layers, inputs)]
+    bound = max(cycles["per_image"] for _, cycles in rows)
+    print(f"{config.name}: {len(levels)} images, stages alone (cycle models, back-to-back samples)")
+    for stage, cycles in rows:
+        mark = "  <- bound" if cycles["per_image"] == bound else ""
+        print(f"  {stage.name:32s} {stage_kind(stage):8s} lanes {str(stage_lanes(stage)):8s} banks "
+              f"{getattr(stage, 'banks', 1)}  {cycles['per_image']:10.1f} cycles/image{mark}")
+    print(f"  steady state >= {bound:.1f} cycles per image (the slowest stage)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
