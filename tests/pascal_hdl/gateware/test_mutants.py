@@ -31,8 +31,8 @@ from pascal_hdl.formal.mutation import REPO, MutantResult, TierRun, score, tier_
 GATEWARE = "tests/pascal_hdl/gateware"
 
 # (mutant, the test that must kill it): the weak spots of issue 17, a handshake
-# bug, a counter off by one, a reset that leaves partial sums (issue 13), and one
-# that only a proof sees.
+# bug, a counter off by one, a reset that leaves partial sums (issue 13), the two
+# double-buffer bugs, and one that only a proof sees.
 DEFAULT_SUBSET = [pytest.param(name, node_id, id=name) for name, node_id in [
     ("accept_index_in_features", f"{GATEWARE}/test_engine.py::test_bad_events_are_rejected_and_dropped"),
     ("accept_count_above_t1", f"{GATEWARE}/test_engine.py::test_bad_events_are_rejected_and_dropped"),
@@ -41,6 +41,11 @@ DEFAULT_SUBSET = [pytest.param(name, node_id, id=name) for name, node_id in [
     ("cycles_from_zero", f"{GATEWARE}/test_core.py::test_core_as_transactions"),
     ("clear_never_writes",
      f"{GATEWARE}/test_engine.py::test_reset_in_the_middle_of_samples_leaves_no_partial_sum[0-readout]"),
+    # the double buffer (issue 13): its proofs run with --runslow, the simulator must catch these
+    ("drain_reads_fill_bank",
+     f"{GATEWARE}/test_engine.py::test_double_buffered_engine_matches_model_and_contract[13x9_T4-3_lanes4]"),
+    ("bank_not_cleared_after_drain",
+     f"{GATEWARE}/test_engine.py::test_double_buffered_engine_matches_model_and_contract[13x9_T4-3_lanes4]"),
 ]] + [pytest.param("start_ignores_ready", "tests/pascal_hdl/formal/test_neuron.py::test_neuron_k_induction[small-equivalence]",
                    marks=pytest.mark.formal, id="start_ignores_ready-formal")]
 
