@@ -17,6 +17,8 @@ Layers (each imports only those below it; nothing in ``pascal_ref`` or
   and the neuron unit.
 * :mod:`~pascal_cosim.uart`: the host link (``pascal_hdl.board.hostlink``) behind its UART,
   cocotbext-uart and the driver's protocol code on the host side.
+* :mod:`~pascal_cosim.axis`: the AXI4-Stream wrapper (``pascal_hdl.board.axis``) with cocotbext-axi's
+  source and sink under random pauses; the handshakes replayed through its cycle model.
 * :mod:`~pascal_cosim.cli`: ``pascal-ref cosim``.
 
 Nothing is imported here: the cocotb testbench imports its modules inside
