@@ -5,7 +5,7 @@
 bit at its middle and samples every bit ``divisor`` cycles after the previous one (mid-bit); a 0
 stop bit is a framing error. Both are tested cycle by cycle against their models
 (``tests/pascal_hdl/board/test_uart.py``) and their control is proved in
-:mod:`pascal_hdl.formal.board_proofs`.
+:mod:`pascal_hdl.formal.uart_proofs`.
 """
 from __future__ import annotations
 

@@ -392,3 +392,31 @@ ACCEPTED_SURVIVORS: dict[str, str] = {
                            "only while that event's spikes are issued (busy), so the value left from the previous "
                            "sample is always overwritten before it is read",
 }
+
+# ------------------------------------------------------------------ UART (issue 15)
+# The UART receiver's and transmitter's mutants, refuted by the proofs of
+# pascal_hdl.formal.uart_proofs (UART_MUTANT_PROOFS names the proof and the failed
+# properties; tests/pascal_hdl/formal/test_uart.py). Not in GATEWARE_MUTATIONS: the
+# mutation tier's runner knows the neuron, engine and core blocks only.
+UART = "pascal_hdl.board.uart"
+
+UART_MUTATIONS = (
+    _m("uart_rx_samples_at_edge", UART,
+       "timer.eq(divisor // 2 - 1)", "timer.eq(0)",
+       "the receiver samples every bit at its start edge instead of its middle"),
+    _m("uart_rx_accepts_zero_stop", UART,
+       "with m.If(line):\n                m.d.sync += [self.o.valid.eq(1), state.eq(RxState.IDLE)]",
+       "with m.If(1):\n                m.d.sync += [self.o.valid.eq(1), state.eq(RxState.IDLE)]",
+       "the receiver delivers a byte whose stop bit is 0 instead of a framing error"),
+    _m("uart_rx_seven_data_bits", UART,
+       "with m.If(bit == 7):", "with m.If(bit == 6):",
+       "off by one: the receiver's bit counter ends one data bit short"),
+    _m("uart_rx_never_delivers", UART,
+       "m.d.sync += [self.o.valid.eq(1), state.eq(RxState.IDLE)]", "m.d.sync += [state.eq(RxState.IDLE)]",
+       "the receiver checks the stop bit but never offers the byte"),
+    _m("uart_tx_msb_first", UART,
+       "shift.eq(self.i.payload | (1 << 8))", "shift.eq(self.i.payload[::-1] | (1 << 8))",
+       "the transmitter sends the data bits MSB first"),
+)
+if len({m.name for m in UART_MUTATIONS} | set(_BY_NAME)) != len(UART_MUTATIONS) + len(_BY_NAME):  # pragma: no cover
+    raise MutationError("UART mutation names must be unique")
