@@ -32,6 +32,8 @@ cycle and at power-up, with every input port's ``ready`` low.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -84,7 +86,23 @@ class SidePort:
         self.data = Signal(width, name=f"{name}_data")
 
 
-def double_buffer(m: Module, name: str, width: int, depth: int, bank, clearing):
+@dataclass(frozen=True)
+class DoubleBuffer:
+    """What :func:`double_buffer` returns: the four side ports and the hand-over state."""
+
+    input_wr: SidePort
+    input_rd: SidePort
+    output_wr: SidePort
+    output_rd: SidePort
+    bank: Signal
+    """The bank the input side owns (the block flips it when it hands a complete sample over)."""
+    full: Signal
+    """A complete sample waits in ``bank`` for the output side to be idle (set and cleared by the block)."""
+    input_side: Signal
+    """The input side may update: not ``clearing`` and not ``full``."""
+
+
+def double_buffer(m: Module, name: str, width: int, depth: int, clearing) -> DoubleBuffer:
     """Two memory banks ``{name}_bank0``, ``{name}_bank1`` (``depth`` words of ``width`` bits, each with
     one write port and one read port transparent for it, as one EBR) and the routing of two sides.
 
@@ -92,9 +110,11 @@ def double_buffer(m: Module, name: str, width: int, depth: int, bank, clearing):
     *output* side (read, clear, emit) owns the other one, and in ``clearing`` writes both banks (the
     CLEAR after reset zeroes one word of each per cycle). A write-back goes to the bank that was read
     one cycle before (``bank`` of the previous cycle), so the banks may swap between a sample's last
-    update and its write-back. Returns the side ports ``(input_wr, input_rd, output_wr, output_rd)``
-    (:class:`SidePort`); read data arrive one cycle after ``en``, from the bank each side owned then
+    update and its write-back. Returns the side ports (:class:`SidePort`) and the hand-over state
+    (:class:`DoubleBuffer`); read data arrive one cycle after ``en``, from the bank each side owned then
     (the output side's bank does not change while it works: the swap happens when it is idle)."""
+    bank = Signal()     # the bank the input side updates; the output side works on the other
+    full = Signal()     # a complete sample waits in `bank` for the output side to be idle
     banks = []
     for number in range(2):
         m.submodules[f"{name}_bank{number}"] = bank_memory = memory.Memory(shape=unsigned(width), depth=depth,
@@ -117,7 +137,9 @@ def double_buffer(m: Module, name: str, width: int, depth: int, bank, clearing):
         ]
     m.d.comb += [input_rd.data.eq(Mux(written_bank, banks[1][1].data, banks[0][1].data)),
                  output_rd.data.eq(Mux(bank, banks[0][1].data, banks[1][1].data))]
-    return input_wr, input_rd, output_wr, output_rd
+    input_side = Signal()
+    m.d.comb += input_side.eq(~clearing & ~full)
+    return DoubleBuffer(input_wr, input_rd, output_wr, output_rd, bank, full, input_side)
 
 
 def issue_signature(config) -> wiring.Signature:
@@ -194,15 +216,13 @@ class ConvEngine(wiring.Component):
         phase = Signal(ConvPhase, init=ConvPhase.CLEAR)   # reset and power-up: clear the accumulators first
         clearing = phase == ConvPhase.CLEAR
         if banked:
-            bank = Signal()     # the bank the issue side accumulates; the neuron side works on the other
-            full = Signal()     # a complete sample waits in `bank` for the neuron side to be idle
             # i_*: the issue side's ports (scatter, write-back), n_*: the neuron side's (read, clear).
-            i_wr, i_rd, n_wr, n_rd = double_buffer(m, "acc", lanes * aw, cfg.acc_depth, bank, clearing)
-            input_side = Signal()
-            m.d.comb += input_side.eq(~clearing & ~full)
+            buffer = double_buffer(m, "acc", lanes * aw, cfg.acc_depth, clearing)
+            i_wr, i_rd, n_wr, n_rd = buffer.input_wr, buffer.input_rd, buffer.output_wr, buffer.output_rd
+            bank, full = buffer.bank, buffer.full
 
             def accumulating():
-                return input_side
+                return buffer.input_side
         else:
             def accumulating():
                 return phase == ConvPhase.ACCUMULATE

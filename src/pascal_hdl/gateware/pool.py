@@ -98,15 +98,13 @@ class PoolUnit(wiring.Component):
         phase = Signal(Phase, init=Phase.CLEAR)   # reset and power-up: clear the cells first
         clearing = phase == Phase.CLEAR
         if banked:
-            bank = Signal()     # the bank the input side updates; the sweep side works on the other
-            full = Signal()     # a complete sample waits in `bank` for the sweep side to be idle
             # i_*: the update side's ports, s_*: the sweep side's (read, emit, clear).
-            i_wr, i_rd, s_wr, s_rd = double_buffer(m, "cells", value_width, cells, bank, clearing)
-            input_side = Signal()
-            m.d.comb += input_side.eq(~clearing & ~full)
+            buffer = double_buffer(m, "cells", value_width, cells, clearing)
+            i_wr, i_rd, s_wr, s_rd = buffer.input_wr, buffer.input_rd, buffer.output_wr, buffer.output_rd
+            bank, full = buffer.bank, buffer.full
 
             def accumulating():
-                return input_side
+                return buffer.input_side
         else:
             def accumulating():
                 return phase == Phase.ACCUMULATE
