@@ -33,7 +33,8 @@ torch tier).  It pins what it can before torch is imported: the seed
 (``--seed``, 0), one thread for intra- and inter-op work (``--threads``),
 deterministic algorithms, torch's vectorized kernels
 (``ATEN_CPU_CAPABILITY=avx512``) and MKL's code path (``MKL_CBWR=AVX512``,
-conditional numerical reproducibility).  Other CPUs, even with AVX-512
+conditional numerical reproducibility), where the CPU has AVX-512 (elsewhere
+torch and MKL choose their own).  Other CPUs, even with AVX-512
 (an AMD EPYC rebuilds the MLP with weights up to 0.02 apart), run kernels
 whose last-bit differences training amplifies; the script says so when it
 starts ("expect a retrain to differ"), and the test then checks that the
@@ -49,8 +50,26 @@ from collections import OrderedDict
 
 # Before torch is imported: its kernel dispatch and MKL read these once.
 BUNDLED_CPU_CAPABILITY = "AVX512"
-os.environ.setdefault("ATEN_CPU_CAPABILITY", BUNDLED_CPU_CAPABILITY.lower())
-os.environ.setdefault("MKL_CBWR", BUNDLED_CPU_CAPABILITY)
+AVX512_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq"}
+"""What torch's AVX512 kernels need ('flags' in /proc/cpuinfo). A CPU without them gets torch's own choice:
+forcing AVX-512 there ends in SIGILL (seen on an AMD EPYC without AVX-512)."""
+
+
+def cpu_flags() -> set[str]:
+    """The first CPU's 'flags' from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+if AVX512_FLAGS <= cpu_flags():
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", BUNDLED_CPU_CAPABILITY.lower())
+    os.environ.setdefault("MKL_CBWR", BUNDLED_CPU_CAPABILITY)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
