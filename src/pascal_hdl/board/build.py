@@ -442,10 +442,10 @@ def ice40_slices(asc_text: str) -> set:
 
 
 def column_slices(words: list[int], width: int, block: int) -> list[bytes]:
-    import numpy as np
-
     """The bit slices of an image as icebram/ecpbram cut them: for each bit, ``block`` consecutive words
     (``words`` padded with zeros to a multiple of ``block``, as the tools pad a shorter ``to`` file)."""
+    import numpy as np
+
     words = list(words) + [0] * (-len(words) % block)
     array = np.array(words, dtype=object)
     result = []

@@ -307,7 +307,6 @@ class NeuronContractHarness(_NeuronHarness):
                                             r.v0[1] + r.max_t_in * r.current[1]) + 1), name="charge")
         m.d.comb += charge.eq(v0 + total)
         done_1 = Mux(integrate, step, t_in)
-        settle_steps = Mux(t_in > t_out, t_in, t_out) - 1
 
         with m.If(running):
             m.d.comb += [

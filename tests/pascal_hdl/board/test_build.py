@@ -1,6 +1,6 @@
 """``pascal-ref bitstream``: argument validation, folder containment, the board tops and the placeholder
-RTLIL (fast), and the full iCEBreaker build with the weight swap checked byte for byte against a full
-rebuild (slow, ``--runslow``)."""
+RTLIL (fast), and the full iCEBreaker and ULX3S 25F builds with the weight swap checked byte for byte
+against a full rebuild (slow, ``--runslow``)."""
 from __future__ import annotations
 
 import argparse
@@ -295,12 +295,14 @@ def test_ice40_slices_read_a_ram_block_as_icebram_does():
 
 # -- the full build (slow)
 
-def carries_images(folder, memories, block=256):
-    """Whether the built ``top.asc`` of ``folder`` holds every bit slice of every real image and none of the
-    placeholders, which its ``top.placeholder.asc`` held all of (the slices as icebram cuts them, read
-    out of the ``.ram_data`` blocks)."""
-    placed = build.ice40_slices((folder / "top.placeholder.asc").read_text())
-    built = build.ice40_slices((folder / "top.asc").read_text())
+def carries_images(folder, memories, family="ice40"):
+    """Whether the built design of ``folder`` (``top.asc``, ECP5: ``top.config``) holds every bit slice of
+    every real image and none of the placeholders, which its placed design (``top.placeholder.*``) held
+    all of (the slices as icebram/ecpbram cut them, read out of the block RAM contents)."""
+    block = build.PLACEHOLDER_BLOCK[family]
+    suffix, slices = ("asc", build.ice40_slices) if family == "ice40" else ("config", build.ecp5_slices)
+    placed = slices((folder / f"top.placeholder.{suffix}").read_text())
+    built = slices((folder / f"top.{suffix}").read_text())
     for entry in memories:
         placeholder = build.column_slices(placeholder_words(entry["index"], entry["name"], entry["width"],
                                                             entry["padded_depth"]), entry["width"], block)
@@ -335,3 +337,25 @@ def test_icebreaker_build_and_weight_swap_equal_a_full_rebuild(tmp_path):
     memories = build._design(BOARDS["icebreaker"], config_of(other), "digits_mlp_permuted", 115200)[1]
     assert carries_images(swapped, memories)
     assert not carries_images(first, memories)          # the first bitstream holds the other weights
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+def test_ulx3s_25f_build_and_weight_swap_equal_a_full_rebuild(tmp_path):
+    """ECP5 (ecpbram on the text config, then ecppack): the swapped bitstream is the bytes of a full
+    rebuild with the other weights; about 3 minutes (two 25F builds and a swap)."""
+    first, swapped, rebuilt = tmp_path / "first", tmp_path / "swapped", tmp_path / "rebuilt"
+    other = permuted_mlp(tmp_path / "perm.npz")
+    lanes = str(UP5K_MLP_LANES)
+    assert run(["digits-mlp", "--board", "ulx3s-25f", "-o", str(first), "--lanes", lanes]) == 0
+    manifest = json.loads((first / MANIFEST_NAME).read_text())
+    assert manifest["report"]["fits"] and manifest["report"]["fmax_mhz"] >= 25
+    assert all(entry["swappable"] for entry in manifest["memories"])
+    assert run([other, "--swap", str(first), "-o", str(swapped)]) == 0
+    assert run([other, "--board", "ulx3s-25f", "-o", str(rebuilt), "--lanes", lanes]) == 0
+    assert (swapped / "top.bit").read_bytes() == (rebuilt / "top.bit").read_bytes()
+    assert (swapped / "top.bit").read_bytes() != (first / "top.bit").read_bytes()
+    assert (rebuilt / "top.placeholder.config").read_bytes() == (first / "top.placeholder.config").read_bytes()
+    memories = build._design(BOARDS["ulx3s-25f"], config_of(other), "digits_mlp_permuted", 115200)[1]
+    assert carries_images(swapped, memories, "ecp5")
+    assert not carries_images(first, memories, "ecp5")
