@@ -55,19 +55,19 @@ AVX512_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq"}
 forcing AVX-512 there ends in SIGILL (seen on an AMD EPYC without AVX-512)."""
 
 
-def cpu_flags() -> set[str]:
-    """The first CPU's 'flags' from /proc/cpuinfo (empty where there is none)."""
+def cpuinfo(field: str) -> str | None:
+    """The first CPU's ``field`` ('model name', 'flags') from /proc/cpuinfo (None where there is none)."""
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
 
 
-if AVX512_FLAGS <= cpu_flags():
+if AVX512_FLAGS <= set((cpuinfo("flags") or "").split()):
     os.environ.setdefault("ATEN_CPU_CAPABILITY", BUNDLED_CPU_CAPABILITY.lower())
     os.environ.setdefault("MKL_CBWR", BUNDLED_CPU_CAPABILITY)
 
@@ -134,14 +134,7 @@ def shift_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def cpu_model() -> str | None:
     """The CPU's 'model name' from /proc/cpuinfo (None where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
+    return cpuinfo("model name")
 
 
 def pin_reproducibility(kinds, threads: int = 1) -> str:
