@@ -8,12 +8,13 @@
                    control reply FIFO ------------------------> reply framer -> UartTx -> tx
                                         identity ROM (memory) -->
 
-See :class:`HostLink`.
+See :class:`HostLink`; the frame parser is :class:`FrameParser` (proved in
+:mod:`pascal_hdl.formal.hostlink_proofs`).
 """
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import enum, fifo, wiring
+from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -24,7 +25,8 @@ from pascal_hdl.config import CoreConfig, HardwareError
 from pascal_hdl.gateware.core import NetworkCore
 from pascal_hdl.widths import check_type
 
-__all__ = ["HostLink", "uart_divisor", "DEFAULT_TIMEOUT_S", "DEFAULT_QUEUE_DEPTH", "CONTROL_REPLY_DEPTH"]
+__all__ = ["HostLink", "FrameParser", "ParserRegisters", "ParserState", "ReplyKind", "CONTROL_REQUEST", "advance_slot",
+           "uart_divisor", "DEFAULT_TIMEOUT_S", "DEFAULT_QUEUE_DEPTH", "CONTROL_REPLY_DEPTH"]
 
 DEFAULT_TIMEOUT_S = 0.02        # a frame stalled this long is truncated (USB-serial adapters pause ~1 ms)
 DEFAULT_QUEUE_DEPTH = 4         # sample slots
@@ -138,10 +140,11 @@ class HostLink(wiring.Component):
         cfg, depth, features = self.config, self.queue_depth, self.config.input_features
         m.submodules.uart_rx = uart_rx = UartRx(self.divisor)
         m.submodules.uart_tx = uart_tx = UartTx(self.divisor)
+        m.submodules.parser = parser = FrameParser(features, cfg.input_levels, depth, self.timeout_cycles)
         m.submodules.core = core = NetworkCore(cfg)
         m.submodules.identity_rom = self.identity_rom
         m.submodules.queue = queue = Memory(shape=8, depth=depth * features, init=[])
-        m.submodules.control = control = fifo.SyncFIFOBuffered(width=_CONTROL_WIDTH, depth=CONTROL_REPLY_DEPTH)
+        m.submodules.control = control = fifo.SyncFIFOBuffered(width=CONTROL_REQUEST.size, depth=CONTROL_REPLY_DEPTH)
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
 
         # -- counters shared by the parser, the feeder and the reply framer
@@ -150,113 +153,25 @@ class HostLink(wiring.Component):
         results_sent = Signal(16)                        # RESULT frames started since reset
         errors = Signal(16)                              # ERROR replies produced (saturating)
         dropped = Signal(16)                             # control replies lost to a full reply FIFO (saturating)
-        commit, release = Signal(), Signal()
+        error_flag = Signal()                            # an ERROR reply since the last well-formed frame
+        commit, release = parser.commit, Signal()
         m.d.sync += used.eq(used + commit - release)
 
-        def advance_slot(base):
-            return Mux(base == (depth - 1) * features, 0, base + features)
-
-        # -- the frame parser
-        state = Signal(ParserState)
-        byte, got = uart_rx.o.payload, uart_rx.o.valid
-        idle = Signal(range(self.timeout_cycles + 1))
-        with m.If(got | uart_rx.framing_error):
-            m.d.sync += idle.eq(0)
-        with m.Elif(idle != self.timeout_cycles):
-            m.d.sync += idle.eq(idle + 1)
-        expire = ~got & ~uart_rx.framing_error & (idle == self.timeout_cycles - 1)
-        frame_bytes = Signal(16)
-        frame_type = Signal(8)
-        length_high = Signal(8)
-        received = Signal(16)
-        crc = Signal(16)
-        crc_high = Signal(8)
-        bad_level = Signal()
-        bad_index = Signal(16)
-        drop = Signal()                                  # the queue was full at the SAMPLE header
-        wr_base = Signal(range(depth * features))
-        error_flag = Signal()
-        fault = Signal()
-        fault_code = Signal(8)
-        fault_detail = Signal(16)
-        push_kind = Signal(2)                            # a control reply asked for in this cycle (0: none)
-        crc_in = crc_next(m, crc, byte, "rx_crc")
-        crc_first = crc_next(m, Const(0xFFFF, 16), byte, "rx_crc_type")
-        is_sample = frame_type == FrameType.SAMPLE
-        length = Cat(byte, length_high)
-
-        def fail(code, detail, resync):
-            m.d.comb += [fault.eq(1), fault_code.eq(code), fault_detail.eq(detail)]
-            m.d.sync += state.eq(ParserState.DISCARD if resync else ParserState.HUNT)
-
+        # -- the frame parser (FrameParser): sample bytes into the queue, control replies into the FIFO
+        wiring.connect(m, uart_rx.o, parser.i)
         wport = queue.write_port()
-        m.d.comb += [wport.addr.eq(wr_base + received), wport.data.eq(byte)]
-        with m.If(got):
-            m.d.sync += frame_bytes.eq(Mux(state == ParserState.HUNT, 1, frame_bytes + 1))
-        with m.If(uart_rx.framing_error & (state != ParserState.DISCARD)):
-            fail(ErrorCode.FRAMING, 0, True)
-        with m.Elif(expire & (state == ParserState.DISCARD)):
-            m.d.sync += state.eq(ParserState.HUNT)
-        with m.Elif(expire & (state != ParserState.HUNT)):
-            fail(ErrorCode.TRUNCATED, frame_bytes, False)
-        with m.Elif(got):
-            with m.Switch(state):
-                with m.Case(ParserState.HUNT):
-                    with m.If(byte == protocol.SYNC[0]):
-                        m.d.sync += state.eq(ParserState.SYNC1)
-                    with m.Else():
-                        fail(ErrorCode.BAD_SYNC, byte, True)
-                with m.Case(ParserState.SYNC1):
-                    with m.If(byte == protocol.SYNC[1]):
-                        m.d.sync += state.eq(ParserState.TYPE)
-                    with m.Else():
-                        fail(ErrorCode.BAD_SYNC, byte, True)
-                with m.Case(ParserState.TYPE):
-                    with m.If((byte == FrameType.IDENTIFY) | (byte == FrameType.SAMPLE) | (byte == FrameType.STATUS)):
-                        m.d.sync += [frame_type.eq(byte), crc.eq(crc_first),
-                                     state.eq(ParserState.LEN_HI)]
-                    with m.Else():
-                        fail(ErrorCode.UNKNOWN_TYPE, byte, True)
-                with m.Case(ParserState.LEN_HI):
-                    m.d.sync += [length_high.eq(byte), crc.eq(crc_in), state.eq(ParserState.LEN_LO)]
-                with m.Case(ParserState.LEN_LO):
-                    with m.If(is_sample & (length > features)):
-                        fail(ErrorCode.TOO_MANY_FEATURES, length, True)
-                    with m.Elif(length != Mux(is_sample, features, 0)):
-                        fail(ErrorCode.BAD_LENGTH, length, True)
-                    with m.Else():
-                        m.d.sync += [crc.eq(crc_in), received.eq(0), bad_level.eq(0), drop.eq(used == depth),
-                                     state.eq(Mux(is_sample, ParserState.PAYLOAD, ParserState.CRC_HI))]
-                with m.Case(ParserState.PAYLOAD):
-                    m.d.comb += wport.en.eq(~drop)
-                    m.d.sync += [crc.eq(crc_in), received.eq(received + 1)]
-                    with m.If((byte > cfg.input_levels) & ~bad_level):
-                        m.d.sync += [bad_level.eq(1), bad_index.eq(received)]
-                    with m.If(received == features - 1):
-                        m.d.sync += state.eq(ParserState.CRC_HI)
-                with m.Case(ParserState.CRC_HI):
-                    m.d.sync += [crc_high.eq(byte), crc.eq(crc_in), state.eq(ParserState.CRC_LO)]
-                with m.Case(ParserState.CRC_LO):
-                    with m.If(crc_in != 0):
-                        fail(ErrorCode.BAD_CRC, Cat(byte, crc_high), False)
-                    with m.Elif(is_sample & bad_level):
-                        fail(ErrorCode.LEVEL_TOO_HIGH, bad_index, False)
-                    with m.Elif(is_sample & drop):
-                        fail(ErrorCode.QUEUE_FULL, 0, False)
-                    with m.Else():
-                        m.d.sync += [state.eq(ParserState.HUNT), error_flag.eq(0)]
-                        with m.If(is_sample):
-                            m.d.comb += commit.eq(1)
-                            m.d.sync += [wr_base.eq(advance_slot(wr_base)), next_sample.eq(next_sample + 1)]
-                        with m.Elif(frame_type == FrameType.IDENTIFY):
-                            m.d.comb += push_kind.eq(_KIND_IDENTITY)
-                        with m.Else():
-                            m.d.comb += push_kind.eq(_KIND_STATUS)
-        with m.If(fault):
-            m.d.comb += push_kind.eq(_KIND_ERROR)
+        m.d.comb += [parser.framing_error.eq(uart_rx.framing_error), parser.used.eq(used),
+                     wport.addr.eq(parser.write.addr), wport.data.eq(parser.write.data), wport.en.eq(parser.write.en)]
+        request = parser.request
+        asked = request.kind != ReplyKind.NONE
+        with m.If(commit):
+            m.d.sync += next_sample.eq(next_sample + 1)
+        with m.If(request.kind == ReplyKind.ERROR):
             m.d.sync += [error_flag.eq(1), errors.eq(Mux(errors == 0xFFFF, errors, errors + 1))]
-        m.d.comb += [control.w_data.eq(Cat(fault_detail, fault_code, push_kind)), control.w_en.eq(push_kind != 0)]
-        with m.If((push_kind != 0) & ~control.w_rdy & (dropped != 0xFFFF)):
+        with m.Elif(commit | asked):
+            m.d.sync += error_flag.eq(0)
+        m.d.comb += [control.w_data.eq(request), control.w_en.eq(asked)]
+        with m.If(asked & ~control.w_rdy & (dropped != 0xFFFF)):
             m.d.sync += dropped.eq(dropped + 1)
 
         # -- the feeder: a queued sample's levels -> count-coded events into the core
@@ -305,7 +220,7 @@ class HostLink(wiring.Component):
                              event.count.eq(Mux(pending_valid, pending_count, 0))]
                 with m.If(core.i.ready):
                     m.d.comb += release.eq(1)
-                    m.d.sync += [rd_base.eq(advance_slot(rd_base)), feed.eq(FeederState.IDLE)]
+                    m.d.sync += [rd_base.eq(advance_slot(rd_base, depth, features)), feed.eq(FeederState.IDLE)]
 
         # -- the reply framer: control replies first, then results; bytes to the transmitter
         readout = cfg.readout
@@ -333,8 +248,7 @@ class HostLink(wiring.Component):
                 parts.append(wide.as_unsigned())
             return Cat(*parts)
 
-        entry = control.r_data
-        entry_detail, entry_code, entry_kind = entry[:16], entry[16:24], entry[24:26]
+        entry = data.View(CONTROL_REQUEST, control.r_data)
         result = core.o.payload
         result_fields = ([(result.sample, 2), (result.cls, 2), (result.rejected, 1), (result.cycles, 4),
                           (result.finished, 4)] + [(result.logits[k], logit_bytes) for k in range(cfg.classes)])
@@ -343,16 +257,16 @@ class HostLink(wiring.Component):
         with m.If(~sending):
             with m.If(control.r_rdy):
                 m.d.comb += [control.r_en.eq(1), start.eq(1)]
-                with m.Switch(entry_kind):
-                    with m.Case(_KIND_IDENTITY):
+                with m.Switch(entry.kind):
+                    with m.Case(ReplyKind.IDENTITY):
                         m.d.sync += [reply_type.eq(FrameType.IDENTITY), reply_length.eq(protocol.IDENTITY_BYTES),
                                      from_rom.eq(1)]
-                    with m.Case(_KIND_STATUS):
+                    with m.Case(ReplyKind.STATUS):
                         m.d.sync += [reply_type.eq(FrameType.STATUS_REPLY), reply_length.eq(protocol.STATUS_BYTES),
                                      from_rom.eq(0), shift.eq(big_endian(status_fields))]
                     with m.Default():
                         m.d.sync += [reply_type.eq(FrameType.ERROR), reply_length.eq(protocol.ERROR_BYTES),
-                                     from_rom.eq(0), shift.eq(big_endian([(entry_code, 1), (entry_detail, 2)]))]
+                                     from_rom.eq(0), shift.eq(big_endian([(entry.code, 1), (entry.detail, 2)]))]
             with m.Elif(core.o.valid):
                 m.d.comb += [core.o.ready.eq(1), start.eq(1)]
                 m.d.sync += [reply_type.eq(FrameType.RESULT), reply_length.eq(result_size), from_rom.eq(0),
@@ -397,14 +311,211 @@ class HostLink(wiring.Component):
 
         m.d.comb += [
             self.busy.eq((used != 0) | (feed != FeederState.IDLE) | (next_sample != results_sent) | sending
-                         | control.r_rdy | (state != ParserState.HUNT)),
+                         | control.r_rdy | (parser.state != ParserState.HUNT)),
             self.error.eq(error_flag),
         ]
         return m
 
 
-_KIND_IDENTITY, _KIND_STATUS, _KIND_ERROR = 1, 2, 3
-_CONTROL_WIDTH = 2 + 8 + 16                              # kind, error code, error detail
+
+
+class ReplyKind(enum.Enum, shape=2):
+    """What a control request asks the reply framer for."""
+
+    NONE = 0
+    IDENTITY = 1
+    STATUS = 2
+    ERROR = 3
+
+
+CONTROL_REQUEST = data.StructLayout({"detail": 16, "code": 8, "kind": ReplyKind})
+"""A control reply request (:attr:`FrameParser.request`), also the entry of the control reply FIFO: the
+reply's ``kind``, and for an ERROR its ``code`` (:class:`protocol.ErrorCode`) and 16-bit ``detail``."""
+
+
+def advance_slot(base, depth: int, features: int):
+    """The queue address of the slot after the one at ``base`` (``features`` bytes a slot, ``depth`` slots,
+    wrapping to 0)."""
+    return Mux(base == (depth - 1) * features, 0, base + features)
+
+
+class ParserRegisters:
+    """The frame parser's registers other than its ports (created with the parser, driven by it): what the
+    formal proofs' invariants name (:mod:`pascal_hdl.formal.hostlink_proofs`)."""
+
+    def __init__(self, features: int, depth: int, timeout_cycles: int):
+        self.idle = Signal(range(timeout_cycles + 1), name="idle")     # cycles since the last byte (saturating)
+        self.frame_bytes = Signal(16, name="frame_bytes")              # bytes of the frame so far (TRUNCATED)
+        self.frame_type = Signal(8, name="frame_type")
+        self.length_high = Signal(8, name="length_high")
+        self.received = Signal(16, name="received")                    # payload bytes so far
+        self.crc = Signal(16, name="crc")                              # over type, length, payload, CRC high
+        self.crc_high = Signal(8, name="crc_high")
+        self.bad_level = Signal(name="bad_level")                      # a level above the maximum was seen
+        self.bad_index = Signal(16, name="bad_index")                  # the first such level's feature
+        self.drop = Signal(name="drop")                                # the queue was full at the SAMPLE header
+        self.wr_base = Signal(range(depth * features), name="wr_base")  # the queue address of the free slot
+
+
+class FrameParser(wiring.Component):
+    """The host link's frame parser: received bytes in; SAMPLE payload bytes into the sample queue, a
+    ``commit`` per complete good sample, and control reply requests (identity, status, errors) out.
+
+    The states, checks, error codes and resynchronisation are those of :class:`protocol.LinkModel` (and
+    ``docs/board.md``): a fault in the header (bad sync, unknown type, bad length, too many features) or a
+    framing error is answered with one ERROR and the parser drops bytes (DISCARD) until the line was idle
+    for ``timeout_cycles``; a fault at the end of a well-delimited frame (bad CRC, a level too high, the
+    queue full) with one ERROR and the next frame is read at once; a frame with no byte for
+    ``timeout_cycles`` is TRUNCATED. A SAMPLE's bytes are written into the free slot as they arrive and
+    committed at its last CRC byte when all checks pass; a rejected frame commits nothing (its bytes sit in
+    the free slot until the next sample overwrites them). Proved in :mod:`pascal_hdl.formal.hostlink_proofs`.
+
+    Parameters
+    ----------
+    features : int
+        Bytes of a SAMPLE payload (the core's ``input_features``, 1..65535); a queue slot holds as many.
+    max_level : int
+        The largest level a SAMPLE byte may carry (the core's ``input_levels``, 1..255).
+    depth : int
+        Slots of the sample queue (1..:data:`protocol.MAX_QUEUE`); slot ``s`` is at queue address
+        ``s * features``.
+    timeout_cycles : int
+        Cycles without a byte after which a frame is TRUNCATED (and a DISCARD ends); at least 2.
+
+    Members
+    -------
+    i : In(stream.Signature(8, always_ready=True))
+        A received byte (``valid`` for one cycle, as :attr:`UartRx.o` gives it; no back-pressure).
+    framing_error : In(1)
+        A byte with a 0 stop bit (one cycle); it wins over ``i.valid`` in the same cycle.
+    used : In(range(depth + 1))
+        Queue slots holding a sample not yet taken by the core; read in the cycle a SAMPLE header ends:
+        ``used == depth`` (no free slot) means the frame is read to its end, nothing is written, and it is
+        answered with QUEUE_FULL.
+    write : Out(Signature(addr, data, en))
+        A SAMPLE payload byte into the queue: ``data`` at ``addr`` (the free slot's address plus the
+        byte's offset) when ``en``.
+    commit : Out(1)
+        One cycle at the last CRC byte of a SAMPLE with the right length, a good CRC, every level at most
+        ``max_level`` and a free slot: the free slot holds the sample; the next sample goes to the next slot.
+    request : Out(CONTROL_REQUEST)
+        A control reply asked for in this cycle (``kind`` NONE: none): IDENTITY or STATUS at the last CRC
+        byte of a good frame of that type, ERROR with its ``code`` and ``detail`` at a fault.
+    state : Out(ParserState)
+        The parser's state (HUNT between frames).
+
+    Attributes
+    ----------
+    registers : ParserRegisters
+        The other registers, for the proofs.
+    """
+
+    def __init__(self, features: int, max_level: int, depth: int, timeout_cycles: int):
+        self._MustUse__silence = True  # no "never used" warning if validation fails
+        limits = {"features": (features, protocol.MAX_FEATURES), "max_level": (max_level, protocol.MAX_LEVEL),
+                  "depth": (depth, protocol.MAX_QUEUE), "timeout_cycles": (timeout_cycles, 0xFFFFFFFF)}
+        for key, (value, high) in limits.items():
+            low = 2 if key == "timeout_cycles" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise HardwareError(f"frame parser: {key} must be an integer in [{low}, {high}], got {value!r}")
+        self.features, self.max_level, self.depth, self.timeout_cycles = features, max_level, depth, timeout_cycles
+        self.registers = ParserRegisters(features, depth, timeout_cycles)
+        write = wiring.Signature({"addr": Out(range(depth * features)), "data": Out(8), "en": Out(1)})
+        super().__init__({"i": In(stream.Signature(8, always_ready=True)), "framing_error": In(1),
+                          "used": In(range(depth + 1)), "write": Out(write), "commit": Out(1),
+                          "request": Out(CONTROL_REQUEST), "state": Out(ParserState)})
+        self._MustUse__silence = False
+
+    def elaborate(self, platform):
+        m = Module()
+        r, features, depth, timeout = self.registers, self.features, self.depth, self.timeout_cycles
+        state = self.state
+        byte, got, framing = self.i.payload, self.i.valid, self.framing_error
+        idle = r.idle
+        with m.If(got | framing):
+            m.d.sync += idle.eq(0)
+        with m.Elif(idle != timeout):
+            m.d.sync += idle.eq(idle + 1)
+        expire = ~got & ~framing & (idle == timeout - 1)
+        fault = Signal()
+        fault_code = Signal(8)
+        fault_detail = Signal(16)
+        crc_in = crc_next(m, r.crc, byte, "rx_crc")
+        crc_first = crc_next(m, Const(0xFFFF, 16), byte, "rx_crc_type")
+        is_sample = r.frame_type == FrameType.SAMPLE
+        length = Cat(byte, r.length_high)
+        request = self.request
+
+        def fail(code, detail, resync):
+            m.d.comb += [fault.eq(1), fault_code.eq(code), fault_detail.eq(detail)]
+            m.d.sync += state.eq(ParserState.DISCARD if resync else ParserState.HUNT)
+
+        m.d.comb += [self.write.addr.eq(r.wr_base + r.received), self.write.data.eq(byte)]
+        with m.If(got):
+            m.d.sync += r.frame_bytes.eq(Mux(state == ParserState.HUNT, 1, r.frame_bytes + 1))
+        with m.If(framing & (state != ParserState.DISCARD)):
+            fail(ErrorCode.FRAMING, 0, True)
+        with m.Elif(expire & (state == ParserState.DISCARD)):
+            m.d.sync += state.eq(ParserState.HUNT)
+        with m.Elif(expire & (state != ParserState.HUNT)):
+            fail(ErrorCode.TRUNCATED, r.frame_bytes, False)
+        with m.Elif(got):
+            with m.Switch(state):
+                with m.Case(ParserState.HUNT):
+                    with m.If(byte == protocol.SYNC[0]):
+                        m.d.sync += state.eq(ParserState.SYNC1)
+                    with m.Else():
+                        fail(ErrorCode.BAD_SYNC, byte, True)
+                with m.Case(ParserState.SYNC1):
+                    with m.If(byte == protocol.SYNC[1]):
+                        m.d.sync += state.eq(ParserState.TYPE)
+                    with m.Else():
+                        fail(ErrorCode.BAD_SYNC, byte, True)
+                with m.Case(ParserState.TYPE):
+                    with m.If((byte == FrameType.IDENTIFY) | (byte == FrameType.SAMPLE) | (byte == FrameType.STATUS)):
+                        m.d.sync += [r.frame_type.eq(byte), r.crc.eq(crc_first), state.eq(ParserState.LEN_HI)]
+                    with m.Else():
+                        fail(ErrorCode.UNKNOWN_TYPE, byte, True)
+                with m.Case(ParserState.LEN_HI):
+                    m.d.sync += [r.length_high.eq(byte), r.crc.eq(crc_in), state.eq(ParserState.LEN_LO)]
+                with m.Case(ParserState.LEN_LO):
+                    with m.If(is_sample & (length > features)):
+                        fail(ErrorCode.TOO_MANY_FEATURES, length, True)
+                    with m.Elif(length != Mux(is_sample, features, 0)):
+                        fail(ErrorCode.BAD_LENGTH, length, True)
+                    with m.Else():
+                        m.d.sync += [r.crc.eq(crc_in), r.received.eq(0), r.bad_level.eq(0),
+                                     r.drop.eq(self.used == depth),
+                                     state.eq(Mux(is_sample, ParserState.PAYLOAD, ParserState.CRC_HI))]
+                with m.Case(ParserState.PAYLOAD):
+                    m.d.comb += self.write.en.eq(~r.drop)
+                    m.d.sync += [r.crc.eq(crc_in), r.received.eq(r.received + 1)]
+                    with m.If((byte > self.max_level) & ~r.bad_level):
+                        m.d.sync += [r.bad_level.eq(1), r.bad_index.eq(r.received)]
+                    with m.If(r.received == features - 1):
+                        m.d.sync += state.eq(ParserState.CRC_HI)
+                with m.Case(ParserState.CRC_HI):
+                    m.d.sync += [r.crc_high.eq(byte), r.crc.eq(crc_in), state.eq(ParserState.CRC_LO)]
+                with m.Case(ParserState.CRC_LO):
+                    with m.If(crc_in != 0):
+                        fail(ErrorCode.BAD_CRC, Cat(byte, r.crc_high), False)
+                    with m.Elif(is_sample & r.bad_level):
+                        fail(ErrorCode.LEVEL_TOO_HIGH, r.bad_index, False)
+                    with m.Elif(is_sample & r.drop):
+                        fail(ErrorCode.QUEUE_FULL, 0, False)
+                    with m.Else():
+                        m.d.sync += state.eq(ParserState.HUNT)
+                        with m.If(is_sample):
+                            m.d.comb += self.commit.eq(1)
+                            m.d.sync += r.wr_base.eq(advance_slot(r.wr_base, depth, features))
+                        with m.Elif(r.frame_type == FrameType.IDENTIFY):
+                            m.d.comb += request.kind.eq(ReplyKind.IDENTITY)
+                        with m.Else():
+                            m.d.comb += request.kind.eq(ReplyKind.STATUS)
+        with m.If(fault):
+            m.d.comb += [request.kind.eq(ReplyKind.ERROR), request.code.eq(fault_code),
+                         request.detail.eq(fault_detail)]
+        return m
 
 
 class ParserState(enum.Enum, shape=4):

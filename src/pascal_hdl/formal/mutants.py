@@ -420,3 +420,37 @@ UART_MUTATIONS = (
 )
 if len({m.name for m in UART_MUTATIONS} | set(_BY_NAME)) != len(UART_MUTATIONS) + len(_BY_NAME):  # pragma: no cover
     raise MutationError("UART mutation names must be unique")
+
+# ------------------------------------------------------------------ host link frame parser (issue 15)
+# The frame parser's mutants (pascal_hdl.board.hostlink.FrameParser), refuted by the proofs of
+# pascal_hdl.formal.hostlink_proofs (HOSTLINK_MUTANT_PROOFS names the proof and the failed properties;
+# tests/pascal_hdl/formal/test_hostlink.py). Not in GATEWARE_MUTATIONS, like the UART's.
+HOSTLINK = "pascal_hdl.board.hostlink"
+
+HOSTLINK_MUTATIONS = (
+    _m("parser_crc_unchecked", HOSTLINK,
+       "with m.If(crc_in != 0):", "with m.If(0):",
+       "the parser never checks the CRC: a frame with a bad CRC is accepted"),
+    _m("parser_commit_when_full", HOSTLINK,
+       "with m.Elif(is_sample & r.drop):", "with m.Elif(0):",
+       "a SAMPLE that arrived with the queue full is committed (its bytes were not written) instead of QUEUE_FULL"),
+    _m("parser_write_when_full", HOSTLINK,
+       "r.drop.eq(self.used == depth),", "r.drop.eq(0),",
+       "the queue-full flag never set: a SAMPLE overwrites a queued sample and is committed"),
+    _m("parser_discard_forever", HOSTLINK,
+       "with m.Elif(expire & (state == ParserState.DISCARD)):\n            m.d.sync += state.eq(ParserState.HUNT)",
+       "with m.Elif(expire & (state == ParserState.DISCARD)):\n            pass",
+       "the timeout never ends a DISCARD: after a header fault the parser hangs"),
+    _m("parser_timeout_late", HOSTLINK,
+       "expire = ~got & ~framing & (idle == timeout - 1)", "expire = ~got & ~framing & (idle == timeout)",
+       "off by one: the timeout fires one cycle late (after timeout + 1 quiet cycles)"),
+    _m("parser_level_off_by_one", HOSTLINK,
+       "with m.If((byte > self.max_level) & ~r.bad_level):", "with m.If((byte >= self.max_level) & ~r.bad_level):",
+       "off by one: a level equal to the maximum is refused (LEVEL_TOO_HIGH)"),
+    _m("parser_slot_not_advanced", HOSTLINK,
+       "m.d.sync += r.wr_base.eq(advance_slot(r.wr_base, depth, features))", "pass",
+       "the write slot does not advance at a commit: the next sample overwrites the queued one"),
+)
+if len({m.name for m in UART_MUTATIONS + HOSTLINK_MUTATIONS} | set(_BY_NAME)) != (  # pragma: no cover
+        len(UART_MUTATIONS) + len(HOSTLINK_MUTATIONS) + len(_BY_NAME)):
+    raise MutationError("UART and host link mutation names must be unique")

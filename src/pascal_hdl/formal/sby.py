@@ -35,7 +35,9 @@ class ProofResult:
     ``TIMEOUT``); ``seconds`` the wall time of the sby run; ``trace`` the
     counterexample VCD (None when none was written); ``failed`` the
     assertion messages sby reports as failing; ``log`` the tail of sby's
-    output.
+    output; ``covers`` each cover statement reached -> the first step it was
+    reached at (every one, from sby's per-statement lines; ``cover_steps`` is
+    the summary's list, which sby may cut short).
     """
 
     name: str
@@ -49,6 +51,7 @@ class ProofResult:
     log: str = ""
     engine: str = ""
     cover_steps: list[int] = field(default_factory=list)
+    covers: dict[str, int] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -138,10 +141,13 @@ def run_proof(harness, ports, name: str, workdir, mode: str = "prove", depth: in
             trace = job_dir / candidate
             break
     cover_steps = [int(step) for step in re.findall(r"reached cover statement .* step (\d+)", out)]
+    covers: dict[str, int] = {}
+    for step, check in re.findall(r"Reached cover statement in step (\d+) at \S+: (\S+)", out):
+        covers.setdefault(check, int(step))
     tail = "\n".join(out.splitlines()[-40:])
     return ProofResult(name=name, mode=mode, depth=depth, status=status, seconds=seconds, workdir=job_dir,
                        trace=trace, failed=failed, log=tail, engine=engine,
-                       cover_steps=cover_steps)
+                       cover_steps=cover_steps, covers=covers)
 
 
 def check_messages(il_text: str) -> dict[str, str]:

@@ -17,11 +17,6 @@ from pascal_hdl.formal.mutants import load_mutant
 pytestmark = pytest.mark.formal
 
 
-def _check(result):
-    assert result.passed, f"{result.summary()}\nfailed: {result.failed}\ntrace: {result.trace}\n{result.log}"
-    print(result.summary())
-
-
 def test_configurations_reach_the_cases_the_proofs_are_about():
     """The conv proofs' maps have inputs with fields of every size (corners, edges, centre, stride gaps
     reaching nothing), the ports carry invalid events, the pooling windows overlap."""
@@ -39,20 +34,20 @@ def test_configurations_reach_the_cases_the_proofs_are_about():
 
 
 @pytest.mark.parametrize("case", CONV_PROOFS + POOL_PROOFS, ids=lambda c: c.name)
-def test_bounded_proof(case, tmp_path):
+def test_bounded_proof(case, tmp_path, proved):
     """Conv: every spike reaches exactly its receptive field's synapses, once per spike, and all before the
     neurons read the accumulators. Pool: every pooled count is the max / sum of its window, zeros skipped."""
-    _check(prove(case, tmp_path))
+    proved(prove(case, tmp_path))
 
 
 @pytest.mark.parametrize("case", CONV_PROOFS + POOL_PROOFS, ids=lambda c: c.name)
-def test_bound_reaches_the_interesting_cases(case, tmp_path):
+def test_bound_reaches_the_interesting_cases(case, tmp_path, proved):
     """Cover: a full-count border event is scattered completely and a sample reaches its output (conv);
     a result whose two cells are nonzero (pool): within the proof's bound. An output after a reset that
     hit a sample in flight (spikes still to scatter, nonzero cells): within the cover bound (the latest
     of the covers: a sample, a reset, the CLEAR, the next sample)."""
     result = prove(case, tmp_path, mode="cover")
-    _check(result)
+    proved(result)
     assert len(result.cover_steps) == (3 if case in CONV_PROOFS else 2), result.log
     steps = sorted(result.cover_steps)
     assert max(steps[:-1]) < case.depth and steps[-1] < case.cover_depth

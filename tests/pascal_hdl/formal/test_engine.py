@@ -28,11 +28,6 @@ MUTANTS = [pytest.param(m, marks=pytest.mark.slow) if MUTANT_CONFIGS[m.name][0].
            for m in ENGINE_MUTATIONS]
 
 
-def _check(result):
-    assert result.passed, f"{result.summary()}\nfailed: {result.failed}\ntrace: {result.trace}\n{result.log}"
-    print(result.summary())
-
-
 def test_boundary_engine_carries_the_invalid_events_and_a_tie():
     """The port of the boundary configuration can carry index == in_features and count == T1 + 1,
     and its weights give equal maximal logits (the empty sample: logits 0, 0, -1)."""
@@ -45,20 +40,20 @@ def test_boundary_engine_carries_the_invalid_events_and_a_tie():
 
 
 @pytest.mark.parametrize("config", PROOF_CONFIGS, ids=lambda c: c.name)
-def test_engine_accumulation_bounded(config, tmp_path):
+def test_engine_accumulation_bounded(config, tmp_path, proved):
     """Every logit == bias + sum of the weights of the valid spiking inputs (cls the first maximum; hidden:
     every count == the contract's), any event, stall and reset pattern (rst free in every cycle: after a
     reset, the samples that follow see nothing of the interrupted one); the output obeys the stream rule."""
-    _check(prove_engine(config, tmp_path))
+    proved(prove_engine(config, tmp_path))
 
 
 @pytest.mark.parametrize("config", PROOF_CONFIGS, ids=lambda c: c.name)
-def test_engine_depth_covers_longest_sample(config, tmp_path):
+def test_engine_depth_covers_longest_sample(config, tmp_path, proved):
     """The bound is long enough: a result for a sample with every input at count T1 is reachable, and so
     is a result after a reset that hit nonzero partial sums; where the weights allow a tie, a result with
     two equal maximal logits is reached too."""
     result = prove_engine(config, tmp_path, mode="cover")
-    _check(result)
+    proved(result)
     covers = 2 + (config.tie_counts() is not None)
     assert len(result.cover_steps) == covers, result.log
     assert max(result.cover_steps) < config.samples_depth()

@@ -26,11 +26,6 @@ BUNDLED = bundled_neuron_configs()
 BUNDLED_T2_8 = bundled_neuron_configs(max_t_out=8)
 
 
-def _check(result):
-    assert result.passed, f"{result.summary()}\nfailed: {result.failed}\ntrace: {result.trace}\n{result.log}"
-    print(result.summary())
-
-
 def test_bundled_models_emit_neuron_units():
     # The generator emits at least the digits MLP's hidden layer; its widths come from the model.
     assert BUNDLED, "no bundled model gives a neuron unit: nothing to prove"
@@ -45,22 +40,22 @@ def test_bundled_models_emit_neuron_units():
 
 @pytest.mark.parametrize("proof", NEURON_PROOFS)
 @pytest.mark.parametrize("config", [SMALL, WIDE, *BUNDLED], ids=lambda c: c.name)
-def test_neuron_k_induction(config, proof, tmp_path):
+def test_neuron_k_induction(config, proof, tmp_path, proved):
     """k-induction (unbounded): every input sequence, every run, from any reachable state."""
-    _check(prove_neuron(config, proof, tmp_path))
+    proved(prove_neuron(config, proof, tmp_path))
 
 
 @pytest.mark.parametrize("config", [LARGE, *BUNDLED_T2_8], ids=lambda c: c.name)
-def test_neuron_equivalence_large(config, tmp_path):
-    _check(prove_neuron(config, "equivalence", tmp_path))
+def test_neuron_equivalence_large(config, tmp_path, proved):
+    proved(prove_neuron(config, "equivalence", tmp_path))
 
 
 @pytest.mark.parametrize("config", [SMALL, *BUNDLED], ids=lambda c: c.name)
-def test_neuron_contract_not_vacuous(config, tmp_path):
+def test_neuron_contract_not_vacuous(config, tmp_path, proved):
     """The assumptions leave the interesting runs: clipped low (after inhibitory
     spikes), clipped high at the longest T2, and unclipped, all reach their end."""
     result = prove_neuron(config, "cover", tmp_path, mode="cover", depth=config.schedule_depth())
-    _check(result)
+    proved(result)
     assert len(result.cover_steps) == 3, result.log
 
 

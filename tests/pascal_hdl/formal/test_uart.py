@@ -16,42 +16,37 @@ from pascal_hdl.formal.uart_proofs import (
 pytestmark = pytest.mark.formal
 
 
-def _check(result):
-    assert result.passed, f"{result.summary()}\nfailed: {result.failed}\ntrace: {result.trace}\n{result.log}"
-    print(result.summary())
-
-
 @pytest.mark.parametrize("proof", UART_PROOFS, ids=lambda p: p.name)
-def test_k_induction(proof, tmp_path):
+def test_k_induction(proof, tmp_path, proved):
     """Tx: ready exactly while no frame is on the line, idle line 1, start 0 / data LSB first / stop 1,
     ``divisor`` cycles each. Rx: every report comes from a falling edge, start 0, data and stop sampled
     at mid-bit, one per frame, and every frame after a quiet line is reported. Loopback: every byte
     delivered once, unchanged, in order, at the documented latency, no framing error. Unbounded:
     k-induction, ``rst`` free in every cycle."""
-    _check(prove_uart(proof, tmp_path))
+    proved(prove_uart(proof, tmp_path))
 
 
 @pytest.mark.parametrize("proof", UART_PROOFS, ids=lambda p: p.name)
-def test_bound_reaches_the_interesting_cases(proof, tmp_path):
+def test_bound_reaches_the_interesting_cases(proof, tmp_path, proved):
     """Every cover statement is reached within the cover bound: a whole 0xA5 frame, a byte taken in the
     first cycle Tx is ready again, a frame after a reset mid-frame (Tx); 0xA5 delivered, a framing
     error, a byte after a framing error, a byte after a glitch, a byte after a reset mid-frame (Rx);
     two different bytes back to back both delivered, two bytes in flight at once (divisor 4), a byte
     after a reset that hit one in flight (loopback)."""
     result = prove_uart(proof, tmp_path, mode="cover")
-    _check(result)
+    proved(result)
     assert len(result.cover_steps) == proof.covers, result.log
     assert max(result.cover_steps) < proof.cover_depth
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("proof", uart_proofs(5), ids=lambda p: f"{p.name}_divisor5")
-def test_odd_divisor(proof, tmp_path):
+def test_odd_divisor(proof, tmp_path, proved):
     """The same proofs and covers at 5 cycles per bit (an odd divisor: mid-bit is ``divisor // 2``); about
     a minute for the three."""
-    _check(prove_uart(proof, tmp_path))
+    proved(prove_uart(proof, tmp_path))
     result = prove_uart(proof, tmp_path, mode="cover")
-    _check(result)
+    proved(result)
     assert len(result.cover_steps) == proof.covers and max(result.cover_steps) < proof.cover_depth, result.log
 
 
