@@ -54,11 +54,8 @@ def test_bound_reaches_the_interesting_cases(case, tmp_path, proved):
 
 
 @pytest.mark.parametrize("name", list(CONV_MUTATIONS))
-def test_mutant_has_counterexample(name, tmp_path):
+def test_mutant_has_counterexample(name, tmp_path, refuted):
     mutation, case_name, messages = CONV_MUTATIONS[name]
     module = load_mutant(mutation, tmp_path / "src")
     result = prove(CASES[case_name], tmp_path, module=module, name=f"mutant_{name}")
-    assert result.status == "FAIL", f"{mutation.description}: {result.summary()}\n{result.log}"
-    assert result.trace is not None and result.failed
-    assert any(message in f for f in result.failed for message in messages), result.failed
-    print(f"{name} ({mutation.description}): {result.summary()}; failed: {'; '.join(result.failed)}")
+    refuted(result, mutation, messages)

@@ -67,13 +67,10 @@ MUTANT_CASES = [pytest.param(mutation, proof, messages, id=f"{mutation.name}-{pr
 
 
 @pytest.mark.parametrize("mutation, proof, messages", MUTANT_CASES)
-def test_mutant_has_counterexample(mutation, proof, messages, tmp_path):
+def test_mutant_has_counterexample(mutation, proof, messages, tmp_path, refuted):
     """Bounded from power-up over the proof's bound: the mutant fails one of the assertions named (the
     first one it breaks; an invariant is a proved property too)."""
     module = load_mutant(mutation, tmp_path / "src")
     result = prove_parser(proof, tmp_path, module=module, mode="bmc", name=f"mutant_{mutation.name}")
-    assert result.status == "FAIL", f"{mutation.description}: {result.summary()}\n{result.log}"
-    assert result.trace is not None and result.failed
-    assert any(message in f for f in result.failed for message in messages), result.failed
-    print(f"{mutation.name} ({mutation.description}): {result.summary()}; failed: {'; '.join(result.failed)}")
+    refuted(result, mutation, messages)
 
