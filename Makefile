@@ -9,5 +9,8 @@ setup:
 demo: setup
 	pascal-ref demo
 
+# Two pytest workers (the machine's cores); the co-simulation suite stays on one of them (conftest.py).
+# PYTEST_WORKERS="-n 0" runs serially.
+PYTEST_WORKERS ?= -n 2 --dist loadgroup
 test: setup
-	python -m pytest -q $(PYTEST_ARGS)
+	python -m pytest -q $(PYTEST_WORKERS) $(PYTEST_ARGS)

