@@ -26,6 +26,7 @@ def _in_cosim(item) -> bool:
     return Path(str(item.fspath)).resolve().is_relative_to(COSIM_DIR)
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if _in_cosim(item):

@@ -80,6 +80,15 @@ _BOARDS: list[JobBoard] = []
 
 @pytest.fixture(scope="session")
 def cosim_jobs(request, build_root):
+    # Under `--dist loadgroup` every cosim test must carry xdist's group suffix: without it the tests are
+    # spread over the workers and each worker's board runs the whole suite's simulations (pytest 9.2 with
+    # pytest-xdist 3.8 did that quietly; the pin in pyproject.toml).
+    if getattr(request.config.option, "loadgroup", False):
+        stray = [item.nodeid for item in request.session.items
+                 if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+        if stray:
+            pytest.fail(f"pytest-xdist ignored the xdist_group mark of {stray[0]} (and {len(stray) - 1} more): "
+                        "every worker would run the whole co-simulation suite", pytrace=False)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cosim") as pool:
         board = JobBoard(pool, build_root)
         _BOARDS.append(board)
