@@ -37,7 +37,7 @@ from pathlib import Path
 from pascal_ref.errors import PascalError
 
 __all__ = ["Mutation", "MutationError", "load_mutant", "NEURON_MUTATIONS", "ENGINE_MUTATIONS", "ACCEPTED_SURVIVORS",
-           "CORE", "ENGINE", "GATEWARE_MUTATIONS", "NEURON", "install_mutant", "mutation_named"]
+           "CORE", "ENGINE", "GATEWARE_MUTATIONS", "NEURON", "install_mutant", "mutation_named", "proof_cases"]
 
 _serial = itertools.count()
 
@@ -71,6 +71,21 @@ class Mutation:
             raise MutationError(f"mutation '{self.name}': expected exactly one {self.find!r} in {self.target}, "
                                 f"found {found}; update the mutation to the design")
         return source.replace(self.find, self.replace)
+
+
+def proof_cases(mutations, mutant_proofs, proof_names):
+    """The ``(mutation, proof name, failed-property messages)`` triples of a table of mutants refuted by
+    proofs (``mutant_proofs``: mutant name -> ((proof name, messages), ...)), in table order. Raises
+    :class:`MutationError` unless every mutant has a proof, every proof entry names a mutant and every
+    proof named is one of ``proof_names``."""
+    names = {m.name for m in mutations}
+    if names != set(mutant_proofs):
+        raise MutationError(f"mutants without a proof: {sorted(names - set(mutant_proofs))}; "
+                            f"proofs of unknown mutants: {sorted(set(mutant_proofs) - names)}")
+    unknown = {proof for cases in mutant_proofs.values() for proof, _ in cases} - set(proof_names)
+    if unknown:
+        raise MutationError(f"mutant proofs name unknown proofs: {sorted(unknown)}")
+    return [(m, proof, messages) for m in mutations for proof, messages in mutant_proofs[m.name]]
 
 
 def load_mutant(mutation: Mutation, workdir):

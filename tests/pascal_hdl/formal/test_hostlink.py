@@ -17,7 +17,7 @@ from pascal_hdl.formal.hostlink_proofs import (
     poly_mod,
     prove_parser,
 )
-from pascal_hdl.formal.mutants import HOSTLINK_MUTATIONS, load_mutant
+from pascal_hdl.formal.mutants import HOSTLINK_MUTATIONS, MutationError, load_mutant, proof_cases
 
 pytestmark = pytest.mark.formal
 
@@ -58,12 +58,15 @@ def test_bound_reaches_the_interesting_cases(proof, tmp_path, proved):
 
 
 def test_every_hostlink_mutant_has_a_proof():
-    assert {m.name for m in HOSTLINK_MUTATIONS} == set(HOSTLINK_MUTANT_PROOFS)
-    assert {proof for cases in HOSTLINK_MUTANT_PROOFS.values() for proof, _ in cases} <= set(PROOFS)
+    assert len(proof_cases(HOSTLINK_MUTATIONS, HOSTLINK_MUTANT_PROOFS, PROOFS)) >= len(HOSTLINK_MUTATIONS)
+    with pytest.raises(MutationError, match="without a proof"):               # the check can fail
+        proof_cases(HOSTLINK_MUTATIONS, dict(list(HOSTLINK_MUTANT_PROOFS.items())[1:]), PROOFS)
+    with pytest.raises(MutationError, match="unknown proofs"):
+        proof_cases(HOSTLINK_MUTATIONS, {**HOSTLINK_MUTANT_PROOFS, "parser_crc_unchecked": (("nope", ()),)}, PROOFS)
 
 
 MUTANT_CASES = [pytest.param(mutation, proof, messages, id=f"{mutation.name}-{proof}")
-                for mutation in HOSTLINK_MUTATIONS for proof, messages in HOSTLINK_MUTANT_PROOFS[mutation.name]]
+                for mutation, proof, messages in proof_cases(HOSTLINK_MUTATIONS, HOSTLINK_MUTANT_PROOFS, PROOFS)]
 
 
 @pytest.mark.parametrize("mutation, proof, messages", MUTANT_CASES)
