@@ -37,7 +37,8 @@ from pathlib import Path
 from pascal_ref.errors import PascalError
 
 __all__ = ["Mutation", "MutationError", "load_mutant", "NEURON_MUTATIONS", "ENGINE_MUTATIONS", "ACCEPTED_SURVIVORS",
-           "CORE", "ENGINE", "GATEWARE_MUTATIONS", "NEURON", "install_mutant", "mutation_named", "proof_cases"]
+           "CORE", "ENGINE", "GATEWARE_MUTATIONS", "NEURON", "all_mutation_names", "install_mutant", "mutation_named",
+           "proof_cases"]
 
 _serial = itertools.count()
 
@@ -466,3 +467,10 @@ _NAMES = [m.name for m in GATEWARE_MUTATIONS + UART_MUTATIONS + HOSTLINK_MUTATIO
 if len(set(_NAMES)) != len(_NAMES):  # pragma: no cover - a typo in the tables
     raise MutationError("mutation names must be unique across the gateware, UART and host link tables: "
                         + ", ".join(sorted({n for n in _NAMES if _NAMES.count(n) > 1})))
+
+
+def all_mutation_names() -> list[str]:
+    """The names of every mutation of the gateware, UART and host link tables (unique, checked above); the
+    conv and pooling table (:data:`pascal_hdl.formal.conv_proofs.CONV_MUTATIONS`) checks its names against
+    these."""
+    return list(_NAMES)
