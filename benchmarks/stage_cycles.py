@@ -1,6 +1,6 @@
 """Per stage: cycles per image when the stage runs alone on back-to-back samples, and the bound it sets.
 
-    python benchmarks/stage_cycles.py MODEL [--images N] [--layer-lanes NAME=K,...|auto] [--double-buffer [NAME,...]]
+    python benchmarks/stage_cycles.py MODEL [--images N] [--layer-lanes NAME=K,...|auto] [--double-buffer [NAME,...]] [--mac [NAME,...]]
 
 ``MODEL`` is a model ``.npz`` or a bundled name (digits-mlp, digits-cnn, digits-resnet); the images are the
 first N of the digits test split (or random levels for another input shape,
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from pascal_hdl.cli import _layer_lanes, _double_buffer
+from pascal_hdl.cli import _layer_lanes, _stage_names
 from pascal_hdl.flow.generate import core_config_from_network
 from pascal_hdl.model.chain import calibration_levels, chain_forward, stage_cycles, stage_kind, stage_lanes
 from pascal_ref.io.bundled import resolve_model_path
@@ -24,12 +24,13 @@ def main(argv=None) -> int:
     parser.add_argument("model")
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--layer-lanes", type=_layer_lanes, default=None)
-    parser.add_argument("--double-buffer", type=_double_buffer, nargs="?", const=True, default=None)
+    parser.add_argument("--double-buffer", type=_stage_names, nargs="?", const=True, default=None)
+    parser.add_argument("--mac", type=_stage_names, nargs="?", const=True, default=None)
     args = parser.parse_args(argv)
     network = load(resolve_model_path(args.model))
     in_flight = 2 if args.double_buffer else 1
     config, model = core_config_from_network(network, layer_lanes=args.layer_lanes, in_flight=in_flight,
-                                             double_buffer=args.double_buffer)
+                                             double_buffer=args.double_buffer, mac=args.mac)
     levels = calibration_levels(model, args.images)
     inputs = [levels] + chain_forward(config.layers, levels)[:-1]
     rows = [(stage, stage_cycles(stage, counts)) for stage, counts in zip(config.layers, inputs)]

@@ -71,7 +71,8 @@ def _cosim(args) -> int:
     try:
         config, model = core_config_from_network(network, lanes=args.lanes, weight_bits=args.weight_bits,
                                                  per_channel=per_channel, layer_lanes=args.layer_lanes,
-                                                 in_flight=args.in_flight, double_buffer=args.double_buffer)
+                                                 in_flight=args.in_flight, double_buffer=args.double_buffer,
+                                                 mac=args.mac)
     except HardwareError as error:
         raise CommandError(f"the core cannot take model {args.model!r}: {error}") from None
     levels = model.encode_input(data.x)
@@ -80,12 +81,12 @@ def _cosim(args) -> int:
     root = default_build_root() if args.build_dir is None else Path(args.build_dir).resolve()
     lanes_option = args.layer_lanes if isinstance(args.layer_lanes, str) else sorted((args.layer_lanes or {}).items())
     options = (f"{args.lanes}\0{lanes_option}\0{args.weight_bits}\0{per_channel}\0"
-               f"{args.in_flight}\0{args.double_buffer}\0").encode()
+               f"{args.in_flight}\0{args.double_buffer}\0{args.mac}\0").encode()
     key = hashlib.sha256(options + model_bytes).hexdigest()[:12]
     folder = root / "designs" / f"{safe_name(config.name, 40)}-{key}"
     generate_from_network(network, folder, lanes=args.lanes, weight_bits=args.weight_bits, per_channel=per_channel,
                           model_bytes=model_bytes, layer_lanes=args.layer_lanes, in_flight=args.in_flight,
-                          double_buffer=args.double_buffer)
+                          double_buffer=args.double_buffer, mac=args.mac)
 
     cycles_out: dict = {}
     worker = threading.Thread(target=_model_cycles, args=(config, levels, cycles_out), daemon=True)

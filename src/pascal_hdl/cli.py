@@ -41,8 +41,8 @@ def _layer_lanes(text: str):
     return lanes
 
 
-def _double_buffer(text: str):
-    """``--double-buffer`` alone: True (every stage); ``NAME[,NAME...]``: those stages."""
+def _stage_names(text: str):
+    """``--double-buffer`` or ``--mac`` alone: True (every stage); ``NAME[,NAME...]``: those stages."""
     names = [name.strip() for name in text.split(",")]
     if not all(names):
         raise ValueError(f"expected NAME[,NAME...], got {text!r}")
@@ -50,14 +50,19 @@ def _double_buffer(text: str):
 
 
 def add_throughput_options(parser) -> None:
-    """``--in-flight``, ``--double-buffer`` and ``--layer-lanes`` (shared by ``pascal-ref hdl`` and ``cosim``)."""
+    """``--in-flight``, ``--double-buffer``, ``--mac`` and ``--layer-lanes`` (shared by ``pascal-ref hdl`` and
+    ``cosim``)."""
     parser.add_argument("--in-flight", type=_positive, default=1, metavar="D",
                         help="samples the core holds at once: 1 (default) takes a sample after the previous result "
                              "left; D > 1 lets each stage work on its own sample (throughput, more logic)")
-    parser.add_argument("--double-buffer", type=_double_buffer, nargs="?", const=True, default=None,
+    parser.add_argument("--double-buffer", type=_stage_names, nargs="?", const=True, default=None,
                         metavar="NAME,...",
                         help="double-buffered stages (two accumulator banks: a stage accumulates the next sample "
                              "while it drains the last); alone: every stage; needs --in-flight 2 or more")
+    parser.add_argument("--mac", type=_stage_names, nargs="?", const=True, default=None, metavar="NAME,...",
+                        help="conv stages that multiply: each kernel tap is issued once per input event and adds "
+                             "count x weight (shifts and adders per lane, no DSP) instead of once per spike; alone: every conv "
+                             "stage")
     parser.add_argument("--layer-lanes", type=_layer_lanes, default=None, metavar="NAME=K,...|auto",
                         help="lanes of named layers, overriding --lanes (e.g. act1=4,act2=6,fc=5: the digits CNN on the "
                              "iCE40 UP5K); auto: balanced stage periods within the default design's total of lanes")
@@ -89,7 +94,8 @@ def _hdl(args) -> int:
         manifest = generate_from_network(network, args.output, lanes=args.lanes, weight_bits=args.weight_bits,
                                          per_channel=not args.per_layer_threshold, name=args.name,
                                          model_bytes=model_bytes, layer_lanes=args.layer_lanes,
-                                         in_flight=args.in_flight, double_buffer=args.double_buffer)
+                                         in_flight=args.in_flight, double_buffer=args.double_buffer,
+                                         mac=args.mac)
     except HardwareError as error:
         raise CommandError(f"the core cannot take model {printable(args.model)!r}: {error}") from None
     layers = ", ".join(f"{l['name']} {l['in_features']}->{l['out_features']} x{l['lanes']} lanes"

@@ -161,6 +161,7 @@ def _conv_entry(conv, file_stem: str) -> dict:
     else:   # the act2 engine of a residual block: two input ports
         entry.update(ports={"main": _geometry(conv.main), "shortcut": _geometry(conv.shortcut)})
     entry["banks"] = int(getattr(conv, "banks", 1))
+    entry["mac"] = bool(conv.mac)     # each tap issued once per event, count * weight added
     return entry
 
 
@@ -285,13 +286,13 @@ def _digests(manifest: dict, out: Path) -> dict:
 
 def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_channel: bool = True,
                              name: str | None = None, layer_lanes: dict | None = None,
-                             in_flight: int = 1, double_buffer=None) -> tuple[CoreConfig, object]:
+                             in_flight: int = 1, double_buffer=None, mac=None) -> tuple[CoreConfig, object]:
     """Quantize a float network as the golden model does and map it onto the core.
 
     Returns ``(config, integer_model)``; raises :class:`HardwareError` for a
     model the core cannot take. ``layer_lanes`` may be ``"auto"``: lanes per stage chosen by
     :func:`pascal_hdl.model.chain.balance_lanes` (calibrated on the bundled digits test split when the
-    network takes its shape, else on uniform random levels). ``double_buffer``: see
+    network takes its shape, else on uniform random levels). ``double_buffer`` and ``mac``: see
     :func:`pascal_hdl.model.chain.core_config`.
     """
     from pascal_ref.ir.network import Network
@@ -306,17 +307,18 @@ def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_chan
     if layer_lanes == "auto":
         from pascal_hdl.model.chain import balance_lanes, calibration_levels
         layer_lanes = balance_lanes(model, calibration_levels(model), lanes=lanes,
-                                    double_buffer=double_buffer, in_flight=in_flight)["layer_lanes"]
+                                    double_buffer=double_buffer, in_flight=in_flight, mac=mac)["layer_lanes"]
     return core_config(model, lanes=lanes, layer_lanes=layer_lanes, name=name, in_flight=in_flight,
-                       double_buffer=double_buffer), model
+                       double_buffer=double_buffer, mac=mac), model
 
 
 def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, per_channel: bool = True,
                           name: str | None = None, model_bytes: bytes | None = None,
-                          layer_lanes: dict | None = None, in_flight: int = 1, double_buffer=None) -> dict:
+                          layer_lanes: dict | None = None, in_flight: int = 1, double_buffer=None,
+                          mac=None) -> dict:
     """Quantize, check and generate; the manifest records the options and the model's SHA-256."""
     config, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name, layer_lanes, in_flight,
-                                         double_buffer)
+                                         double_buffer, mac)
     source = {"network": network.name, "weight_bits": weight_bits, "per_channel": per_channel,
               "lanes": [stage_lanes(layer) for layer in config.layers]}
     if layer_lanes == "auto":
@@ -325,6 +327,8 @@ def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, pe
         source["layer_lanes"] = dict(sorted(layer_lanes.items()))
     if double_buffer:
         source["double_buffer"] = sorted(s.name for s in config.layers if getattr(s, "banks", 1) == 2)
+    if mac:
+        source["mac"] = sorted(s.name for s in config.layers if getattr(s, "mac", False))
     if model_bytes is not None:
         source["model_sha256"] = hashlib.sha256(model_bytes).hexdigest()
     return generate(config, out_dir, source=source)

@@ -22,8 +22,14 @@ reasons are in :mod:`pascal_hdl.model.conv`)::
 
 No multiplier: the address arithmetic is adders and constant shift-add
 products (:func:`~pascal_hdl.gateware.engine.times_constant`); counts are
-repeated spikes, as in the Linear engine. Decode, issue and input register
-form a pipeline, so back-to-back events that do work leave no gap.
+repeated spikes, as in the Linear engine. With
+:attr:`~pascal_hdl.model.conv.ConvConfig.mac` each tap is issued once per
+event and the write-back adds ``count * weight``, built per lane from one
+shifted, masked weight per count bit and adders
+(:func:`~pascal_hdl.gateware.engine.times_count`: no DSP block is used, so
+the number of lanes is not limited by the part's multipliers). Decode, issue
+and input register form a pipeline, so back-to-back events that do work
+leave no gap.
 
 Reset: as the Linear engine's, the phase register resets to CLEAR, which
 writes zero to every accumulator word, one per cycle: ``acc_depth`` cycles
@@ -38,7 +44,7 @@ from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from pascal_hdl.gateware.engine import breaks_stream_rule, event_layout, times_constant
+from pascal_hdl.gateware.engine import breaks_stream_rule, event_layout, times_constant, times_count
 from pascal_hdl.gateware.neuron import PascIfNeuron
 from pascal_hdl.model.conv import ConvConfig, ConvPhase, index_dividers, magic_divider
 from pascal_hdl.widths import check_type
@@ -342,6 +348,10 @@ class ConvEngine(wiring.Component):
         it_nx = Signal.like(n_x)
         it_ny = Signal.like(n_y)
         it_count = Signal(count_shape)
+        # mac: the iterator makes one pass per event (its count is 1) and the write-back multiplies by
+        # the event's count, kept in it_scale (without mac neither exists: the Verilog is as before)
+        d_reps = Mux(d_count != 0, 1, 0) if cfg.mac else d_count
+        it_scale = Signal(count_shape) if cfg.mac else None
         it_glast = Signal.like(d_glast)
         w_tap, w_row, w_ev = Signal(w_range), Signal(w_range), Signal(w_range)
         a_tap, a_row, a_ev = Signal(a_range), Signal(a_range), Signal(a_range)
@@ -370,16 +380,22 @@ class ConvEngine(wiring.Component):
             ("g", g), ("ix", ix), ("iy", iy), ("rep", rep), ("nx", it_nx), ("ny", it_ny), ("count", it_count),
             ("w_tap", w_tap), ("w_row", w_row), ("w_ev", w_ev), ("a_tap", a_tap), ("a_row", a_row),
             ("a_ev", a_ev), ("last", pending_last), ("glast", it_glast))}
+        if cfg.mac:
+            cur["scale"] = Signal.like(it_scale, name="cur_scale")
         with m.If(launch):
             m.d.comb += [cur["g"].eq(0), cur["ix"].eq(0), cur["iy"].eq(0), cur["rep"].eq(0),
-                         cur["nx"].eq(d_nx), cur["ny"].eq(d_ny), cur["count"].eq(d_count), cur["last"].eq(d_last),
+                         cur["nx"].eq(d_nx), cur["ny"].eq(d_ny), cur["count"].eq(d_reps), cur["last"].eq(d_last),
                          cur["glast"].eq(d_glast)]
+            if cfg.mac:
+                m.d.comb += cur["scale"].eq(d_count)
             m.d.comb += [cur[k].eq(d_w) for k in ("w_tap", "w_row", "w_ev")]
             m.d.comb += [cur[k].eq(d_a) for k in ("a_tap", "a_row", "a_ev")]
         with m.Else():
             m.d.comb += [cur["g"].eq(g), cur["ix"].eq(ix), cur["iy"].eq(iy), cur["rep"].eq(rep),
                          cur["nx"].eq(it_nx), cur["ny"].eq(it_ny), cur["count"].eq(it_count),
                          cur["last"].eq(pending_last), cur["glast"].eq(it_glast)]
+            if cfg.mac:
+                m.d.comb += cur["scale"].eq(it_scale)
             m.d.comb += [cur["w_tap"].eq(w_tap), cur["w_row"].eq(w_row), cur["w_ev"].eq(w_ev),
                          cur["a_tap"].eq(a_tap), cur["a_row"].eq(a_row), cur["a_ev"].eq(a_ev)]
 
@@ -388,8 +404,10 @@ class ConvEngine(wiring.Component):
         issue_word = Signal(range(cfg.acc_depth))
         active = (launch & (d_count != 0)) | busy
         with m.If(launch):
-            m.d.sync += [it_nx.eq(d_nx), it_ny.eq(d_ny), it_count.eq(d_count), pending_last.eq(d_last),
+            m.d.sync += [it_nx.eq(d_nx), it_ny.eq(d_ny), it_count.eq(d_reps), pending_last.eq(d_last),
                          it_glast.eq(d_glast)]
+            if cfg.mac:
+                m.d.sync += it_scale.eq(d_count)
         with m.If(active):
             m.d.comb += [issue.eq(1), issue_addr.eq(cur["w_tap"] + cur["g"]), issue_word.eq(cur["a_tap"] + cur["g"])]
             m.d.sync += busy.eq(1)
@@ -425,6 +443,9 @@ class ConvEngine(wiring.Component):
         writeback = Signal()
         writeback_word = Signal(range(cfg.acc_depth))
         m.d.sync += [writeback.eq(issue), writeback_word.eq(issue_word)]
+        if cfg.mac:       # each tap issued once per event: the weight times the event's count
+            writeback_count = Signal(count_shape)
+            m.d.sync += writeback_count.eq(cur["scale"])
         m.d.comb += [self.issue.valid.eq(issue), self.issue.weight.eq(issue_addr), self.issue.word.eq(issue_word)]
         m.d.comb += w_rd.addr.eq(issue_addr)
         acc_lanes = [i_rd.data.word_select(k, aw).as_signed() for k in range(lanes)]
@@ -432,6 +453,8 @@ class ConvEngine(wiring.Component):
             m.d.comb += [i_wr.en.eq(1), i_wr.addr.eq(writeback_word)]
             for k in range(lanes):
                 weight = w_rd.data.word_select(k, wb).as_signed()
+                if cfg.mac:
+                    weight = times_count(weight, writeback_count)
                 m.d.comb += i_wr.data.word_select(k, aw).eq(acc_lanes[k] + weight)
         if banked:
             neuron_lanes = [n_rd.data.word_select(k, aw).as_signed() for k in range(lanes)]

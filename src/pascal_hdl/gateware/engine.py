@@ -51,7 +51,7 @@ from pascal_hdl.gateware.neuron import PascIfNeuron
 from pascal_hdl.model.engine import Phase
 from pascal_hdl.widths import check_type
 
-__all__ = ["LayerEngine", "breaks_stream_rule", "event_layout", "result_layout", "times_constant"]
+__all__ = ["LayerEngine", "breaks_stream_rule", "event_layout", "result_layout", "times_constant", "times_count"]
 
 
 def event_layout(features: int, levels: int) -> data.StructLayout:
@@ -73,15 +73,25 @@ def breaks_stream_rule(index, count, in_features: int, t_in: int, seen, prev_ind
     return (index >= in_features) | (count > t_in) | (seen & (index <= prev_index))
 
 
-def times_constant(value, constant: int):
-    """``value * constant`` from shifts and adders (a constant, so no multiplier is inferred)."""
-    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+def _sum(terms):
+    """The sum of ``terms`` (values), 0 if there are none."""
     if not terms:
         return 0
     total = terms[0]
     for term in terms[1:]:
         total = total + term
     return total
+
+
+def times_constant(value, constant: int):
+    """``value * constant`` from shifts and adders (a constant, so no multiplier is inferred)."""
+    return _sum([value << bit for bit in range(constant.bit_length()) if constant >> bit & 1])
+
+
+def times_count(value, count):
+    """``value * count`` for an unsigned signal ``count`` from shifts, masks and adders (one ``value << j``
+    per bit of ``count``), so no multiplier (and no DSP block) is inferred: ``count`` is a few bits wide."""
+    return _sum([Mux(count[bit], value << bit, 0) for bit in range(len(count))])
 
 
 class _BankPort:

@@ -44,7 +44,7 @@ from pascal_hdl.model.residual import (
 
 __all__ = ["UP5K_DIGITS_CNN_LANES", "UP5K_DIGITS_RESNET_LANES", "ChainModel", "balance_lanes", "calibration_levels",
            "chain_forward", "core_config", "golden_stage_levels", "is_linear_chain", "stage_configs", "stage_cycles",
-           "stage_kind", "stage_lanes", "stage_model", "with_double_buffer"]
+           "stage_kind", "stage_lanes", "stage_model", "with_double_buffer", "with_mac"]
 
 
 def stage_configs(model, lanes: int | None = None, layer_lanes: dict | None = None) -> list:
@@ -125,7 +125,7 @@ def is_linear_chain(model) -> bool:
 
 
 def core_config(model, lanes=None, layer_lanes: dict | None = None, name: str | None = None,
-                in_flight: int = 1, double_buffer=None) -> CoreConfig:
+                in_flight: int = 1, double_buffer=None, mac=None) -> CoreConfig:
     """The :class:`~pascal_hdl.config.CoreConfig` of any network the hardware takes.
 
     A Linear chain (:func:`is_linear_chain`) without ``layer_lanes`` goes through
@@ -136,9 +136,12 @@ def core_config(model, lanes=None, layer_lanes: dict | None = None, name: str | 
     ``double_buffer``: None or False (every stage single-buffered), True (every stage whose configuration
     has a ``banks`` field gets ``banks=2``) or stage names (those stages; a golden layer name works for
     the stage it becomes); double buffering needs ``in_flight >= 2``.
+    ``mac``: None or False (counts repeated), True (every conv stage) or stage names: those conv stages
+    issue each tap once per event and add ``count * weight`` (:attr:`ConvConfig.mac
+    <pascal_hdl.model.conv.ConvConfig.mac>`).
     What the hardware cannot take raises a :class:`HardwareError` naming the layer."""
     config = _core_config(model, lanes, layer_lanes, name)
-    layers = with_double_buffer(config.layers, double_buffer)
+    layers = with_mac(with_double_buffer(config.layers, double_buffer), mac)
     if in_flight == 1 and layers == config.layers:
         return config
     return dataclasses.replace(config, in_flight=in_flight, layers=layers)
@@ -148,34 +151,43 @@ def with_double_buffer(stages, double_buffer) -> tuple:
     """The stages with ``banks=2`` where ``double_buffer`` asks for it (see :func:`core_config`): True
     for every stage that has the field, or an iterable of stage names (or golden layer names, matched
     as identifiers); an unknown name, or a named stage without the field, is a HardwareError."""
+    return _with_option(stages, double_buffer, "double_buffer", "banks", 2, "has no second bank")
+
+
+def with_mac(stages, mac) -> tuple:
+    """The stages with ``mac=True`` where ``mac`` asks for it (see :func:`core_config`), chosen as
+    :func:`with_double_buffer` chooses; a named stage without the field (pooling, Linear) is a HardwareError."""
+    return _with_option(stages, mac, "mac", "mac", True, "has no count-by-weight multiplier (conv stages only)")
+
+
+def _with_option(stages, choice, option: str, key: str, value, missing: str) -> tuple:
+    """``stages`` with field ``key`` set to ``value`` in those ``choice`` names (True: every stage with the
+    field; None or False: none); ``option`` and ``missing`` word the one-line errors."""
     stages = tuple(stages)
-    if double_buffer is None or double_buffer is False:
+    if choice is None or choice is False:
         return stages
-    if double_buffer is True:
-        return tuple(_banked(stage) if _has_banks(stage) else stage for stage in stages)
-    if isinstance(double_buffer, str):
-        raise TypeError("double_buffer: expected True or a collection of stage names, got a string")
-    wanted = {_identifier(str(name)): str(name) for name in double_buffer}
+    if choice is True:
+        return tuple(dataclasses.replace(stage, **{key: value}) if _has_field(stage, key) else stage
+                     for stage in stages)
+    if isinstance(choice, str):
+        raise TypeError(f"{option}: expected True or a collection of stage names, got a string")
+    wanted = {_identifier(str(name)): str(name) for name in choice}
     names = {stage.name for stage in stages}
     unknown = sorted(text for identifier, text in wanted.items() if identifier not in names)
     if unknown:
-        raise HardwareError(f"double_buffer: no stage named {', '.join(unknown)} (stages: {', '.join(sorted(names))})")
+        raise HardwareError(f"{option}: no stage named {', '.join(unknown)} (stages: {', '.join(sorted(names))})")
     out = []
     for stage in stages:
         if stage.name in wanted:
-            if not _has_banks(stage):
-                raise HardwareError(f"double_buffer: stage '{stage.name}' ({stage_kind(stage)}) has no second bank")
-            stage = _banked(stage)
+            if not _has_field(stage, key):
+                raise HardwareError(f"{option}: stage '{stage.name}' ({stage_kind(stage)}) {missing}")
+            stage = dataclasses.replace(stage, **{key: value})
         out.append(stage)
     return tuple(out)
 
 
-def _has_banks(stage) -> bool:
-    return dataclasses.is_dataclass(stage) and "banks" in {f.name for f in dataclasses.fields(stage)}
-
-
-def _banked(stage):
-    return dataclasses.replace(stage, banks=2)
+def _has_field(stage, key: str) -> bool:
+    return dataclasses.is_dataclass(stage) and key in {f.name for f in dataclasses.fields(stage)}
 
 
 def _core_config(model, lanes, layer_lanes, name) -> CoreConfig:
@@ -416,7 +428,7 @@ MAX_BALANCE_LANES = 32
 
 
 def balance_lanes(model, levels, lanes=None, budget: int | None = None, target: float | None = None,
-                  double_buffer=None, in_flight: int = 1, samples: int = 16) -> dict:
+                  double_buffer=None, in_flight: int = 1, samples: int = 16, mac=None) -> dict:
     """Lanes per layer so that the stage periods are balanced: the steady state of a core with samples in
     flight is bounded by its slowest stage, so lanes go where they shorten the slowest one.
 
@@ -442,7 +454,7 @@ def balance_lanes(model, levels, lanes=None, budget: int | None = None, target: 
 
     def periods(choice):
         config = core_config(model, layer_lanes=choice, in_flight=max(in_flight, 2) if double_buffer else in_flight,
-                             double_buffer=double_buffer)
+                             double_buffer=double_buffer, mac=mac)
         values, found = levels, {}
         for stage in config.layers:
             key = (stage.name, repr(stage_lanes(stage)), getattr(stage, "banks", 1))

@@ -68,6 +68,7 @@ __all__ = [
     "MagicDivider",
     "Taps",
     "check_banks",
+    "check_mac",
     "axis_taps",
     "decode_index",
     "from_layout",
@@ -81,6 +82,13 @@ __all__ = [
 
 LAYOUTS = ("chw", "hwc")
 BANKS = (1, 2)
+
+
+def check_mac(what: str, mac) -> bool:
+    """``mac`` of a conv stage (a bool: :attr:`ConvConfig.mac`); ``what`` names the stage in the error."""
+    if not isinstance(mac, (bool, np.bool_)):
+        raise HardwareError(f"{what}: mac must be True or False, got {mac!r}")
+    return bool(mac)
 
 
 def check_banks(what: str, banks) -> int:
@@ -229,6 +237,14 @@ class ConvConfig:
         bank while its neurons read, clear and emit sample n from the other
         (period ``max(accumulate, emit)`` plus the hand-over), at twice the
         accumulator RAM.
+    mac : bool
+        False: a burst of ``count`` spikes is issued ``count`` times, one
+        weight added per tap and issue cycle (adders only). True: each tap is
+        issued once per event and adds ``count * weight`` (one multiplier of
+        ``count_in_width`` by ``weight_width`` bits per lane), so an event's
+        issue cycles no longer grow with its count: the first layer, whose
+        counts are the input levels, gains most. The sums, outputs and widths
+        are the same.
     """
 
     name: str
@@ -244,6 +260,7 @@ class ConvConfig:
     input_layout: str = "chw"
     diagonal: bool = False
     banks: int = 1
+    mac: bool = False
     kernel: LayerConfig = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
@@ -251,6 +268,7 @@ class ConvConfig:
         if not isinstance(name, str) or not name.isidentifier():
             raise HardwareError(f"layer name must be an identifier (it names signals), got {name!r}")
         object.__setattr__(self, "banks", check_banks(f"layer '{name}'", self.banks))
+        object.__setattr__(self, "mac", check_mac(f"layer '{name}'", self.mac))
         weight = np.asarray(self.weight)
         if weight.dtype.kind not in "iu" or weight.ndim != 4:
             raise HardwareError(f"layer '{name}': weight must be an integer array (O, C, kh, kw), got {weight.dtype} {weight.shape}")
@@ -470,11 +488,15 @@ class ConvConfig:
         """First weight memory word of input ``port`` (one port here: 0)."""
         return 0
 
+    def issues(self, count: int) -> int:
+        """Times a burst of ``count`` spikes goes through its taps: ``count`` (:attr:`mac`: once)."""
+        return min(count, 1) if self.mac else count
+
     def event_work(self, index: int, count: int) -> int:
-        """Issue cycles of one valid event: ``count * ny * nx * groups`` (0: reaches nothing; a
-        :attr:`diagonal` input: ``count``)."""
+        """Issue cycles of one valid event: ``issues(count) * ny * nx * groups`` (0: reaches nothing; a
+        :attr:`diagonal` input: ``issues(count)``)."""
         _, y, x = self.decode(index)
-        return count * self.row_taps[y].n * self.col_taps[x].n * self.issue_groups
+        return self.issues(count) * self.row_taps[y].n * self.col_taps[x].n * self.issue_groups
 
     # -- behavioural model
 
@@ -519,8 +541,9 @@ class ConvConfig:
         return self.synaptic_events(counts) / self.lanes
 
     def accumulate_cycles(self, counts) -> np.ndarray:
-        """Issue cycles per sample: ``sum_events count * ny * nx * groups`` (padding lanes included)."""
-        return self._check(counts) @ self._reach() * self.issue_groups
+        """Issue cycles per sample: ``sum_events issues(count) * ny * nx * groups`` (padding lanes included)."""
+        counts = self._check(counts)
+        return (np.minimum(counts, 1) if self.mac else counts) @ self._reach() * self.issue_groups
 
     def neuron_cycles(self) -> int:
         """Cycles of the neuron sequencer with an emitter that keeps up: READ 1, then per accumulator
@@ -553,14 +576,14 @@ class ConvConfig:
 
     def worst_case_cycles(self) -> int:
         """Bound of the cycles of any sample (as :meth:`stream_cycles` counts them) sent as
-        :func:`sample_events` does, with a sink always ready: ``2 + sum_j T1 * reach_j * groups``
+        :func:`sample_events` does, with a sink always ready: ``2 + sum_j issues(T1) * reach_j * groups``
         (every count at ``T1``) ``+ in_features`` (at most one waiting cycle per event: a decode
         bubble, or the launch of a last event without work) ``+ 1 + acc_depth * max(T2 + 2, lanes)``
         (a word's LATCH follows the one before after ``T2 + 2`` cycles, or when the emitter has sent
         its at most ``lanes`` events) ``+ lanes`` (the last word's events)."""
         reach = sum(self.row_taps[y].n * self.col_taps[x].n
                     for y, x in (self.decode(j)[1:] for j in range(self.in_features)))
-        return (2 + self.t_in * reach * self.groups + self.in_features
+        return (2 + self.issues(self.t_in) * reach * self.groups + self.in_features
                 + 1 + self.acc_depth * max(self.t_out + 2, self.lanes) + self.lanes)
 
     def expected_cycles(self, counts) -> np.ndarray:

@@ -45,7 +45,7 @@ from pascal_hdl.config import (
     _identifier,
     pack_words,
 )
-from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, check_banks
+from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, check_banks, check_mac
 from pascal_hdl.model.engine import run_samples
 from pascal_hdl.widths import check_type, neuron_widths
 from pascal_ref.numeric import signed_width
@@ -73,20 +73,29 @@ class ResidualConfig:
         Accumulator banks of the engine (:attr:`ConvConfig.banks <pascal_hdl.model.conv.ConvConfig.banks>`;
         the ``banks`` of ``main`` and ``shortcut`` are not read): with 2 the engine accumulates both
         inputs of sample n+1 into one bank while its neurons emit sample n from the other.
+    mac : bool
+        Both inputs issue each tap once per event and add ``count * weight``
+        (:attr:`ConvConfig.mac <pascal_hdl.model.conv.ConvConfig.mac>`): ``main`` and ``shortcut``
+        are replaced by copies with this ``mac``.
     """
 
     name: str
     main: ConvConfig
     shortcut: ConvConfig
     banks: int = 1
+    mac: bool = False
 
     def __post_init__(self):
         name, main, short = self.name, self.main, self.shortcut
         if not isinstance(name, str) or not name.isidentifier():
             raise HardwareError(f"layer name must be an identifier (it names signals), got {name!r}")
         object.__setattr__(self, "banks", check_banks(f"layer '{name}'", self.banks))
+        object.__setattr__(self, "mac", check_mac(f"layer '{name}'", self.mac))
         for key in ("main", "shortcut"):
             check_type("ResidualConfig", key, getattr(self, key), ConvConfig)
+            if getattr(self, key).mac != self.mac:
+                object.__setattr__(self, key, replace(getattr(self, key), mac=self.mac))
+        main, short = self.main, self.shortcut
         if short.kernel_size != (1, 1) or short.padding != (0, 0):
             raise HardwareError(f"layer '{name}': the shortcut must be a 1x1 convolution without padding, got kernel "
                                 f"{short.kernel_size}, padding {short.padding}")
@@ -251,23 +260,25 @@ class ResidualEngineModel(ConvEngineModel):
 @dataclass(frozen=True, eq=False)
 class ResidualBlockConfig:
     """One basic block as a stage: ``conv1`` (a :class:`ConvConfig` on the block input) and ``merge``
-    (the :class:`ResidualConfig` of act2), the block input forked to both. ``banks`` (1 or 2) applies
-    to both engines: their configurations are replaced by copies with this ``banks``, so
+    (the :class:`ResidualConfig` of act2), the block input forked to both. ``banks`` (1 or 2) and
+    ``mac`` apply to both engines: their configurations are replaced by copies with these values, so
     ``dataclasses.replace(block, banks=2)`` double-buffers the block."""
 
     name: str
     conv1: ConvConfig
     merge: ResidualConfig
     banks: int = 1
+    mac: bool = False
 
     def __post_init__(self):
         check_type("ResidualBlockConfig", "conv1", self.conv1, ConvConfig)
         check_type("ResidualBlockConfig", "merge", self.merge, ResidualConfig)
         banks = check_banks(f"block '{self.name}'", self.banks)
         object.__setattr__(self, "banks", banks)
+        object.__setattr__(self, "mac", check_mac(f"block '{self.name}'", self.mac))
         for key in ("conv1", "merge"):
-            if getattr(self, key).banks != banks:
-                object.__setattr__(self, key, replace(getattr(self, key), banks=banks))
+            if getattr(self, key).banks != banks or getattr(self, key).mac != self.mac:
+                object.__setattr__(self, key, replace(getattr(self, key), banks=banks, mac=self.mac))
         conv1, short, main = self.conv1, self.merge.shortcut, self.merge.main
         if (conv1.input_shape, conv1.input_layout, conv1.t_in) != (short.input_shape, short.input_layout, short.t_in):
             raise HardwareError(f"block '{self.name}': conv1 and the shortcut must read the same input "

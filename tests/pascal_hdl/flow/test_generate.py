@@ -203,6 +203,32 @@ def test_cli_hdl_double_buffer_and_balanced_lanes(tmp_path):
     assert proc.returncode == 2 and "needs in_flight >= 2" in proc.stderr
 
 
+def test_cli_hdl_mac(tmp_path):
+    """``--mac act2``: act2's manifest entry says so, act1 keeps repeating counts; ``--mac`` alone: every conv
+    engine, both engines of each residual block included;
+    a named stage without taps (pooling) or an unknown name is refused in one line."""
+    out = tmp_path / "o"
+    proc = subprocess.run([CLI, "hdl", "digits-cnn", "-o", str(out), "--mac", "act2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    layers = {layer["name"]: layer for layer in manifest["layers"]}
+    assert (layers["act1"]["mac"], layers["act2"]["mac"]) == (False, True)
+    assert manifest["source"]["mac"] == ["act2"]
+    proc = subprocess.run([CLI, "hdl", "digits-resnet", "-o", str(tmp_path / "r"), "--mac"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    engines = [e for layer in manifest["layers"] if layer["kind"] != "pool" for e in layer.get("engines", [layer])
+               if "mac" in e]
+    assert len(engines) == 5 and all(e["mac"] for e in engines)     # act1, block1 (2 engines), block2 (2)
+    for args, message in ((["--mac", "pool1"], "stage 'pool1' (pool) has no count-by-weight multiplier"),
+                          (["--mac", "act9"], "no stage named act9")):
+        proc = subprocess.run([CLI, "hdl", "digits-cnn", "-o", str(tmp_path / "p"), *args], capture_output=True,
+                              text=True)
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+            proc.stderr
+
+
 # ------------------------------------------------------------- synthesis flow
 
 

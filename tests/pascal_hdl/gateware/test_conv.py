@@ -69,14 +69,17 @@ def case_id(c):
     return f"k{c[0]}s{c[1]}p{c[2]}_T{c[3]}-{c[4]}_lanes{c[5]}_{'x'.join(map(str, c[6]))}to{c[7]}"
 
 
-@pytest.mark.parametrize("banks", [1, 2])
+@pytest.mark.parametrize("banks, mac", [(1, False), (2, False), (1, True), (2, True)],
+                         ids=["banks1", "banks2", "banks1_mac", "banks2_mac"])
 @pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
-def test_conv_engine_matches_model_and_golden(case, banks):
+def test_conv_engine_matches_model_and_golden(case, banks, mac):
+    """Cycle by cycle against the cycle model (every handshake and payload), outputs equal to the
+    golden model's; ``mac``: each tap issued once per event, ``count * weight`` added."""
     kernel, stride, padding, t_in, t_out, lanes, shape, out, p_valid, p_ready = case
     rng = np.random.default_rng(sum(case[:6]) + 100)
     _, model = conv_network(rng, kernel, stride, padding, [t_out], input_levels=t_in, input_shape=shape,
                             channels=(out,))
-    config = dataclasses.replace(ConvConfig.from_int_layer(model.layers[0], lanes=lanes), banks=banks)
+    config = dataclasses.replace(ConvConfig.from_int_layer(model.layers[0], lanes=lanes), banks=banks, mac=mac)
     levels = random_levels(rng, 6, shape, t_in, density=0.5)
     flat = to_layout(levels, "chw")
     events = [e for sample in flat for e in sample_events(sample)]
@@ -285,6 +288,23 @@ def test_no_multiplier_or_divider_is_built(block):
     text = rtlil.convert(dut, name="top")
     for cell in ("$mul", "$div", "$mod", "$divfloor", "$modfloor"):
         assert f"cell {cell} " not in text, cell
+
+
+def test_mac_builds_no_multiplier():
+    """With ``mac`` the write-back's ``count * weight`` is shifts, masks and adders (``times_count``): still no
+    $mul, $div or $mod cell (so no DSP block); the issue cycles of an event no longer grow with its count."""
+    from amaranth.back import rtlil
+
+    rng = np.random.default_rng(1)
+    config = ConvConfig("conv", rng.integers(-7, 8, (5, 3, 3, 3)), (3, 7, 6), (2, 1), (1, 0), 5, 3,
+                        rng.integers(1, 30, 5), rng.integers(-9, 9, 5), 2, mac=True)
+    text = rtlil.convert(ConvEngine(config), name="top")
+    for cell in ("$mul", "$div", "$mod", "$divfloor", "$modfloor"):
+        assert f"cell {cell} " not in text, cell
+    plain = dataclasses.replace(config, mac=False)
+    index = config.in_features // 2
+    assert plain.event_work(index, 5) == 5 * config.event_work(index, 5) > 0
+    assert config.event_work(index, 5) == config.event_work(index, 1) and config.event_work(index, 0) == 0
 
 
 def small_config(rng, t_in=3, shape=(1, 3, 3), lanes=2) -> ConvConfig:

@@ -155,6 +155,17 @@ def test_conv_networks_out_of_reach_name_the_layer():
         core_config(wide)
 
 
+def small_conv_model(kind: str, rng):
+    """``(integer model, 5 samples of flat input levels)``: a random conv network (``"cnn"``) or a ResNet
+    with an identity and a 1x1-conv shortcut block (``"resnet"``)."""
+    if kind == "cnn":
+        network = random_network(rng, "conv", input_levels=4)
+        model = quantize(network)
+        return model, model.encode_input(random_inputs(network, rng, 5)).reshape(5, -1)
+    _, model = residual_network(rng, [("identity", 3, 1), ("conv", 4, 2)], [2, 3, 2, 2, 3], input_shape=(2, 5, 5))
+    return model, random_levels(rng, 5, (50,), 4)
+
+
 def double_buffered(config, in_flight: int):
     """``config`` with every conv engine, pooling unit and residual block at two banks, ``in_flight`` samples."""
     banked = (ConvConfig, PoolConfig, ResidualBlockConfig)
@@ -170,14 +181,7 @@ def test_double_buffered_stages_in_the_core(kind, in_flight, p_valid, p_ready):
     sample number, latency and finish cycle; every monitor), the logits and every neuron layer as the
     golden model; with an ideal source and sink the results equal ``run_stream``'s and the steady-state
     cycles per image are fewer than with one bank per stage."""
-    rng = np.random.default_rng(11 if kind == "cnn" else 12)
-    if kind == "cnn":
-        network = random_network(rng, "conv", input_levels=4)
-        model = quantize(network)
-        levels = model.encode_input(random_inputs(network, rng, 5)).reshape(5, -1)
-    else:
-        _, model = residual_network(rng, [("identity", 3, 1), ("conv", 4, 2)], [2, 3, 2, 2, 3], input_shape=(2, 5, 5))
-        levels = random_levels(rng, 5, (50,), 4)
+    model, levels = small_conv_model(kind, np.random.default_rng(11 if kind == "cnn" else 12))
     single = dataclasses.replace(core_config(model, lanes=2), in_flight=in_flight)
     config = double_buffered(single, in_flight)
     assert {getattr(s, "banks", 2) for s in config.layers[:-1]} == {2}
@@ -191,3 +195,23 @@ def test_double_buffered_stages_in_the_core(kind, in_flight, p_valid, p_ready):
         assert [f - finished[0] for f in finished] == [r["finished"] - stream[0]["finished"] for r in stream]
         banked_period = stream_figures(stream)["cycles_per_image"]
         assert banked_period < stream_figures(run_stream(single, levels))["cycles_per_image"]
+
+
+@pytest.mark.parametrize("kind, in_flight, banks", [("cnn", 1, 1), ("cnn", 3, 2), ("resnet", 2, 2)])
+def test_mac_stages_in_the_core(kind, in_flight, banks):
+    """Every conv engine and residual block with ``mac`` (each tap once per event, ``count * weight``
+    added), random idle and back-pressure: the core cycle by cycle as :class:`CoreModel`, the logits and
+    every neuron layer as the golden model, results in order; with an ideal source and sink fewer
+    cycles per image than the same core repeating counts."""
+    model, levels = small_conv_model(kind, np.random.default_rng(21 if kind == "cnn" else 22))
+    plain = dataclasses.replace(core_config(model, lanes=2), in_flight=in_flight)
+    if banks == 2:
+        plain = double_buffered(plain, in_flight)
+    config = core_config(model, lanes=2, in_flight=in_flight, double_buffer=banks == 2 or None, mac=True)
+    assert config.layers[:-1] != plain.layers[:-1]
+    assert all(s.mac for s in config.layers if isinstance(s, (ConvConfig, ResidualBlockConfig)))
+    results, events = run_core(config, levels, seed=7, p_valid=0.8, p_ready=0.6)
+    assert check_against_golden(model, config, levels, results, events) >= 2
+    assert [r["sample"] for r in results] == list(range(len(levels)))
+    mac_period = stream_figures(run_stream(config, levels))["cycles_per_image"]
+    assert mac_period < stream_figures(run_stream(plain, levels))["cycles_per_image"]

@@ -77,21 +77,23 @@ def run_block(block: ResidualBlockConfig, flat, seed: int, p_valid: float, p_rea
     return run, inner
 
 
-@pytest.mark.parametrize("banks", [1, 2])
+@pytest.mark.parametrize("banks, mac", [(1, False), (2, False), (2, True)], ids=["banks1", "banks2", "banks2_mac"])
 @pytest.mark.parametrize("network, p_valid, p_ready", [("equal_L", 0.7, 0.5), ("unequal_L", 1.0, 1.0),
                                                        ("unequal_L_other_way", 0.6, 0.7),
                                                        ("identity_many_groups", 0.8, 0.4)])
-def test_block_matches_model_and_golden(network, p_valid, p_ready, banks):
+def test_block_matches_model_and_golden(network, p_valid, p_ready, banks, mac):
     """Each block of the network (identity and 1x1-conv shortcuts, equal and unequal L on the two paths)
     alone in the simulator, beside its cycle model with random idle and back-pressure: every handshake,
     payload and ``rejected`` each cycle; the inner act1 events and the act2 counts equal the golden model's.
-    ``banks`` 2: both engines double-buffered (the block's ``banks`` applies to them)."""
+    ``banks`` 2: both engines double-buffered (the block's ``banks`` applies to them); ``mac``: every
+    input of both engines issues each tap once per event and adds ``count * weight``."""
     rng, network_, model, stages = build(network)
     levels = model.encode_input(random_inputs(network_, rng, 3))
     golden = integer_ann(model, x_int=levels)
     for block, (first, second), flat in block_inputs(model, stages, levels):
-        block = dataclasses.replace(block, banks=banks)
+        block = dataclasses.replace(block, banks=banks, mac=mac)
         assert block.conv1.banks == block.merge.banks == banks
+        assert block.conv1.mac == block.merge.main.mac == block.merge.shortcut.mac == mac
         run, inner = run_block(block, flat, 5, p_valid, p_ready)
         act1 = events_to_counts(inner, block.conv1.out_features)
         np.testing.assert_array_equal(from_layout(act1, block.conv1.output_shape, "hwc"), golden.levels[first])
@@ -127,19 +129,19 @@ def test_random_resnet_chain_equals_golden(network, seed, p_valid, p_ready):
         assert first.cycles == stages[0].clear_cycles + cycles[0] + 1
 
 
-@pytest.mark.parametrize("banks", [1, 2])
+@pytest.mark.parametrize("banks, mac", [(1, False), (2, False), (2, True)], ids=["banks1", "banks2", "banks2_mac"])
 @pytest.mark.parametrize("network, seed", [("unequal_L", 0), ("unequal_L", 1), ("identity_many_groups", 2),
                                            ("identity_many_groups", 3), ("unequal_L_other_way", 4)])
-def test_reset_in_the_middle_of_samples_leaves_no_partial_sum(network, seed, banks):
+def test_reset_in_the_middle_of_samples_leaves_no_partial_sum(network, seed, banks, mac):
     """``rst`` of the block in random cycles while a sample is in flight (both engines accumulating, act1
     events crossing to the act2 engine, act2 events leaving), its model reset with it: every cycle equal,
     both engines' CLEAR phases included, and the act2 counts of every sample sent after a reset equal the
     golden model's (two banks: each engine's CLEAR zeroes both of its banks)."""
     rng, network_, model, stages = build(network, seed)
-    levels = model.encode_input(random_inputs(network_, rng, 6))
+    levels = model.encode_input(random_inputs(network_, rng, 12 if mac else 6))   # mac: shorter samples
     golden = integer_ann(model, x_int=levels)
     block, (_, second), flat = block_inputs(model, stages, levels)[0]
-    block = dataclasses.replace(block, banks=banks)
+    block = dataclasses.replace(block, banks=banks, mac=mac)
     dut, block_model = ResidualBlock(block), ResidualBlockModel(block)
     run = lockstep(dut, block_model, [e for sample in flat for e in sample_events(sample)], seed=seed,
                    p_valid=0.8, p_ready=0.7, p_reset=0.004, max_resets=3,
