@@ -79,7 +79,7 @@ from amaranth.hdl import (
     Signal,
 )
 
-from pascal_hdl.formal.engine_proofs import reset_interrupted
+from pascal_hdl.formal.engine_proofs import filling_slot, reset_interrupted, shift_slots
 from pascal_hdl.formal.mutants import Mutation, MutationError, all_mutation_names, load_mutant
 from pascal_hdl.model.conv import ConvConfig
 from pascal_hdl.model.pool import PoolConfig
@@ -331,18 +331,11 @@ class PoolHarness(Elaboratable):
         # The event taken goes to the oldest sample whose `last` has not been taken; when a result is taken
         # in the same cycle, every sample moves down one slot.
         m.d.comb += Assert(~take | ~slot_closed[-1], "no event taken beyond the samples the unit can hold")
-        after = []
-        for k in range(n_slots):
-            target = take & ~slot_closed[k]
-            for j in range(k):
-                target = target & slot_closed[j]
-            after.append(([Mux(target, combine(c, n), c) for n, c in enumerate(slot_cells[k])],
-                          slot_closed[k] | (target & last)))
-        for k in range(n_slots):
-            shifted = after[k + 1] if k + 1 < n_slots else ([0] * cells, 0)
-            for signal, stay, shift in zip(slot_cells[k] + [slot_closed[k]], after[k][0] + [after[k][1]],
-                                           shifted[0] + [shifted[1]]):
-                m.d.sync += signal.eq(Mux(result_taken, shift, stay))
+        updated = [[Mux(target, combine(c, n), c) for n, c in enumerate(slot_cells[k])]
+                   + [slot_closed[k] | (target & last)]
+                   for k, target in enumerate(filling_slot(take, slot_closed))]
+        shift_slots(m, [slot_cells[k] + [slot_closed[k]] for k in range(n_slots)], updated, [0] * (cells + 1),
+                    result_taken)
 
         next_index = Signal(range(cells + 1), name="next_index")
         o_index, o_count, o_last = dut.o.payload.index, dut.o.payload.count, dut.o.payload.last

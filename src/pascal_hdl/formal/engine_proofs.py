@@ -70,7 +70,7 @@ from .sby import ProofResult, format_trace, run_proof
 __all__ = ["EngineProofConfig", "EngineAccumulationHarness", "prove_engine", "engine_trace_summary", "SMALL_ENGINE",
            "GROUPED_ENGINE", "HIDDEN_ENGINE", "BOUNDARY_ENGINE", "SMALL_ENGINE_BANKED", "HIDDEN_ENGINE_BANKED",
            "ENGINE_CONFIGS", "MUTANT_CONFIGS",
-           "reset_interrupted"]
+           "filling_slot", "reset_interrupted", "shift_slots"]
 
 
 def engine_module():
@@ -234,10 +234,7 @@ class EngineAccumulationHarness(Elaboratable):
         # is taken in the same cycle, every sample moves down one slot.
         m.d.comb += Assert(~take | ~closeds[-1], "no event taken beyond the samples the engine can hold")
         after = []
-        for k in range(slots):
-            target = take & ~closeds[k]
-            for j in range(k):
-                target = target & closeds[j]
+        for k, target in enumerate(filling_slot(take, closeds)):
             ok = target & valid_event(firsts[k], prevs[k])
             invalid = target & ~valid_event(firsts[k], prevs[k])
             state = ([Mux(ok, t + a, t) for t, a in zip(sums[k], add)], firsts[k] & ~ok, Mux(ok, index, prevs[k]),
@@ -249,11 +246,8 @@ class EngineAccumulationHarness(Elaboratable):
         def values(state):
             return list(state[0]) + list(state[1:5])
 
-        empty = [0] * n_out + [1, 0, 0, 0]
-        for k in range(slots):
-            shifted = values(after[k + 1]) if k + 1 < slots else empty
-            for signal, stay, shift in zip(registers(k), values(after[k]), shifted):
-                m.d.sync += signal.eq(Mux(result_taken, shift, stay))
+        shift_slots(m, [registers(k) for k in range(slots)], [values(state) for state in after],
+                    [0] * n_out + [1, 0, 0, 0], result_taken)
 
         # The `rejected` flag: one pulse per dropped event, none for a kept one. `owed`: invalid events
         # taken and not yet flagged; at most the one in the input register (an event is judged, and
@@ -363,6 +357,28 @@ class EngineAccumulationHarness(Elaboratable):
                         top = top & (logits_[j] <= logits_[n])
                     tie = tie | top
             m.d.comb += Cover(dut.o.valid & tie)
+
+
+def filling_slot(take, closeds) -> list:
+    """Per reference slot (slot 0: the oldest sample held): whether the event taken in this cycle belongs to
+    it, i.e. it is the oldest slot whose sample's ``last`` has not been taken (``closeds``)."""
+    targets = []
+    for k, closed in enumerate(closeds):
+        target = take & ~closed
+        for j in range(k):
+            target = target & closeds[j]
+        targets.append(target)
+    return targets
+
+
+def shift_slots(m: Module, registers, updated, empty, result_taken) -> None:
+    """The reference slots' registers (``registers[k]``: slot k's signals) take this cycle's values
+    (``updated[k]``), or, in a cycle whose result is taken, the next slot's (the last one: ``empty``):
+    every sample moves down one slot."""
+    for k, signals in enumerate(registers):
+        shifted = updated[k + 1] if k + 1 < len(registers) else empty
+        for signal, stay, shift in zip(signals, updated[k], shifted, strict=True):
+            m.d.sync += signal.eq(Mux(result_taken, shift, stay))
 
 
 def reset_interrupted(m: Module, in_flight) -> Signal:

@@ -348,9 +348,10 @@ class ConvEngine(wiring.Component):
         it_nx = Signal.like(n_x)
         it_ny = Signal.like(n_y)
         it_count = Signal(count_shape)
-        # mac: the iterator makes one pass per event (its count is 1) and the write-back multiplies by
-        # the event's count, kept in it_scale (without mac neither exists: the Verilog is as before)
-        d_reps = Mux(d_count != 0, 1, 0) if cfg.mac else d_count
+        # mac: the iterator makes one pass per event (its count is 1; an event of count 0 is not issued)
+        # and the write-back multiplies by the event's count, kept in it_scale (without mac it does not
+        # exist: the Verilog is as before)
+        d_reps = 1 if cfg.mac else d_count
         it_scale = Signal(count_shape) if cfg.mac else None
         it_glast = Signal.like(d_glast)
         w_tap, w_row, w_ev = Signal(w_range), Signal(w_range), Signal(w_range)

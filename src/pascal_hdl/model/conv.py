@@ -240,8 +240,8 @@ class ConvConfig:
     mac : bool
         False: a burst of ``count`` spikes is issued ``count`` times, one
         weight added per tap and issue cycle (adders only). True: each tap is
-        issued once per event and adds ``count * weight`` (one multiplier of
-        ``count_in_width`` by ``weight_width`` bits per lane), so an event's
+        issued once per event and adds ``count * weight`` (per lane, shifted
+        and masked weights and adders, no multiplier), so an event's
         issue cycles no longer grow with its count: the first layer, whose
         counts are the input levels, gains most. The sums, outputs and widths
         are the same.
