@@ -18,6 +18,15 @@ every latency and finish cycle is checked against the hardware).
 with ``--mac`` (each kernel tap issued once per input event, ``count * weight`` added): >= 1.8x the
 one-in-flight model of the same design (mac, same lanes), mean latency within 10 %.
 
+``digits-cnn-up5k-dsp``: the CNN as it fits the iCE40 UP5K with samples in flight (act1 2, act2 6, readout 5
+lanes; ``--mac --multiplier dsp``: every ``count * weight`` an Amaranth ``*``, one SB_MAC16 per lane, 8 in
+all; pool1 double-buffered, 29 of 30 block RAMs): the same targets, and the Verilog's multipliers simulated exactly.
+
+``digits-cnn-analog``: the digits CNN re-exported with an analog input (``input_levels=None``: the same
+float network on x = pixel/16, quantized to signed 8-bit pixels over [-1, 1]); each nonzero pixel is one
+signed event and act1 multiplies it (``--mac``, here on act2 too), act1 16 and act2 32 lanes,
+double-buffered: the same targets.
+
 Printed (and written to ``summary.json`` in the run folder): cycles per image in steady state with one
 and with two samples in flight (the one-sample figure from the cycle model of the one-sample core,
 which ``cosim/test_cosim_network.py`` and ``cosim/test_cosim_conv.py`` check against its hardware),
@@ -40,6 +49,7 @@ from pascal_hdl.model.core import run_stream, stream_figures
 from pascal_ref.io.bundled import bundled_path
 from pascal_ref.io.data import load_digits_split
 from pascal_ref.io.fileformat import load
+from pascal_ref.ir.network import Network
 
 pytestmark = pytest.mark.cosim
 
@@ -51,8 +61,13 @@ DESIGNS = {
     "digits-resnet": ("digits-resnet", {}),
     "digits-mlp-double-buffered": ("digits-mlp", {"layer_lanes": {"act1": 16, "fc2": 1}, "double_buffer": ("act1",)}),
     "digits-cnn-mac": ("digits-cnn", {"layer_lanes": {"act1": 16, "act2": 32}, "double_buffer": True, "mac": True}),
+    "digits-cnn-up5k-dsp": ("digits-cnn", {"layer_lanes": {"act1": 2, "act2": 6, "fc": 5},
+                                           "double_buffer": ("pool1",), "mac": True, "multiplier": "dsp"}),
+    "digits-cnn-analog": ("digits-cnn", {"analog": True, "input_bound": 1.0, "layer_lanes": {"act1": 16, "act2": 32},
+                                         "double_buffer": True, "mac": True}),
 }
-OVERLAP_TARGETS = ("digits-mlp-double-buffered", "digits-cnn-mac")   # >= 1.8x at latency within 10 %
+OVERLAP_TARGETS = ("digits-mlp-double-buffered", "digits-cnn-mac", "digits-cnn-up5k-dsp",
+                   "digits-cnn-analog")   # >= 1.8x at latency within 10 %
 MODELS = tuple(DESIGNS)
 IN_FLIGHT = 2
 ICARUS_IMAGES = 12
@@ -73,15 +88,25 @@ _cases: dict[tuple, Case] = {}
 _streams: dict[tuple, list] = {}
 
 
+def design(name: str, in_flight: bool = True) -> tuple:
+    """``(network, generator options)`` of a design: the bundled model (with ``analog``, re-exported with an
+    analog input: the same layers, ``input_levels=None``) and its options."""
+    bundled, options = DESIGNS[name]
+    network, options = load(bundled_path(bundled)), dict(options)
+    if options.pop("analog", False):
+        network = Network(network.input_shape, network.layers, None, f"{network.name}_analog")
+    if not in_flight:
+        options.pop("double_buffer", None)
+    return network, options
+
+
 def case_of(root: Path, name: str) -> Case:
     with _lock:
         key = (name, root)
         if key not in _cases:
-            bundled, options = DESIGNS[name]
-            path = bundled_path(bundled)
-            network = load(path)
+            network, options = design(name)
             folder = root / "src" / f"{name.replace('-', '_')}_inflight{IN_FLIGHT}"
-            generate_from_network(network, folder, model_bytes=Path(path).read_bytes(), in_flight=IN_FLIGHT, **options)
+            generate_from_network(network, folder, in_flight=IN_FLIGHT, **options)
             config, model = core_config_from_network(network, in_flight=IN_FLIGHT, **options)
             _, _, x_test, _ = load_digits_split()
             levels = model.encode_input(x_test)
@@ -144,10 +169,8 @@ def test_in_flight_stream_matches_the_models(name, simulator, request, cosim_job
                 first = int(np.flatnonzero(measured != expected)[0])
                 errors.append(f"{field} differ from run_stream, first image {first}: {measured[first]} != {expected[first]}")
     figures = result.stream if len(result.cycles) == count else None
-    bundled, options = DESIGNS[name]
-    same_design = {key: value for key, value in options.items() if key != "double_buffer"}
-    one = stream_figures(model_stream(core_config_from_network(load(bundled_path(bundled)), **same_design)[0],
-                                      levels[:checked]))
+    network, same_design = design(name, in_flight=False)
+    one = stream_figures(model_stream(core_config_from_network(network, **same_design)[0], levels[:checked]))
     two = stream_figures(want)
     summary = {"simulator": simulator, "images": result.samples, "in_flight": IN_FLIGHT, "mismatches": len(errors),
                "mismatches_per_layer": result.mismatches_per_layer, "measured": figures,

@@ -23,7 +23,7 @@ import hashlib
 import threading
 from pathlib import Path
 
-from pascal_hdl.cli import _positive, add_throughput_options   # the same option syntax as 'pascal-ref hdl'
+from pascal_hdl.cli import _positive, add_input_options, add_throughput_options   # the same option syntax as 'pascal-ref hdl'
 
 __all__ = ["register_cosim"]
 
@@ -54,7 +54,8 @@ def _cosim(args) -> int:
     from pascal_hdl.flow.generate import core_config_from_network, generate_from_network
     from pascal_hdl.model.chain import stage_kind, stage_lanes
     from pascal_ref.cli.common import echo, write_json
-    from pascal_ref.golden.quantize import integer_ann
+    from pascal_ref.analysis.verify import default_input_bound
+    from pascal_ref.golden.quantize import QuantizationError, integer_ann
     from pascal_ref.io.bundled import resolve_model_path
     from pascal_ref.io.data import load_data
     from pascal_ref.io.fileformat import load
@@ -68,12 +69,16 @@ def _cosim(args) -> int:
     network = load(path)
     data = load_data(args.data, limit=args.limit, network=network)
     per_channel = not args.per_layer_threshold
+    # An analog input is quantized as 'pascal-ref run' does (the bound from the data unless given), so the
+    # hardware's logits can be compared with its output.
+    bound = args.input_bound if args.input_bound is not None else default_input_bound(network, data.x)
     try:
         config, model = core_config_from_network(network, lanes=args.lanes, weight_bits=args.weight_bits,
                                                  per_channel=per_channel, layer_lanes=args.layer_lanes,
                                                  in_flight=args.in_flight, double_buffer=args.double_buffer,
-                                                 mac=args.mac)
-    except HardwareError as error:
+                                                 mac=args.mac, multiplier=args.multiplier,
+                                                 input_bits=args.input_bits, input_bound=bound)
+    except (HardwareError, QuantizationError) as error:
         raise CommandError(f"the core cannot take model {args.model!r}: {error}") from None
     levels = model.encode_input(data.x)
     levels = levels.reshape(len(levels), -1)   # flat, "chw": the core's input events
@@ -81,12 +86,13 @@ def _cosim(args) -> int:
     root = default_build_root() if args.build_dir is None else Path(args.build_dir).resolve()
     lanes_option = args.layer_lanes if isinstance(args.layer_lanes, str) else sorted((args.layer_lanes or {}).items())
     options = (f"{args.lanes}\0{lanes_option}\0{args.weight_bits}\0{per_channel}\0"
-               f"{args.in_flight}\0{args.double_buffer}\0{args.mac}\0").encode()
+               f"{args.in_flight}\0{args.double_buffer}\0{args.mac}\0{args.multiplier}\0{args.input_bits}\0{bound}\0").encode()
     key = hashlib.sha256(options + model_bytes).hexdigest()[:12]
     folder = root / "designs" / f"{safe_name(config.name, 40)}-{key}"
     generate_from_network(network, folder, lanes=args.lanes, weight_bits=args.weight_bits, per_channel=per_channel,
                           model_bytes=model_bytes, layer_lanes=args.layer_lanes, in_flight=args.in_flight,
-                          double_buffer=args.double_buffer, mac=args.mac)
+                          double_buffer=args.double_buffer, mac=args.mac, multiplier=args.multiplier,
+                          input_bits=args.input_bits, input_bound=bound)
 
     cycles_out: dict = {}
     worker = threading.Thread(target=_model_cycles, args=(config, levels, cycles_out), daemon=True)
@@ -120,6 +126,9 @@ def _cosim(args) -> int:
     ok = not errors
     echo(f"cosim {args.model} on {data.name} ({count} samples), {args.sim}: "
           f"{'every sample matches the integer golden model and the cycle model' if ok else 'MISMATCHES'}")
+    if config.is_analog:
+        echo(f"  input: analog, signed {args.input_bits}-bit pixels {config.input_min}..{config.input_levels} over "
+             f"[-{bound:g}, {bound:g}], one event per nonzero pixel")
     for layer in config.layers:
         kind = {"dense": "hidden"}.get(stage_kind(layer), stage_kind(layer))
         bad = result.mismatches_per_layer.get(layer.name, count)
@@ -166,6 +175,9 @@ def _cosim(args) -> int:
                        "max": int(measured.max()) if len(measured) else None,
                        "model_equal": int(count - len(cycle_bad)), "ideal_mean": float(ideal.mean())},
             "in_flight": config.in_flight,
+            "input": ({"encoding": "analog", "input_bits": args.input_bits, "input_bound": bound,
+                       "range": [config.input_min, config.input_levels]} if config.is_analog else
+                      {"encoding": "count-coded", "levels": config.input_levels}),
             "throughput": {"hardware": hardware_stream, "model": model_stream},
             "speed": {"simulated_cycles": result.simulated_cycles, "sim_wall_s": result.sim_wall_s,
                       "cycles_per_s": result.cycles_per_s, "build_s": result.build_s, "run_s": result.run_s},
@@ -190,6 +202,7 @@ def register_cosim(subparsers):
     parser.add_argument("--weight-bits", type=_positive, default=8, help="integer weight width (default 8)")
     parser.add_argument("--per-layer-threshold", action="store_true",
                         help="one integer threshold per layer instead of per output channel")
+    add_input_options(parser, "default: the largest |x| of the data, as 'pascal-ref run' takes it")
     parser.add_argument("--build-dir", default=None, metavar="DIR",
                         help="build and run folders (default: $COSIM_BUILD_DIR or ~/.cache/pascal-cosim)")
     parser.add_argument("--json", metavar="OUT", help="also write the report and every sample's logits as JSON")

@@ -93,12 +93,13 @@ def core_harness(dut: CoreDut, config, **options) -> StreamHarness:
                          **options)
 
 
-def input_words(levels, features: int, input_levels: int) -> tuple[list[int], list[int]]:
-    """Input event words of count-coded samples and the index of each sample's first event."""
+def input_words(levels, features: int, input_levels: int, minimum: int = 0) -> tuple[list[int], list[int]]:
+    """Input event words of count-coded samples (or of the signed pixels ``minimum..input_levels`` of an
+    analog input) and the index of each sample's first event."""
     from pascal_hdl.gateware.engine import event_layout
     from pascal_hdl.model.engine import sample_events
 
-    layout = PayloadLayout.from_amaranth(event_layout(features, input_levels))
+    layout = PayloadLayout.from_amaranth(event_layout(features, input_levels, minimum))
     words, firsts = [], []
     for sample in np.asarray(levels):
         firsts.append(len(words))
@@ -146,7 +147,7 @@ def network_bench(harness: StreamHarness, config, golden, levels, *, instance: s
     count = len(levels)
     levels = levels.reshape(count, -1)
     rng = np.random.default_rng(seed)
-    payloads, _ = input_words(levels, config.input_features, config.input_levels)
+    payloads, _ = input_words(levels, config.input_features, config.input_levels, config.input_min)
     gaps = random_gaps(len(payloads), idle, rng)
     words = ring_words(payloads, gaps, harness.source.payload_width, harness.gap_width)
     logits = np.asarray(golden.integer_logits, dtype=np.int64)
@@ -204,7 +205,7 @@ def engine_bench(harness: StreamHarness, config, samples, *, instance: str, idle
 
     samples = np.asarray(samples)
     rng = np.random.default_rng(seed)
-    payloads, _ = input_words(samples, config.in_features, config.t_in)
+    payloads, _ = input_words(samples, config.in_features, config.t_in, config.t_min)
     gaps = random_gaps(len(payloads), idle, rng)
     words = ring_words(payloads, gaps, harness.source.payload_width, harness.gap_width)
     reference = layer_contract(config, samples)

@@ -14,6 +14,7 @@ default design's total of lanes). ``--in-flight 2 --double-buffer`` double-buffe
 from __future__ import annotations
 
 import json
+import math
 
 __all__ = ["MAX_MODEL_BYTES", "register_hdl", "register_synth"]
 
@@ -63,9 +64,29 @@ def add_throughput_options(parser) -> None:
                         help="conv stages that multiply: each kernel tap is issued once per input event and adds "
                              "count x weight (shifts and adders per lane, no DSP) instead of once per spike; alone: every conv "
                              "stage")
+    parser.add_argument("--multiplier", choices=("logic", "dsp"), default="logic",
+                        help="how the --mac stages multiply: logic (default: shifts and adders, any part, any number "
+                             "of lanes) or dsp (one DSP block per lane: iCE40 SB_MAC16, ECP5 MULT18X18D; the lanes of "
+                             "all --mac stages must not exceed the part's blocks)")
     parser.add_argument("--layer-lanes", type=_layer_lanes, default=None, metavar="NAME=K,...|auto",
                         help="lanes of named layers, overriding --lanes (e.g. act1=4,act2=6,fc=5: the digits CNN on the "
                              "iCE40 UP5K); auto: balanced stage periods within the default design's total of lanes")
+
+
+def _bound(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def add_input_options(parser, bound_default: str) -> None:
+    """``--input-bits`` and ``--input-bound``: the quantization of an analog input (shared by ``pascal-ref hdl``
+    and ``cosim``); ``bound_default`` says what happens without ``--input-bound``."""
+    parser.add_argument("--input-bits", type=_positive, default=8,
+                        help="analog input: signed width of the integer pixels (default 8; pascal_ref quantize)")
+    parser.add_argument("--input-bound", type=_bound, default=None,
+                        help=f"analog input: the largest |x| the integer pixels represent ({bound_default})")
 
 
 def _hdl(args) -> int:
@@ -74,6 +95,7 @@ def _hdl(args) -> int:
     from pascal_hdl.flow.generate import generate_from_network
     from pascal_hdl.config import HardwareError
     from pascal_ref.errors import printable
+    from pascal_ref.golden.quantize import QuantizationError
     from pascal_ref.io.bundled import resolve_model_path
     from pascal_ref.io.fileformat import load
     from pascal_ref.io.npzio import open_regular_file
@@ -95,8 +117,9 @@ def _hdl(args) -> int:
                                          per_channel=not args.per_layer_threshold, name=args.name,
                                          model_bytes=model_bytes, layer_lanes=args.layer_lanes,
                                          in_flight=args.in_flight, double_buffer=args.double_buffer,
-                                         mac=args.mac)
-    except HardwareError as error:
+                                         mac=args.mac, multiplier=args.multiplier, input_bits=args.input_bits,
+                                         input_bound=args.input_bound)
+    except (HardwareError, QuantizationError) as error:
         raise CommandError(f"the core cannot take model {printable(args.model)!r}: {error}") from None
     layers = ", ".join(f"{l['name']} {l['in_features']}->{l['out_features']} x{l['lanes']} lanes"
                        for l in manifest["layers"])
@@ -116,6 +139,7 @@ def register_hdl(subparsers):
     parser.add_argument("--per-layer-threshold", action="store_true",
                         help="one integer threshold per layer instead of per output channel")
     parser.add_argument("--name", default=None, help="top module name (default: from the model name)")
+    add_input_options(parser, "required for a model with analog input")
     parser.set_defaults(handler=_hdl)
 
 

@@ -67,17 +67,19 @@ def _identifier(name: str) -> str:
     return text if text.isidentifier() else "l_" + text
 
 
-def check_counts(what: str, counts, in_features: int, t_in: int, one_sample: bool = False) -> np.ndarray:
-    """Input counts of a stage as int64 ``(batch, in_features)``, each in ``[0, t_in]``, or a HardwareError
-    naming ``what``; ``one_sample`` also takes a single sample ``(in_features,)``."""
+def check_counts(what: str, counts, in_features: int, t_in: int, one_sample: bool = False,
+                 t_min: int = 0) -> np.ndarray:
+    """Input counts of a stage as int64 ``(batch, in_features)``, each in ``[t_min, t_in]`` (``t_min`` 0, or
+    negative for the signed pixels of an analog input), or a HardwareError naming ``what``; ``one_sample``
+    also takes a single sample ``(in_features,)``."""
     counts = np.asarray(counts)
     if one_sample and counts.ndim == 1:
         counts = counts[None]
     if counts.dtype.kind not in "iu" or counts.ndim != 2 or counts.shape[1] != in_features:
         raise HardwareError(f"{what}: input counts must be an integer array (batch, {in_features}), "
                             f"got {counts.dtype} {counts.shape}")
-    if counts.size and (counts.min() < 0 or counts.max() > t_in):
-        raise HardwareError(f"{what}: input counts must lie in [0, {t_in}]")
+    if counts.size and (counts.min() < t_min or counts.max() > t_in):
+        raise HardwareError(f"{what}: input counts must lie in [{t_min}, {t_in}]")
     return counts.astype(np.int64)
 
 
@@ -111,7 +113,7 @@ class LayerConfig:
     weight : int array ``(out_features, in_features)``
         Integer synaptic weights.
     t_in : int
-        ``T1``: length of the input trains; an input count lies in ``[0, t_in]``.
+        ``T1``: length of the input trains; an input count lies in ``[t_min, t_in]``.
     t_out : int or None
         ``T2`` (the layer's L); None for the readout layer.
     theta : int array ``(out_features,)`` or None
@@ -128,6 +130,10 @@ class LayerConfig:
         the other, so its period per sample is about ``max(accumulate, drain)`` instead of their
         sum; it costs a second accumulator memory (:attr:`accumulator_bits`) and needs a core with
         ``in_flight >= 2`` (:class:`CoreConfig` refuses it otherwise).
+    t_min : int
+        The smallest input count: 0 (spike counts), or ``-t_in`` and above for the signed integer
+        pixels of an analog input (one stage-1 step carrying ``W x``), which only a multiplying conv
+        engine takes (:attr:`pascal_hdl.model.conv.ConvConfig.mac`); the Linear engine refuses it.
     """
 
     name: str
@@ -138,6 +144,7 @@ class LayerConfig:
     v0: np.ndarray
     lanes: int = DEFAULT_HIDDEN_LANES
     banks: int = 1
+    t_min: int = 0
     neuron: NeuronWidths | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
@@ -150,6 +157,10 @@ class LayerConfig:
             raise HardwareError(f"layer '{name}': weight shape {weight.shape}: both sizes must be in [1, {MAX_FEATURES}]")
         object.__setattr__(self, "weight", weight)
         object.__setattr__(self, "t_in", _positive_int(name, "t_in (input train length)", self.t_in, MAX_LEVELS))
+        if isinstance(self.t_min, bool) or not isinstance(self.t_min, (int, np.integer)) or not -self.t_in <= self.t_min <= 0:
+            raise HardwareError(f"layer '{name}': t_min (smallest input count) must be an integer in [-{self.t_in}, 0], "
+                                f"got {self.t_min!r}")
+        object.__setattr__(self, "t_min", int(self.t_min))
         lanes = _positive_int(name, "lanes", self.lanes, MAX_LANES)
         if lanes > out_features:
             raise HardwareError(f"layer '{name}': lanes={lanes} exceeds the {out_features} output neurons")
@@ -215,7 +226,7 @@ class LayerConfig:
         (a group) zeroed per cycle, ``groups`` cycles with ``i.ready`` low."""
         return self.groups
 
-    # -- widths (all worst case over every input within [0, t_in])
+    # -- widths (all worst case over every input within [t_min, t_in])
 
     @property
     def weight_width(self) -> int:
@@ -223,10 +234,11 @@ class LayerConfig:
 
     @property
     def current_range(self) -> tuple[int, int]:
-        """Bounds of every partial sum ``sum_j W[n, j] * k_j`` with ``0 <= k_j <= t_in``, over all n."""
+        """Bounds of every partial sum ``sum_j W[n, j] * k_j`` with ``t_min <= k_j <= t_in``, over all n."""
         w = self.weight.astype(object)
-        low = (np.minimum(w, 0).sum(axis=1) * self.t_in).min()
-        high = (np.maximum(w, 0).sum(axis=1) * self.t_in).max()
+        positive, negative = np.maximum(w, 0).sum(axis=1), np.minimum(w, 0).sum(axis=1)
+        low = (negative * self.t_in + positive * self.t_min).min()
+        high = (positive * self.t_in + negative * self.t_min).max()
         return int(min(low, 0)), int(max(high, 0))
 
     @property
@@ -253,7 +265,8 @@ class LayerConfig:
 
     @property
     def count_in_width(self) -> int:
-        return self.t_in.bit_length()
+        """Bits of an input count: unsigned ``0..t_in``, or signed ``t_min..t_in`` (analog input)."""
+        return signed_width(self.t_min, self.t_in) if self.t_min < 0 else self.t_in.bit_length()
 
     @property
     def weight_depth(self) -> int:
@@ -295,7 +308,7 @@ class LayerConfig:
 
     def forward(self, counts) -> np.ndarray:
         """Integer model of the layer: output counts (hidden) or logits (readout) for input counts ``(batch, in)``."""
-        total = check_counts(f"layer '{self.name}'", counts, self.in_features, self.t_in) @ self.weight.T
+        total = check_counts(f"layer '{self.name}'", counts, self.in_features, self.t_in, t_min=self.t_min) @ self.weight.T
         if self.is_readout:
             return total + self.v0
         return np.clip((total + self.v0) // self.theta, 0, self.t_out)
@@ -303,7 +316,8 @@ class LayerConfig:
 
 @dataclass(frozen=True, eq=False)
 class CoreConfig:
-    """A network core: count-coded input of ``input_levels``, hidden layers, a readout.
+    """A network core: count-coded input of ``input_levels`` (or the signed integer pixels
+    ``input_min..input_levels`` of an analog input), hidden layers, a readout.
 
     Layer ``i`` reads the trains of layer ``i-1`` (the input for ``i = 0``);
     the last layer is the readout. Built directly or from an integer model.
@@ -317,6 +331,16 @@ class CoreConfig:
     """Samples the core holds at once (1..:data:`MAX_IN_FLIGHT`): 1 takes a sample's first event
     only after the previous result was taken; ``D > 1`` lets up to ``D`` samples be in the stages,
     each stage working on its own (see :class:`~pascal_hdl.gateware.core.NetworkCore`)."""
+    input_min: int = 0
+    """The smallest input value: 0 (count-coded levels), or negative for an analog input, whose
+    features are signed integer pixels in ``[input_min, input_levels]`` (``-qmax..qmax`` of
+    ``pascal_ref.golden.quantize``); the first stage must then take them (``t_min``: a conv
+    engine with ``mac``)."""
+
+    @property
+    def is_analog(self) -> bool:
+        """The input is signed integer pixels (an analog first layer), not spike counts."""
+        return self.input_min < 0
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -334,7 +358,10 @@ class CoreConfig:
         if double and self.in_flight < 2:
             raise HardwareError(f"core '{self.name}': stage '{double[0]}' is double-buffered (banks=2), which needs "
                                 f"in_flight >= 2, got in_flight={self.in_flight}")
-        features, levels, source = self.input_features, self.input_levels, "input"
+        if isinstance(self.input_min, bool) or not isinstance(self.input_min, (int, np.integer)) or self.input_min > 0:
+            raise HardwareError(f"core '{self.name}': input_min must be an integer <= 0, got {self.input_min!r}")
+        object.__setattr__(self, "input_min", int(self.input_min))
+        features, levels, minimum, source = self.input_features, self.input_levels, self.input_min, "input"
         for index, layer in enumerate(layers):
             last = index == len(layers) - 1
             if stage_is_readout(layer) != last:
@@ -345,7 +372,10 @@ class CoreConfig:
                 raise HardwareError(f"layer '{layer.name}': {shape} does not match input size {features} from '{source}'")
             if layer.t_in != levels:
                 raise HardwareError(f"layer '{layer.name}': t_in={layer.t_in} but '{source}' sends trains of {levels} steps")
-            features, levels, source = layer.out_features, layer.t_out, layer.name
+            if getattr(layer, "t_min", 0) != minimum:
+                raise HardwareError(f"layer '{layer.name}': takes counts from {getattr(layer, 't_min', 0)} but '{source}' "
+                                    f"sends values from {minimum}")
+            features, levels, minimum, source = layer.out_features, layer.t_out, 0, layer.name
         if len({layer.name for layer in layers}) != len(layers):
             raise HardwareError("layer names must be unique")
 

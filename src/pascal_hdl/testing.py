@@ -398,13 +398,15 @@ def random_neuron_cases(rng, n: int, current_width: int, v0_width: int, theta_wi
     return cases
 
 
-def conv_network(rng, kernel: int, stride: int, padding: int, levels, input_levels: int = 4,
+def conv_network(rng, kernel: int, stride: int, padding: int, levels, input_levels: int | None = 4,
                  input_shape=(2, 6, 6), channels=(3,), classes: int = 3, second: tuple | None = None,
-                 weight_bits: int = 6):
+                 weight_bits: int = 6, input_bits: int = 6):
     """``conv1 [act1, conv2] act, Flatten, Linear readout`` quantized by the golden model.
 
     ``levels``: the L of each conv layer; ``channels``: their output channels;
     ``second``: ``(kernel, stride, padding)`` of a second conv layer (or None).
+    ``input_levels`` None: an analog input (standard normal calibration data), quantized to signed
+    ``input_bits`` pixels over ``[-3, 3]``.
     Returns ``(network, integer model)``.
     """
     layers, shape = [], tuple(input_shape)
@@ -418,7 +420,7 @@ def conv_network(rng, kernel: int, stride: int, padding: int, levels, input_leve
     layers += [Flatten("flatten"), Linear("readout", random_weight(rng, (classes, flat)), rng.normal(0, 0.1, classes))]
     network = Network(tuple(input_shape), layers, input_levels, "conv-test")
     network = calibrate(network, random_inputs(network, rng, 16), percentile=95.0)
-    return network, quantize(network, weight_bits=weight_bits)
+    return network, quantize(network, weight_bits=weight_bits, input_bits=input_bits, input_bound=3.0)
 
 
 def random_levels(rng, batch: int, shape, high: int, density: float = 0.5) -> np.ndarray:
@@ -428,6 +430,16 @@ def random_levels(rng, batch: int, shape, high: int, density: float = 0.5) -> np
     if batch > 2:
         levels[1], levels[2] = 0, high
     return levels.astype(np.int64)
+
+
+def random_pixels(rng, batch: int, shape, bound: int, density: float = 0.7) -> np.ndarray:
+    """Signed integer pixels ``(batch, *shape)`` in ``-bound..bound`` (an analog input), each nonzero with
+    probability ``density``; sample 1 is all zero, sample 2 all ``-bound`` and sample 3 all ``bound``
+    (when ``batch > 3``)."""
+    pixels = rng.integers(-bound, bound + 1, (batch,) + tuple(shape)) * (rng.random((batch,) + tuple(shape)) < density)
+    if batch > 3:
+        pixels[1], pixels[2], pixels[3] = 0, -bound, bound
+    return pixels.astype(np.int64)
 
 
 def residual_network(rng, blocks, levels, input_levels: int = 4, input_shape=(2, 6, 6), stem: int | None = 3,

@@ -19,7 +19,7 @@ from amaranth import Array, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from pascal_hdl.config import CoreConfig
+from pascal_hdl.config import CoreConfig, HardwareError
 from pascal_hdl.gateware.core import NetworkCore, core_result_layout
 from pascal_hdl.model.axis import result_data_width, sample_data_width
 from pascal_hdl.widths import check_type
@@ -53,6 +53,9 @@ class AxiStreamCore(wiring.Component):
     def __init__(self, config: CoreConfig):
         self._MustUse__silence = True  # no "never used" warning if validation fails
         self.config = check_type("AxiStreamCore", "config", config, CoreConfig)
+        if config.is_analog:
+            raise HardwareError(f"AXI4-Stream wrapper: core '{config.name}' takes signed analog pixels; the wrapper's "
+                                "beats carry levels 0..input_levels (use the core's event stream)")
         super().__init__({
             "s_axis": In(axi_stream_signature(sample_data_width(config))),
             "m_axis": Out(axi_stream_signature(result_data_width(config))),

@@ -100,6 +100,9 @@ class HostLink(wiring.Component):
                  queue_depth: int = DEFAULT_QUEUE_DEPTH, timeout_cycles: int | None = None):
         self._MustUse__silence = True  # no "never used" warning if validation fails
         self.config = check_type("HostLink", "config", config, CoreConfig)
+        if config.is_analog:
+            raise HardwareError(f"host link: core '{config.name}' takes signed analog pixels; a SAMPLE frame carries "
+                                "levels 0..input_levels, one byte each (use count-coded input on the board)")
         if config.input_levels > protocol.MAX_LEVEL:
             raise HardwareError(f"host link: core '{config.name}' takes levels up to {config.input_levels}; "
                                 f"the protocol carries one byte per level (at most {protocol.MAX_LEVEL})")

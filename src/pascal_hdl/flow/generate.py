@@ -31,7 +31,7 @@ import numpy as np
 from amaranth.back import verilog
 
 from pascal_hdl.config import CoreConfig, HardwareError, LayerConfig
-from pascal_hdl.model.chain import core_config, stage_lanes
+from pascal_hdl.model.chain import core_config, dsp_products, stage_lanes
 
 __all__ = ["component_verilog", "generate", "generate_from_network", "core_config_from_network", "verilog_ports",
            "manifest_of", "MANIFEST_FORMAT", "MANIFEST_VERSION", "read_hex"]
@@ -162,6 +162,8 @@ def _conv_entry(conv, file_stem: str) -> dict:
         entry.update(ports={"main": _geometry(conv.main), "shortcut": _geometry(conv.shortcut)})
     entry["banks"] = int(getattr(conv, "banks", 1))
     entry["mac"] = bool(conv.mac)     # each tap issued once per event, count * weight added
+    if conv.mac:
+        entry["multiplier"] = conv.multiplier   # "logic" (shift-and-add) or "dsp" (one DSP block per lane)
     return entry
 
 
@@ -223,13 +225,18 @@ def manifest_of(config: CoreConfig, top: str, ports: list[dict], verilog_name: s
         "verilog": [verilog_name],
         "source": source or {},
         "input": {"features": config.input_features, "levels": config.input_levels, "encoding": "count-coded",
-                  "note": "pixel levels 0..levels as bursts (pascal_ref.ir.network input_levels)"},
+                  "note": "pixel levels 0..levels as bursts (pascal_ref.ir.network input_levels)"}
+        if not config.is_analog else
+                 {"features": config.input_features, "levels": config.input_levels, "minimum": config.input_min,
+                  "encoding": "analog", "note": "signed integer pixels minimum..levels, one event each (count = the "
+                  "pixel), multiplied by the first conv engine (pascal_ref.golden.quantize input_bits/input_bound)"},
         "classes": config.classes,
         "layers": [_layer_entry(layer) for layer in config.layers] if config.is_linear else
                   [_stage_entry(stage) for stage in config.layers],
         "ports": ports,
         "expected_cycles": cycles,
         "memory_bits": sum(_weight_bits(layer) for layer in config.layers),
+        "dsp_products": dsp_products(config.layers),   # lanes whose count * weight is a DSP block ("dsp")
     }
 
 
@@ -286,39 +293,45 @@ def _digests(manifest: dict, out: Path) -> dict:
 
 def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_channel: bool = True,
                              name: str | None = None, layer_lanes: dict | None = None,
-                             in_flight: int = 1, double_buffer=None, mac=None) -> tuple[CoreConfig, object]:
+                             in_flight: int = 1, double_buffer=None, mac=None,
+                             multiplier: str = "logic", input_bits: int = 8,
+                             input_bound: float | None = None) -> tuple[CoreConfig, object]:
     """Quantize a float network as the golden model does and map it onto the core.
 
     Returns ``(config, integer_model)``; raises :class:`HardwareError` for a
     model the core cannot take. ``layer_lanes`` may be ``"auto"``: lanes per stage chosen by
     :func:`pascal_hdl.model.chain.balance_lanes` (calibrated on the bundled digits test split when the
-    network takes its shape, else on uniform random levels). ``double_buffer`` and ``mac``: see
-    :func:`pascal_hdl.model.chain.core_config`.
+    network takes its shape, else on uniform random levels). ``double_buffer``, ``mac`` and
+    ``multiplier``: see :func:`pascal_hdl.model.chain.core_config`. ``input_bits`` and ``input_bound``:
+    the quantization of an analog input (``pascal_ref.golden.quantize.quantize``; the bound is required
+    then, and the first layer must be a Conv2d, which multiplies the signed pixels).
     """
     from pascal_ref.ir.network import Network
     from pascal_ref.golden.quantize import quantize
 
     if not isinstance(network, Network):
         raise TypeError(f"expected a pascal_ref Network, got {type(network).__name__}")
-    if network.input_levels is None:
-        raise HardwareError(f"network '{network.name}': analog input is not supported by the core; "
-                            "use count-coded input (input_levels)")
-    model = quantize(network, weight_bits=weight_bits, per_channel=per_channel)
+    if network.input_levels is None and input_bound is None:
+        raise HardwareError(f"network '{network.name}' has analog input: give input_bound (--input-bound, the "
+                            "largest |x| the signed integer pixels represent)")
+    model = quantize(network, weight_bits=weight_bits, per_channel=per_channel, input_bits=input_bits,
+                     input_bound=input_bound)
     if layer_lanes == "auto":
         from pascal_hdl.model.chain import balance_lanes, calibration_levels
         layer_lanes = balance_lanes(model, calibration_levels(model), lanes=lanes,
                                     double_buffer=double_buffer, in_flight=in_flight, mac=mac)["layer_lanes"]
     return core_config(model, lanes=lanes, layer_lanes=layer_lanes, name=name, in_flight=in_flight,
-                       double_buffer=double_buffer, mac=mac), model
+                       double_buffer=double_buffer, mac=mac, multiplier=multiplier), model
 
 
 def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, per_channel: bool = True,
                           name: str | None = None, model_bytes: bytes | None = None,
                           layer_lanes: dict | None = None, in_flight: int = 1, double_buffer=None,
-                          mac=None) -> dict:
+                          mac=None, multiplier: str = "logic", input_bits: int = 8,
+                          input_bound: float | None = None) -> dict:
     """Quantize, check and generate; the manifest records the options and the model's SHA-256."""
     config, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name, layer_lanes, in_flight,
-                                         double_buffer, mac)
+                                         double_buffer, mac, multiplier, input_bits, input_bound)
     source = {"network": network.name, "weight_bits": weight_bits, "per_channel": per_channel,
               "lanes": [stage_lanes(layer) for layer in config.layers]}
     if layer_lanes == "auto":
@@ -329,6 +342,10 @@ def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, pe
         source["double_buffer"] = sorted(s.name for s in config.layers if getattr(s, "banks", 1) == 2)
     if mac:
         source["mac"] = sorted(s.name for s in config.layers if getattr(s, "mac", False))
+    if multiplier != "logic":
+        source["multiplier"] = multiplier
+    if network.input_levels is None:
+        source["input_bits"], source["input_bound"] = int(input_bits), float(input_bound)
     if model_bytes is not None:
         source["model_sha256"] = hashlib.sha256(model_bytes).hexdigest()
     return generate(config, out_dir, source=source)

@@ -61,7 +61,7 @@ FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 whitespace, quotes, ``;`` or anything else a yosys script or a shell could take as syntax)."""
 
 MANIFEST_FIELDS = ("format", "version", "top", "verilog", "source", "input", "classes", "layers", "ports",
-                   "expected_cycles", "memory_bits", "digests")
+                   "expected_cycles", "memory_bits", "dsp_products", "digests")
 """The top-level fields of ``manifest.json`` (``pascal_hdl.flow.generate.manifest_of`` and ``digests``)."""
 
 MAX_MANIFEST_BYTES = 16 * 2 ** 20
@@ -99,6 +99,7 @@ class Target:
     dsp: tuple                # nextpnr cell types of DSP blocks
     io: str
     lutram: tuple = ()        # nextpnr cell types of distributed (LUT) RAM
+    multipliers: int = 0      # the part's multiplier blocks (one per "dsp" lane product, manifest dsp_products)
 
 
 TARGETS = {
@@ -115,6 +116,7 @@ TARGETS = {
         ram=("ICESTORM_RAM", "ICESTORM_SPRAM"),
         dsp=("ICESTORM_DSP",),
         io="SB_IO",
+        multipliers=8,        # SB_MAC16
     ),
     "ecp5-25k": Target(
         name="ecp5-25k",
@@ -130,6 +132,7 @@ TARGETS = {
         dsp=("MULT18X18D", "ALU54B"),
         io="TRELLIS_IO",
         lutram=("TRELLIS_RAMW",),
+        multipliers=28,       # MULT18X18D
     ),
 }
 
@@ -361,6 +364,9 @@ def load_manifest(build_dir) -> dict:
     _check_top(manifest)
     _check_ports(manifest)
     listed = _listed_files(manifest)
+    products = manifest.get("dsp_products", 0)
+    if type(products) is not int or not 0 <= products <= 1 << 20:
+        raise SynthError(f"{path}: 'dsp_products' must be an integer in 0..2**20, got {quote(products)}")
     expected = manifest.get("expected_cycles")
     if expected is not None and not (isinstance(expected, dict) and "worst_case" in expected
                                      and type(expected["worst_case"]) is int and expected["worst_case"] >= 1):
@@ -460,6 +466,10 @@ def synthesize(build_dir, target: str, freq_mhz: float | None = None, out_dir=No
         raise SynthError(f"target frequency must be a finite number > 0 MHz, got {freq}")
     if type(seed) is not int or not 0 <= seed < 2 ** 31:
         raise SynthError(f"seed must be an integer in [0, 2**31), got {quote(seed)}")
+    products = manifest.get("dsp_products", 0)
+    if products > spec.multipliers:
+        raise SynthError(f"{target}: the design multiplies on {products} DSP blocks (--multiplier dsp, one per lane "
+                         f"of its --mac stages), the part has {spec.multipliers}; use fewer lanes or --multiplier logic")
     out = _output_folder(build_dir, out_dir, target)
     for name in list(_OUTPUTS) + list(manifest["verilog"]):
         if (out / name).is_symlink():

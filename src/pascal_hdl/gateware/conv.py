@@ -27,7 +27,10 @@ repeated spikes, as in the Linear engine. With
 event and the write-back adds ``count * weight``, built per lane from one
 shifted, masked weight per count bit and adders
 (:func:`~pascal_hdl.gateware.engine.times_count`: no DSP block is used, so
-the number of lanes is not limited by the part's multipliers). Decode, issue
+the number of lanes is not limited by the part's multipliers); with
+:attr:`~pascal_hdl.model.conv.ConvConfig.multiplier` ``"dsp"`` the product is
+an Amaranth ``*`` that yosys maps onto a DSP block per lane (iCE40 SB_MAC16,
+ECP5 MULT18X18D), with the same cycles and sums. Decode, issue
 and input register form a pipeline, so back-to-back events that do work
 leave no gap.
 
@@ -165,7 +168,7 @@ class ConvEngine(wiring.Component):
 
     Members
     -------
-    i : In(stream.Signature(event_layout(in_features, t_in)))
+    i : In(stream.Signature(event_layout(in_features, t_in, t_min)))
         Input events in increasing index order (``config.input_layout``),
         through a one-event input register.
     o : Out(stream.Signature(event_layout(out_features, t_out)))
@@ -188,7 +191,7 @@ class ConvEngine(wiring.Component):
         self._MustUse__silence = True  # no "never used" warning if validation fails
         self.config = check_type("ConvEngine", "config", config, ConvConfig)
         super().__init__({
-            "i": In(stream.Signature(event_layout(config.in_features, config.t_in))),
+            "i": In(stream.Signature(event_layout(config.in_features, config.t_in, config.t_min))),
             "o": Out(stream.Signature(event_layout(config.out_features, config.t_out))),
             "rejected": Out(1),
             "issue": Out(issue_signature(config)),
@@ -238,7 +241,8 @@ class ConvEngine(wiring.Component):
         # 1x1 (the others reach at most one output position per input: no tap steps).
         n_y = Signal(range(kh + 1))
         n_x = Signal(range(kw + 1))
-        count_shape = range(max(geometry.t_in for geometry in ports) + 1)
+        # Signed when an input takes the signed pixels of an analog input (t_min < 0, always with mac).
+        count_shape = range(min(geometry.t_min for geometry in ports), max(geometry.t_in for geometry in ports) + 1)
 
         # ---------------------------------------------------------------- decoded register D
         d_valid = Signal()
@@ -309,7 +313,8 @@ class ConvEngine(wiring.Component):
             index = payload.index
             chan, row, col = decode_index_signals(m, index, geometry.input_shape, geometry.input_layout)
             m.d.comb += [row_rd.addr.eq(row), col_rd.addr.eq(col)]
-            bad = breaks_stream_rule(index, payload.count, geometry.in_features, geometry.t_in, ~first, prev_index)
+            bad = breaks_stream_rule(index, payload.count, geometry.in_features, geometry.t_in, ~first, prev_index,
+                                     geometry.t_min)
             count = Signal.like(payload.count, name=f"{prefix}count")
             m.d.comb += count.eq(Mux(bad, 0, payload.count))
             rejected = rejected | (decode & bad)
@@ -454,7 +459,9 @@ class ConvEngine(wiring.Component):
             m.d.comb += [i_wr.en.eq(1), i_wr.addr.eq(writeback_word)]
             for k in range(lanes):
                 weight = w_rd.data.word_select(k, wb).as_signed()
-                if cfg.mac:
+                if cfg.mac and cfg.multiplier == "dsp":     # a product yosys maps onto a DSP block
+                    weight = weight * writeback_count
+                elif cfg.mac:
                     weight = times_count(weight, writeback_count)
                 m.d.comb += i_wr.data.word_select(k, aw).eq(acc_lanes[k] + weight)
         if banked:

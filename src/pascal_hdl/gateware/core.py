@@ -19,9 +19,12 @@ model's ``input_levels`` option): each input feature ``j`` with level
 ``x_j`` spikes; features at level 0 need not be sent. Events of a sample
 must come in increasing index order and the last carries ``last``; an
 all-zero sample is the single event ``(0, 0, last)``
-(:func:`pascal_hdl.model.engine.sample_events` builds them). The whole core is
-multiplier-free. Analog input, convolutions, pooling and residual blocks
-are rejected by :meth:`CoreConfig.from_integer_network`.
+(:func:`pascal_hdl.model.engine.sample_events` builds them). Analog input
+(``CoreConfig.input_min < 0``, an analog first layer): each nonzero signed
+integer pixel ``x_j`` in ``input_min..input_levels`` is one event ``(j, x_j)``
+(``count`` is then a signed field), taken by a conv first stage with ``mac``
+that adds ``x_j * weight`` per tap: the one stage-1 step carrying ``W x`` of
+the integer model. Without ``mac`` stages the core is multiplier-free.
 
 Samples in flight (``CoreConfig.in_flight = D``, a generator option): the core takes the
 first event of a sample only while fewer than ``D`` samples are inside (started, result not yet
@@ -82,7 +85,7 @@ class NetworkCore(wiring.Component):
 
     Members
     -------
-    i : In(stream.Signature(event_layout(input_features, input_levels)))
+    i : In(stream.Signature(event_layout(input_features, input_levels, input_min)))
         Input events ``{index, count, last}`` (see the module docstring).
     o : Out(stream.Signature(core_result_layout(config)))
         One result per sample, in order: ``{logits, cls, cycles, rejected, sample, finished}``.
@@ -95,7 +98,7 @@ class NetworkCore(wiring.Component):
         self._MustUse__silence = True  # no "never used" warning if validation fails
         self.config = check_type("NetworkCore", "config", config, CoreConfig)
         members = {
-            "i": In(stream.Signature(event_layout(config.input_features, config.input_levels))),
+            "i": In(stream.Signature(event_layout(config.input_features, config.input_levels, config.input_min))),
             "o": Out(stream.Signature(core_result_layout(config))),
         }
         for layer in config.hidden:
@@ -176,7 +179,7 @@ class NetworkCore(wiring.Component):
         seen_valid = Signal()
         payload = self.i.payload
         bad = breaks_stream_rule(payload.index, payload.count, cfg.input_features, cfg.input_levels,
-                                 ~starting & seen_valid, prev_index)
+                                 ~starting & seen_valid, prev_index, cfg.input_min)
         slot = Mux(starting, free, current)
         with m.If(accept):
             with m.If(start):

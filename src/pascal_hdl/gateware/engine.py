@@ -46,7 +46,7 @@ from amaranth import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from pascal_hdl.config import LayerConfig
+from pascal_hdl.config import HardwareError, LayerConfig
 from pascal_hdl.gateware.neuron import PascIfNeuron
 from pascal_hdl.model.engine import Phase
 from pascal_hdl.widths import check_type
@@ -54,9 +54,10 @@ from pascal_hdl.widths import check_type
 __all__ = ["LayerEngine", "breaks_stream_rule", "event_layout", "result_layout", "times_constant", "times_count"]
 
 
-def event_layout(features: int, levels: int) -> data.StructLayout:
-    """Payload of a spike-train event: neuron ``index``, burst ``count`` (0..levels), ``last`` of the sample."""
-    return data.StructLayout({"index": range(max(features, 2)), "count": range(levels + 1), "last": 1})
+def event_layout(features: int, levels: int, minimum: int = 0) -> data.StructLayout:
+    """Payload of a spike-train event: neuron ``index``, burst ``count`` (``minimum..levels``; a negative
+    ``minimum`` makes it signed: the integer pixels of an analog input), ``last`` of the sample."""
+    return data.StructLayout({"index": range(max(features, 2)), "count": range(minimum, levels + 1), "last": 1})
 
 
 def result_layout(classes: int, logit_width: int) -> data.StructLayout:
@@ -64,13 +65,15 @@ def result_layout(classes: int, logit_width: int) -> data.StructLayout:
     return data.StructLayout({"logits": data.ArrayLayout(signed(logit_width), classes), "cls": range(max(classes, 2))})
 
 
-def breaks_stream_rule(index, count, in_features: int, t_in: int, seen, prev_index):
+def breaks_stream_rule(index, count, in_features: int, t_in: int, seen, prev_index, t_min: int = 0):
     """The stream rule of a stage's input as a combinational expression, one home for every block that
     judges input events (the layer and conv engines, the core's gate): high if the event's index is not
-    below ``in_features``, its count is above ``t_in``, or ``seen`` (an event of the sample was kept
-    before) and its index is not above ``prev_index`` (the last kept one). The cycle models use
+    below ``in_features``, its count is above ``t_in`` (or below a negative ``t_min``: signed analog
+    input), or ``seen`` (an event of the sample was kept before) and its index is not above
+    ``prev_index`` (the last kept one). The cycle models use
     :func:`pascal_hdl.model.engine.breaks_stream_rule`."""
-    return (index >= in_features) | (count > t_in) | (seen & (index <= prev_index))
+    bad = (index >= in_features) | (count > t_in) | (seen & (index <= prev_index))
+    return bad | (count < t_min) if t_min < 0 else bad
 
 
 def _sum(terms):
@@ -89,9 +92,15 @@ def times_constant(value, constant: int):
 
 
 def times_count(value, count):
-    """``value * count`` for an unsigned signal ``count`` from shifts, masks and adders (one ``value << j``
-    per bit of ``count``), so no multiplier (and no DSP block) is inferred: ``count`` is a few bits wide."""
-    return _sum([Mux(count[bit], value << bit, 0) for bit in range(len(count))])
+    """``value * count`` for a signal ``count`` from shifts, masks and adders (one ``value << j`` per bit of
+    ``count``; a signed ``count``'s top bit weighs ``-2**(n-1)``, so it subtracts), so no multiplier (and no
+    DSP block) is inferred: ``count`` is a few bits wide."""
+    bits = len(count)
+    top = bits - 1 if count.shape().signed else bits
+    terms = [Mux(count[bit], value << bit, 0) for bit in range(top)]
+    if top < bits:
+        terms.append(Mux(count[top], -(value << top), 0))
+    return _sum(terms)
 
 
 class _BankPort:
@@ -166,6 +175,10 @@ class LayerEngine(wiring.Component):
     def __init__(self, config: LayerConfig):
         self._MustUse__silence = True  # no "never used" warning if validation fails
         self.config = check_type("LayerEngine", "config", config, LayerConfig)
+        if config.t_min < 0:
+            raise HardwareError(f"layer '{config.name}': signed input counts (t_min={config.t_min}, an analog input) "
+                                "need a multiplying engine; the Linear engine repeats counts (give the network a "
+                                "Conv2d first layer, or count-coded input)")
         members = {
             "i": In(stream.Signature(event_layout(config.in_features, config.t_in))),
             "rejected": Out(1),

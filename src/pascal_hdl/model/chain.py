@@ -33,7 +33,7 @@ from pascal_hdl.config import (
     LayerConfig,
     _identifier,
 )
-from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, hwc_permutation, to_layout
+from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, check_multiplier, hwc_permutation, to_layout
 from pascal_hdl.model.engine import EngineModel
 from pascal_hdl.model.pool import PoolConfig, PoolUnitModel, pool_chain
 from pascal_hdl.model.residual import (
@@ -43,7 +43,8 @@ from pascal_hdl.model.residual import (
 )
 
 __all__ = ["UP5K_DIGITS_CNN_LANES", "UP5K_DIGITS_RESNET_LANES", "ChainModel", "balance_lanes", "calibration_levels",
-           "chain_forward", "core_config", "golden_stage_levels", "is_linear_chain", "stage_configs", "stage_cycles",
+           "chain_forward", "core_config", "dsp_products", "golden_stage_levels", "is_linear_chain", "stage_configs",
+           "stage_cycles",
            "stage_kind", "stage_lanes", "stage_model", "with_double_buffer", "with_mac"]
 
 
@@ -59,9 +60,8 @@ def stage_configs(model, lanes: int | None = None, layer_lanes: dict | None = No
     if unknown:
         raise HardwareError(f"layer_lanes: no layer named {', '.join(sorted(unknown))} in network '{model.network.name}'")
     network = model.network
-    if network.input_levels is None:
-        raise HardwareError(f"network '{network.name}': analog input is not supported; use count-coded input")
-    stages, layout, levels = [], "chw", int(network.input_levels)
+    stages, layout, levels = [], "chw", int(model.input_range[1])
+    minimum = int(model.input_range[0])     # < 0: signed integer pixels of an analog input
     layers, index = list(model.layers), -1
     while index + 1 < len(layers):
         index += 1
@@ -77,9 +77,16 @@ def stage_configs(model, lanes: int | None = None, layer_lanes: dict | None = No
         if len(layer.synapses) != 1:
             raise HardwareError(f"layer '{layer.name}': {len(layer.synapses)} synapses (residual block) are not supported yet")
         synapse = layer.synapses[0]
-        if synapse.input_min != 0:
+        analog = index == 0 and minimum < 0
+        if synapse.input_min != 0 and not analog:
             raise HardwareError(f"layer '{layer.name}': input levels from {synapse.input_min}; the hardware takes counts >= 0")
         kind = synapse.op.kind
+        if analog and (kind != "conv" or synapse.pre_ops):
+            raise HardwareError(f"layer '{layer.name}': an analog input (signed pixels) needs a Conv2d first layer "
+                                "without pooling before it (the conv engine multiplies, with mac); "
+                                f"this one is {type(synapse.op).__name__}"
+                                + (f" after {', '.join(type(p).__name__ for p in synapse.pre_ops)}" if synapse.pre_ops
+                                   else "") + "; use count-coded input (input_levels)")
         if len(synapse.input_shape) == 3:
             units, shape = pool_chain(synapse, levels, layout)
             stages += units
@@ -90,8 +97,9 @@ def stage_configs(model, lanes: int | None = None, layer_lanes: dict | None = No
         if kind == "conv":
             out = int(layer.output_shape[0])
             chosen = layer_lanes.get(layer.name, lanes)
-            stages.append(ConvConfig.from_int_layer(layer, min(out, chosen or DEFAULT_HIDDEN_LANES), layout,
-                                                    pooled=bool(units)))
+            conv = ConvConfig.from_int_layer(layer, min(out, chosen or DEFAULT_HIDDEN_LANES), layout,
+                                             pooled=bool(units), analog=analog)
+            stages.append(conv)
             layout = "hwc"
         elif kind == "dense":
             weight = np.asarray(synapse.weight)
@@ -125,7 +133,7 @@ def is_linear_chain(model) -> bool:
 
 
 def core_config(model, lanes=None, layer_lanes: dict | None = None, name: str | None = None,
-                in_flight: int = 1, double_buffer=None, mac=None) -> CoreConfig:
+                in_flight: int = 1, double_buffer=None, mac=None, multiplier: str = "logic") -> CoreConfig:
     """The :class:`~pascal_hdl.config.CoreConfig` of any network the hardware takes.
 
     A Linear chain (:func:`is_linear_chain`) without ``layer_lanes`` goes through
@@ -138,10 +146,11 @@ def core_config(model, lanes=None, layer_lanes: dict | None = None, name: str | 
     the stage it becomes); double buffering needs ``in_flight >= 2``.
     ``mac``: None or False (counts repeated), True (every conv stage) or stage names: those conv stages
     issue each tap once per event and add ``count * weight`` (:attr:`ConvConfig.mac
-    <pascal_hdl.model.conv.ConvConfig.mac>`).
+    <pascal_hdl.model.conv.ConvConfig.mac>`). ``multiplier``: how those stages form the product,
+    ``"logic"`` (shift-and-add) or ``"dsp"`` (the part's DSP blocks); see :func:`with_mac`.
     What the hardware cannot take raises a :class:`HardwareError` naming the layer."""
     config = _core_config(model, lanes, layer_lanes, name)
-    layers = with_mac(with_double_buffer(config.layers, double_buffer), mac)
+    layers = with_mac(with_double_buffer(config.layers, double_buffer), mac, multiplier)
     if in_flight == 1 and layers == config.layers:
         return config
     return dataclasses.replace(config, in_flight=in_flight, layers=layers)
@@ -154,10 +163,31 @@ def with_double_buffer(stages, double_buffer) -> tuple:
     return _with_option(stages, double_buffer, "double_buffer", "banks", 2, "has no second bank")
 
 
-def with_mac(stages, mac) -> tuple:
+def with_mac(stages, mac, multiplier: str = "logic") -> tuple:
     """The stages with ``mac=True`` where ``mac`` asks for it (see :func:`core_config`), chosen as
-    :func:`with_double_buffer` chooses; a named stage without the field (pooling, Linear) is a HardwareError."""
-    return _with_option(stages, mac, "mac", "mac", True, "has no count-by-weight multiplier (conv stages only)")
+    :func:`with_double_buffer` chooses; a named stage without the field (pooling, Linear) is a HardwareError.
+    ``multiplier`` (:data:`~pascal_hdl.model.conv.MULTIPLIERS`) is set on those stages; ``"dsp"``
+    without any mac stage is a HardwareError (it would change nothing)."""
+    check_multiplier("multiplier", multiplier)
+    stages = _with_option(stages, mac, "mac", "mac", True, "has no count-by-weight multiplier (conv stages only)")
+    if multiplier == "logic":
+        return stages
+    if not any(getattr(stage, "mac", False) for stage in stages):
+        raise HardwareError(f"multiplier {multiplier!r}: no stage multiplies (give mac, --mac, as well)")
+    return tuple(dataclasses.replace(stage, multiplier=multiplier) if getattr(stage, "mac", False) else stage
+                 for stage in stages)
+
+
+def dsp_products(stages) -> int:
+    """Products the stages leave to DSP blocks: one per lane of every conv engine (a residual block's
+    conv1 and act2 engines each) with ``mac`` and ``multiplier="dsp"``; the synthesis flow refuses a
+    part with fewer blocks before it runs the tools."""
+    total = 0
+    for stage in stages:
+        for engine in (stage.conv1, stage.merge) if isinstance(stage, ResidualBlockConfig) else (stage,):
+            if getattr(engine, "mac", False) and getattr(engine, "multiplier", "logic") == "dsp":
+                total += engine.lanes
+    return total
 
 
 def _with_option(stages, choice, option: str, key: str, value, missing: str) -> tuple:
@@ -194,14 +224,15 @@ def _core_config(model, lanes, layer_lanes, name) -> CoreConfig:
     network = getattr(model, "network", None)
     if network is None or not hasattr(model, "layers"):
         raise TypeError(f"core_config: expected an IntegerNetwork, got {type(model).__name__}")
-    if is_linear_chain(model) and not layer_lanes:
+    if is_linear_chain(model) and not layer_lanes and model.network.input_levels is not None:
         return CoreConfig.from_integer_network(model, lanes=lanes, name=name)
     if lanes is not None and not isinstance(lanes, (int, np.integer)):
         raise HardwareError(f"network '{network.name}': lanes per layer of a conv network are given by layer name "
                             "(layer_lanes), not as a list")
     stages = stage_configs(model, None if lanes is None else int(lanes), layer_lanes)
     core_name = name if name is not None else _identifier(network.name)
-    return CoreConfig(core_name, int(np.prod(network.input_shape)), int(network.input_levels), tuple(stages))
+    low, high = (int(v) for v in model.input_range)
+    return CoreConfig(core_name, int(np.prod(network.input_shape)), high, tuple(stages), input_min=low)
 
 
 # The bundled digits CNN on the iCE40 UP5K (StageChain, lanes 8 elsewhere). Block RAM: conv1's

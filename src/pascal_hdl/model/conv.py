@@ -58,7 +58,7 @@ from pascal_hdl.config import (
     _identifier,
     check_counts,
 )
-from pascal_hdl.model.engine import run_samples, sample_events
+from pascal_hdl.model.engine import breaks_stream_rule, run_samples, sample_events
 from pascal_hdl.widths import check_type
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "Taps",
     "check_banks",
     "check_mac",
+    "check_multiplier",
     "axis_taps",
     "decode_index",
     "from_layout",
@@ -82,6 +83,10 @@ __all__ = [
 
 LAYOUTS = ("chw", "hwc")
 BANKS = (1, 2)
+MULTIPLIERS = ("logic", "dsp")
+"""How a :attr:`ConvConfig.mac` engine forms ``count * weight``: ``"logic"`` (shifts, masks and adders:
+any part, no DSP block) or ``"dsp"`` (an Amaranth ``*``, which yosys maps onto the part's DSP blocks:
+iCE40 UP5K SB_MAC16, ECP5 MULT18X18D; one product per lane)."""
 
 
 def check_mac(what: str, mac) -> bool:
@@ -89,6 +94,13 @@ def check_mac(what: str, mac) -> bool:
     if not isinstance(mac, (bool, np.bool_)):
         raise HardwareError(f"{what}: mac must be True or False, got {mac!r}")
     return bool(mac)
+
+
+def check_multiplier(what: str, multiplier) -> str:
+    """``multiplier`` of a conv stage (one of :data:`MULTIPLIERS`); ``what`` names the stage in the error."""
+    if not isinstance(multiplier, str) or multiplier not in MULTIPLIERS:
+        raise HardwareError(f"{what}: multiplier must be one of {', '.join(MULTIPLIERS)}, got {multiplier!r}")
+    return multiplier
 
 
 def check_banks(what: str, banks) -> int:
@@ -217,7 +229,7 @@ class ConvConfig:
     stride, padding : ``(sh, sw)``, ``(ph, pw)``
         As :class:`pascal_ref.ir.layers.Conv2d` (zero padding).
     t_in, t_out : int
-        ``T1`` (input counts in ``[0, t_in]``) and ``T2`` (the layer's L).
+        ``T1`` (input counts in ``[t_min, t_in]``) and ``T2`` (the layer's L).
     theta, v0 : int arrays ``(O,)``
         Per output channel threshold (>= 1) and initial membrane.
     lanes : int
@@ -245,6 +257,15 @@ class ConvConfig:
         issue cycles no longer grow with its count: the first layer, whose
         counts are the input levels, gains most. The sums, outputs and widths
         are the same.
+    multiplier : ``"logic"`` or ``"dsp"``
+        How a :attr:`mac` engine forms ``count * weight`` (:data:`MULTIPLIERS`): shift-and-add
+        (default) or ``*`` on the part's DSP blocks, one per lane. Same cycles and results; without
+        :attr:`mac` it is not read.
+    t_min : int
+        The smallest input count: 0 (spike counts) or, for an analog first layer, the negative bound
+        of its signed integer pixels (``-t_in`` and above): each pixel is one event whose ``count`` is
+        the pixel, and the engine adds ``pixel * weight`` per tap (one stage-1 step carrying ``W x``),
+        so it needs :attr:`mac`.
     """
 
     name: str
@@ -261,6 +282,8 @@ class ConvConfig:
     diagonal: bool = False
     banks: int = 1
     mac: bool = False
+    multiplier: str = "logic"
+    t_min: int = 0
     kernel: LayerConfig = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
@@ -269,6 +292,7 @@ class ConvConfig:
             raise HardwareError(f"layer name must be an identifier (it names signals), got {name!r}")
         object.__setattr__(self, "banks", check_banks(f"layer '{name}'", self.banks))
         object.__setattr__(self, "mac", check_mac(f"layer '{name}'", self.mac))
+        check_multiplier(f"layer '{name}'", self.multiplier)
         weight = np.asarray(self.weight)
         if weight.dtype.kind not in "iu" or weight.ndim != 4:
             raise HardwareError(f"layer '{name}': weight must be an integer array (O, C, kh, kw), got {weight.dtype} {weight.shape}")
@@ -308,9 +332,13 @@ class ConvConfig:
                                     f"padding {pairs['padding']}")
         theta = None if self.theta is None else np.asarray(self.theta)
         kernel = LayerConfig(name, weight.reshape(weight.shape[0], -1), self.t_in, self.t_out, theta,
-                             np.asarray(self.v0), self.lanes)
+                             np.asarray(self.v0), self.lanes, t_min=self.t_min)
+        if kernel.t_min < 0 and not self.mac:
+            raise HardwareError(f"layer '{name}': signed input counts (t_min={kernel.t_min}, an analog input) need mac "
+                                "(each tap adds pixel * weight once); a conv engine without it repeats counts")
         object.__setattr__(self, "kernel", kernel)
         object.__setattr__(self, "t_in", kernel.t_in)
+        object.__setattr__(self, "t_min", kernel.t_min)
         object.__setattr__(self, "t_out", kernel.t_out)
         object.__setattr__(self, "theta", kernel.theta)
         object.__setattr__(self, "v0", kernel.v0)
@@ -318,12 +346,14 @@ class ConvConfig:
 
     @classmethod
     def from_int_layer(cls, layer, lanes: int | None = None, input_layout: str = "chw",
-                       pooled: bool = False) -> ConvConfig:
+                       pooled: bool = False, analog: bool = False) -> ConvConfig:
         """From a ``pascal_ref.golden.quantize.IntNeuronLayer`` with one Conv2d synapse.
 
         ``pooled``: the synapse's pooling pre-ops run in pooling units in front of the engine
         (:func:`pascal_hdl.model.pool.pool_chain`); the engine then reads their ``"hwc"`` output
-        (``input_layout`` is ignored). Without it a pre-op is refused."""
+        (``input_layout`` is ignored). Without it a pre-op is refused. ``analog``: the layer reads the
+        signed integer pixels of an analog input (``t_min`` = the synapse's ``input_min`` < 0, with
+        :attr:`mac`); otherwise an input below 0 is refused."""
         if len(layer.synapses) != 1:
             raise HardwareError(f"layer '{layer.name}': {len(layer.synapses)} synapses (residual block); not a plain conv")
         synapse = layer.synapses[0]
@@ -336,13 +366,14 @@ class ConvConfig:
                                 "before the Conv2d needs a pooling unit")
         if layer.is_readout:
             raise HardwareError(f"layer '{layer.name}': a Conv2d readout is not supported")
-        if synapse.input_min != 0:
+        if synapse.input_min != 0 and not analog:
             raise HardwareError(f"layer '{layer.name}': input levels from {synapse.input_min}; the engine takes counts >= 0")
         out = int(layer.output_shape[0])
         lanes = min(out, DEFAULT_HIDDEN_LANES if lanes is None else int(lanes))
         return cls(_identifier(layer.name), np.asarray(synapse.weight), tuple(synapse.op_input_shape),
                    synapse.op.stride, synapse.op.padding, int(synapse.input_max), layer.levels,
-                   np.asarray(layer.theta), np.asarray(layer.v0), lanes, input_layout)
+                   np.asarray(layer.theta), np.asarray(layer.v0), lanes, input_layout,
+                   mac=bool(analog), t_min=min(0, int(synapse.input_min)) if analog else 0)
 
     # -- geometry
 
@@ -490,7 +521,7 @@ class ConvConfig:
 
     def issues(self, count: int) -> int:
         """Times a burst of ``count`` spikes goes through its taps: ``count`` (:attr:`mac`: once)."""
-        return min(count, 1) if self.mac else count
+        return int(count != 0) if self.mac else count
 
     def event_work(self, index: int, count: int) -> int:
         """Issue cycles of one valid event: ``issues(count) * ny * nx * groups`` (0: reaches nothing; a
@@ -501,7 +532,8 @@ class ConvConfig:
     # -- behavioural model
 
     def _check(self, counts) -> np.ndarray:
-        return check_counts(f"layer '{self.name}'", counts, self.in_features, self.t_in, one_sample=True)
+        return check_counts(f"layer '{self.name}'", counts, self.in_features, self.t_in, one_sample=True,
+                            t_min=self.t_min)
 
     def scatter(self, total: np.ndarray, index: int, count: int) -> None:
         """Add ``count`` spikes of input ``index`` to ``total`` ``(positions, O)`` through every valid tap."""
@@ -528,8 +560,11 @@ class ConvConfig:
         return np.clip((total + self.v0) // self.theta, 0, self.t_out).reshape(len(total), -1)
 
     def synaptic_events(self, counts) -> np.ndarray:
-        """Per sample: additions of one weight to one neuron (every spike times every output it reaches)."""
-        return self._check(counts) @ self._reach() * (1 if self.diagonal else self.out_channels)
+        """Per sample: additions of one weight to one neuron (every spike times every output it reaches; an
+        analog pixel, :attr:`t_min` < 0, is one addition of ``pixel * weight`` per output it reaches)."""
+        counts = self._check(counts)
+        counts = (counts != 0).astype(np.int64) if self.t_min < 0 else counts
+        return counts @ self._reach() * (1 if self.diagonal else self.out_channels)
 
     def _reach(self) -> np.ndarray:
         """Per input: the output positions it reaches (``ny * nx``)."""
@@ -543,7 +578,7 @@ class ConvConfig:
     def accumulate_cycles(self, counts) -> np.ndarray:
         """Issue cycles per sample: ``sum_events issues(count) * ny * nx * groups`` (padding lanes included)."""
         counts = self._check(counts)
-        return (np.minimum(counts, 1) if self.mac else counts) @ self._reach() * self.issue_groups
+        return ((counts != 0).astype(np.int64) if self.mac else counts) @ self._reach() * self.issue_groups
 
     def neuron_cycles(self) -> int:
         """Cycles of the neuron sequencer with an emitter that keeps up: READ 1, then per accumulator
@@ -693,8 +728,8 @@ class ConvEngineModel:
 
     def _bad(self, event) -> bool:
         port, geometry = self.port, self.ports[self.port]
-        return (event["index"] >= geometry.in_features or event["count"] > geometry.t_in
-                or (not self.first[port] and event["index"] <= self.prev_index[port]))
+        return breaks_stream_rule(event, geometry.in_features, geometry.t_in, not self.first[port],
+                                  self.prev_index[port], geometry.t_min)
 
     def rejecting(self) -> bool:
         """The ``rejected`` output in this cycle."""

@@ -90,7 +90,7 @@ class CoreModel:
         start = accept and not self.within
         if accept:
             bad = breaks_stream_rule(in_payload, self.config.input_features, self.config.input_levels,
-                                     self.seen_valid and not start, self.prev_index)
+                                     self.seen_valid and not start, self.prev_index, self.config.input_min)
             slot = self.free if start else self.current
             if start:
                 self.stamps[slot], self.current, self.free = self.now % COUNTER_MODULUS, slot, (slot + 1) % depth
@@ -112,15 +112,15 @@ class CoreModel:
 
 
 def check_levels(config: CoreConfig, levels) -> np.ndarray:
-    """Validate input levels ``(batch, input_features)`` in ``0..input_levels``."""
+    """Validate input levels ``(batch, input_features)`` in ``input_min..input_levels``."""
     levels = np.asarray(levels)
     if levels.ndim == 1:
         levels = levels[None]
     if levels.dtype.kind not in "iu" or levels.ndim != 2 or levels.shape[1] != config.input_features:
         raise HardwareError(f"core '{config.name}': input levels must be integers of shape (batch, "
                             f"{config.input_features}), got {levels.dtype} {levels.shape}")
-    if levels.size and (levels.min() < 0 or levels.max() > config.input_levels):
-        raise HardwareError(f"core '{config.name}': input levels must lie in [0, {config.input_levels}], "
+    if levels.size and (levels.min() < config.input_min or levels.max() > config.input_levels):
+        raise HardwareError(f"core '{config.name}': input levels must lie in [{config.input_min}, {config.input_levels}], "
                             f"got [{levels.min()}, {levels.max()}]")
     return levels.astype(np.int64)
 

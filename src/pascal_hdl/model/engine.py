@@ -15,13 +15,15 @@ from pascal_hdl.widths import check_type
 __all__ = ["Phase", "EngineModel", "breaks_stream_rule", "sample_events"]
 
 
-def breaks_stream_rule(event, in_features: int, t_in: int, seen_valid: bool, prev_index: int) -> bool:
+def breaks_stream_rule(event, in_features: int, t_in: int, seen_valid: bool, prev_index: int,
+                       t_min: int = 0) -> bool:
     """The stream rule of a stage's input, one home for every cycle model (engines, conv, pooling and
     the core's gate): an event is dropped (and flagged ``rejected``) if its ``index`` is not below
-    ``in_features``, its ``count`` is above ``t_in``, or ``seen_valid`` (an event of the sample was
-    kept before) and its index is not above ``prev_index``, the last kept one. The gateware's
-    expression is :func:`pascal_hdl.gateware.engine.breaks_stream_rule`."""
-    return (event["index"] >= in_features or event["count"] > t_in
+    ``in_features``, its ``count`` is above ``t_in`` or below ``t_min`` (0, or the negative bound of a
+    signed analog input), or ``seen_valid`` (an event of the sample was kept before) and its index is
+    not above ``prev_index``, the last kept one. The gateware's expression is
+    :func:`pascal_hdl.gateware.engine.breaks_stream_rule`."""
+    return (event["index"] >= in_features or event["count"] > t_in or event["count"] < t_min
             or (seen_valid and event["index"] <= prev_index))
 
 

@@ -45,7 +45,7 @@ from pascal_hdl.config import (
     _identifier,
     pack_words,
 )
-from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, check_banks, check_mac
+from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, check_banks, check_mac, check_multiplier
 from pascal_hdl.model.engine import run_samples
 from pascal_hdl.widths import check_type, neuron_widths
 from pascal_ref.numeric import signed_width
@@ -77,6 +77,9 @@ class ResidualConfig:
         Both inputs issue each tap once per event and add ``count * weight``
         (:attr:`ConvConfig.mac <pascal_hdl.model.conv.ConvConfig.mac>`): ``main`` and ``shortcut``
         are replaced by copies with this ``mac``.
+    multiplier : ``"logic"`` or ``"dsp"``
+        How both inputs form ``count * weight`` with :attr:`mac`
+        (:attr:`ConvConfig.multiplier <pascal_hdl.model.conv.ConvConfig.multiplier>`), copied into both.
     """
 
     name: str
@@ -84,6 +87,7 @@ class ResidualConfig:
     shortcut: ConvConfig
     banks: int = 1
     mac: bool = False
+    multiplier: str = "logic"
 
     def __post_init__(self):
         name, main, short = self.name, self.main, self.shortcut
@@ -91,10 +95,12 @@ class ResidualConfig:
             raise HardwareError(f"layer name must be an identifier (it names signals), got {name!r}")
         object.__setattr__(self, "banks", check_banks(f"layer '{name}'", self.banks))
         object.__setattr__(self, "mac", check_mac(f"layer '{name}'", self.mac))
+        check_multiplier(f"layer '{name}'", self.multiplier)
         for key in ("main", "shortcut"):
             check_type("ResidualConfig", key, getattr(self, key), ConvConfig)
-            if getattr(self, key).mac != self.mac:
-                object.__setattr__(self, key, replace(getattr(self, key), mac=self.mac))
+            inner = getattr(self, key)
+            if (inner.mac, inner.multiplier) != (self.mac, self.multiplier):
+                object.__setattr__(self, key, replace(inner, mac=self.mac, multiplier=self.multiplier))
         main, short = self.main, self.shortcut
         if short.kernel_size != (1, 1) or short.padding != (0, 0):
             raise HardwareError(f"layer '{name}': the shortcut must be a 1x1 convolution without padding, got kernel "
@@ -261,14 +267,15 @@ class ResidualEngineModel(ConvEngineModel):
 class ResidualBlockConfig:
     """One basic block as a stage: ``conv1`` (a :class:`ConvConfig` on the block input) and ``merge``
     (the :class:`ResidualConfig` of act2), the block input forked to both. ``banks`` (1 or 2) and
-    ``mac`` apply to both engines: their configurations are replaced by copies with these values, so
-    ``dataclasses.replace(block, banks=2)`` double-buffers the block."""
+    ``mac`` (and its ``multiplier``) apply to both engines: their configurations are replaced by copies
+    with these values, so ``dataclasses.replace(block, banks=2)`` double-buffers the block."""
 
     name: str
     conv1: ConvConfig
     merge: ResidualConfig
     banks: int = 1
     mac: bool = False
+    multiplier: str = "logic"
 
     def __post_init__(self):
         check_type("ResidualBlockConfig", "conv1", self.conv1, ConvConfig)
@@ -276,9 +283,11 @@ class ResidualBlockConfig:
         banks = check_banks(f"block '{self.name}'", self.banks)
         object.__setattr__(self, "banks", banks)
         object.__setattr__(self, "mac", check_mac(f"block '{self.name}'", self.mac))
+        check_multiplier(f"block '{self.name}'", self.multiplier)
         for key in ("conv1", "merge"):
-            if getattr(self, key).banks != banks or getattr(self, key).mac != self.mac:
-                object.__setattr__(self, key, replace(getattr(self, key), banks=banks, mac=self.mac))
+            inner = getattr(self, key)
+            if (inner.banks, inner.mac, inner.multiplier) != (banks, self.mac, self.multiplier):
+                object.__setattr__(self, key, replace(inner, banks=banks, mac=self.mac, multiplier=self.multiplier))
         conv1, short, main = self.conv1, self.merge.shortcut, self.merge.main
         if (conv1.input_shape, conv1.input_layout, conv1.t_in) != (short.input_shape, short.input_layout, short.t_in):
             raise HardwareError(f"block '{self.name}': conv1 and the shortcut must read the same input "

@@ -25,6 +25,7 @@ from pascal_hdl.flow.generate import (
 from pascal_hdl.flow.synth import NARROW_BITS, SynthError, parse_fmax, synthesize, wrapper_verilog
 from pascal_hdl.config import MAX_LANES, HardwareError
 from pascal_hdl.model.chain import UP5K_DIGITS_CNN_LANES, UP5K_DIGITS_RESNET_LANES
+from pascal_hdl.gateware.engine import event_layout
 from pascal_ref.io.bundled import bundled_path
 from pascal_ref.io.fileformat import load, save
 from pascal_ref.ir.network import QCFS, AvgPool2d, Conv2d, Flatten, Linear, Network
@@ -123,8 +124,10 @@ def pooled_network():
 
 
 @pytest.mark.parametrize("network, kwargs, message", [
-    (small_network(input_levels=None), {}, r"analog input is not supported"),
-    (conv_network(input_levels=None), {}, r"network 'conv_net': analog input is not supported"),
+    (small_network(input_levels=None), {}, r"has analog input: give input_bound \(--input-bound"),
+    (small_network(input_levels=None), {"input_bound": 1.0}, r"layer 'act1': an analog input \(signed pixels\) "
+                                                            r"needs a Conv2d first layer"),
+    (conv_network(input_levels=None), {}, r"network 'conv_net' has analog input: give input_bound"),
     (conv_network(), {"weight_bits": 20}, r"layer 'act1'.*weights need 20 bits, more than the limit 16"),
     (conv_network(), {"lanes": [2, 2]}, r"lanes per layer of a conv network are given by layer name"),
     (small_network(), {"weight_bits": 20}, r"weights need 20 bits, more than the limit 16"),
@@ -132,7 +135,7 @@ def pooled_network():
     (small_network(), {"lanes": [4]}, r"lanes has 1 entries, the model has 2 layers"),
     (small_network(input_levels=300), {}, r"t_in \(input train length\) must be an integer in \[1, 256\]"),
     (small_network(levels=1000), {}, r"t_out \(L\) must be an integer in \[1, 256\]"),
-], ids=["analog-input", "conv-analog-input", "conv-weight-bits", "conv-lanes-list", "weight-bits", "lanes", "lanes-list", "input-levels", "levels"])
+], ids=["analog-input", "analog-mlp", "conv-analog-input", "conv-weight-bits", "conv-lanes-list", "weight-bits", "lanes", "lanes-list", "input-levels", "levels"])
 def test_unsupported_models_fail_at_generation(tmp_path, network, kwargs, message):
     with pytest.raises(HardwareError, match=message):
         generate_from_network(network, tmp_path / "out", **kwargs)
@@ -167,7 +170,7 @@ def test_cli_hdl_reports_unsupported_model(tmp_path):
     proc = subprocess.run([CLI, "hdl", str(model), "-o", str(tmp_path / "o")],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    assert "the core cannot take model" in proc.stderr and "analog input is not supported" in proc.stderr
+    assert "the core cannot take model" in proc.stderr and "has analog input: give input_bound" in proc.stderr
 
 
 def test_cli_hdl_layer_lanes(tmp_path):
@@ -227,6 +230,61 @@ def test_cli_hdl_mac(tmp_path):
                               text=True)
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
             proc.stderr
+
+
+def test_cli_hdl_multiplier_dsp(tmp_path):
+    """``--mac --multiplier dsp``: every conv engine's manifest entry says dsp, the Verilog multiplies
+    (one ``*`` per lane), the manifest counts the products (act1 8 + act2 8 lanes), and the synthesis
+    flow refuses a part with fewer multipliers (the UP5K's 8) in one line before any tool runs;
+    ``--multiplier dsp`` without ``--mac`` is refused in one line."""
+    out = tmp_path / "o"
+    proc = subprocess.run([CLI, "hdl", "digits-cnn", "-o", str(out), "--mac", "--multiplier", "dsp"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    convs = [layer for layer in manifest["layers"] if layer["kind"] == "conv"]
+    assert [(c["mac"], c["multiplier"]) for c in convs] == [(True, "dsp")] * 2
+    assert manifest["dsp_products"] == 16 and manifest["source"]["multiplier"] == "dsp"
+    logic = tmp_path / "l"
+    assert subprocess.run([CLI, "hdl", "digits-cnn", "-o", str(logic), "--mac"], capture_output=True).returncode == 0
+    assert json.loads((logic / "manifest.json").read_text())["dsp_products"] == 0
+    products = [(out / manifest["verilog"][0]).read_text().count(" * "),
+                (logic / manifest["verilog"][0]).read_text().count(" * ")]
+    assert products[0] - products[1] == 16, products
+    with pytest.raises(SynthError, match=r"^ice40-up5k: the design multiplies on 16 DSP blocks .* the part has 8;"):
+        synthesize(out, "ice40-up5k", out_dir=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+    proc = subprocess.run([CLI, "hdl", "digits-cnn", "-o", str(tmp_path / "p"), "--multiplier", "dsp"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no stage multiplies" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+        proc.stderr
+
+
+def test_cli_hdl_analog_input(tmp_path):
+    """A model with an analog input (the digits CNN re-exported with ``input_levels=None``): ``pascal-ref hdl``
+    needs ``--input-bound`` (one line without it), then writes a core whose input ``count`` is a signed
+    field of ``--input-bits`` bits, act1 multiplying (mac, also without ``--mac``); the manifest says
+    analog, with the range and the quantization."""
+    network = load(bundled_path("digits-cnn"))
+    path = tmp_path / "analog.npz"
+    save(Network(network.input_shape, network.layers, None, "digits_cnn_analog"), path)
+    proc = subprocess.run([CLI, "hdl", str(path), "-o", str(tmp_path / "x")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "has analog input: give input_bound (--input-bound" in proc.stderr \
+        and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    out = tmp_path / "o"
+    proc = subprocess.run([CLI, "hdl", str(path), "-o", str(out), "--input-bound", "1", "--input-bits", "6"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["input"]["encoding"] == "analog"
+    assert (manifest["input"]["minimum"], manifest["input"]["levels"]) == (-31, 31)
+    assert (manifest["source"]["input_bits"], manifest["source"]["input_bound"]) == (6, 1.0)
+    layers = {layer["name"]: layer for layer in manifest["layers"]}
+    assert (layers["act1"]["mac"], layers["act2"]["mac"]) == (True, False)
+    ports = {port["name"]: port for port in manifest["ports"]}
+    layout = event_layout(64, 31, -31)
+    assert layout["count"].shape == range(-31, 32)      # signed, 6 bits
+    assert ports["i__payload"]["width"] == layout.size == 6 + 6 + 1
 
 
 # ------------------------------------------------------------- synthesis flow

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from pascal_hdl.config import HardwareError
 from pascal_hdl.gateware.conv import ConvEngine
 from pascal_hdl.gateware.pool import PoolUnit
 from pascal_hdl.model.chain import run_chain_model, stage_configs
@@ -27,6 +28,7 @@ from pascal_hdl.testing import (
     lockstep,
     lockstep_chain,
     random_levels,
+    random_pixels,
 )
 from pascal_ref.golden.quantize import integer_ann, quantize
 from pascal_ref.io.bundled import bundled_path
@@ -307,6 +309,36 @@ def test_mac_builds_no_multiplier():
     assert config.event_work(index, 5) == config.event_work(index, 1) and config.event_work(index, 0) == 0
 
 
+@pytest.mark.parametrize("case", [CASES[4], CASES[-1]], ids=[case_id(CASES[4]), case_id(CASES[-1])])
+def test_dsp_multiplier_matches_the_model(case):
+    """``multiplier="dsp"``: the write-back's product is one ``$mul`` per lane (for yosys to map onto a DSP
+    block, none without it); cycle by cycle as the cycle model (the same one as shift-and-add) and the
+    golden model, double-buffered."""
+    from amaranth.back import rtlil
+
+    kernel, stride, padding, t_in, t_out, lanes, shape, out, p_valid, p_ready = case
+    rng = np.random.default_rng(sum(case[:6]) + 200)
+    _, model = conv_network(rng, kernel, stride, padding, [t_out], input_levels=t_in, input_shape=shape,
+                            channels=(out,))
+    logic = dataclasses.replace(ConvConfig.from_int_layer(model.layers[0], lanes=lanes), banks=2, mac=True)
+    config = dataclasses.replace(logic, multiplier="dsp")
+    assert rtlil.convert(ConvEngine(config), name="top").count("cell $mul ") == config.lanes
+    assert "cell $mul " not in rtlil.convert(ConvEngine(logic), name="top")
+    levels = random_levels(rng, 6, shape, t_in, density=0.5)
+    events = [e for sample in to_layout(levels, "chw") for e in sample_events(sample)]
+    outputs, rejected, _ = run_conv(config, events, len(levels), 1, p_valid, p_ready)
+    assert not any(rejected)
+    counts = from_layout(events_to_counts(outputs, config.out_features), config.output_shape, "hwc")
+    np.testing.assert_array_equal(counts, integer_ann(model, x_int=levels).levels["act1"])
+
+
+def test_multiplier_is_checked():
+    """A multiplier other than logic or dsp is refused in one line naming the layer."""
+    rng = np.random.default_rng(2)
+    with pytest.raises(HardwareError, match=r"layer 'conv': multiplier must be one of logic, dsp, got 'DSP'"):
+        dataclasses.replace(small_config(rng), mac=True, multiplier="DSP")
+
+
 def small_config(rng, t_in=3, shape=(1, 3, 3), lanes=2) -> ConvConfig:
     weight = rng.integers(-7, 8, (3, shape[0], 2, 2))
     return ConvConfig("conv", weight, shape, 1, 1, t_in, 2, rng.integers(1, 20, 3), rng.integers(-8, 8, 3), lanes)
@@ -314,10 +346,11 @@ def small_config(rng, t_in=3, shape=(1, 3, 3), lanes=2) -> ConvConfig:
 
 def kept_counts(config: ConvConfig, events: list[dict]) -> tuple[np.ndarray, list[bool]]:
     """The documented rule, written out independently of the model: an event is kept if index <
-    in_features, count <= T1 and its index is above the previous kept index of the sample."""
+    in_features, t_min <= count <= T1 and its index is above the previous kept index of the sample."""
     samples, kept, counts, previous = [], [], np.zeros(config.in_features, np.int64), -1
     for event in events:
-        keep = event["index"] < config.in_features and event["count"] <= config.t_in and event["index"] > previous
+        keep = (event["index"] < config.in_features and config.t_min <= event["count"] <= config.t_in
+                and event["index"] > previous)
         kept.append(keep)
         if keep:
             counts[event["index"]], previous = event["count"], event["index"]
@@ -367,6 +400,55 @@ def test_hostile_event_streams(t_in, shape, lanes, banks):
     outputs, rejected, _ = run_conv(config, events, len(counts), 9, 0.7, 0.6)
     assert rejected == [not k for k in kept] and any(kept) and not all(kept)
     np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(counts))
+
+
+@pytest.mark.parametrize("banks, multiplier", [(1, "logic"), (2, "dsp")])
+def test_hostile_signed_pixel_streams(banks, multiplier):
+    """An analog first layer (``t_min = -5``, T1 = 5: a 4-bit signed count): every index and count the port
+    can carry (-8..7: both -6 and 6 outside the range) in any order, any ``last``: exactly the events of
+    the rule are kept and the outputs are the golden convolution's on them, with idle and back-pressure."""
+    rng = np.random.default_rng(41 + banks)
+    config = dataclasses.replace(small_config(rng, 5, (2, 2, 3), 2), banks=banks, mac=True, t_min=-5,
+                                 multiplier=multiplier)
+    index_max = (1 << (config.in_features - 1).bit_length()) - 1
+    events = [{"index": int(rng.integers(0, index_max + 1)), "count": int(rng.integers(-8, 8)),
+               "last": bool(rng.random() < 0.2)} for _ in range(150)]
+    events[-1]["last"] = True
+    assert {-6, -5, 5, 6} <= {e["count"] for e in events}
+    counts, kept = kept_counts(config, events)
+    outputs, rejected, _ = run_conv(config, events, len(counts), 9, 0.7, 0.6)
+    assert rejected == [not k for k in kept] and any(kept) and not all(kept)
+    np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(counts))
+
+
+def test_signed_pixels_need_mac():
+    """A conv engine that repeats counts cannot take signed pixels: refused in one line naming the layer."""
+    rng = np.random.default_rng(3)
+    with pytest.raises(HardwareError, match=r"layer 'conv': signed input counts \(t_min=-3, an analog input\) need mac"):
+        dataclasses.replace(small_config(rng), t_min=-3)
+
+
+@pytest.mark.parametrize("banks, multiplier", [(1, "logic"), (2, "logic"), (2, "dsp")])
+@pytest.mark.parametrize("case", [CASES[0], CASES[4], CASES[5], CASES[-1]],
+                         ids=[case_id(c) for c in (CASES[0], CASES[4], CASES[5], CASES[-1])])
+def test_analog_first_layer_matches_model_and_golden(case, banks, multiplier):
+    """An analog first layer: the golden model quantizes a float input to signed 6-bit pixels
+    (-31..31), each nonzero pixel is one event whose count is the pixel, and the engine adds
+    ``pixel * weight`` per tap (one stage-1 step carrying ``W x``). Cycle by cycle as the cycle model,
+    counts equal the golden model's (samples all zero, all -31 and all 31 included)."""
+    kernel, stride, padding, _, t_out, lanes, shape, out, p_valid, p_ready = case
+    rng = np.random.default_rng(sum(case[:6]) + 300)
+    _, model = conv_network(rng, kernel, stride, padding, [t_out], input_levels=None, input_shape=shape,
+                            channels=(out,))
+    layer_config = ConvConfig.from_int_layer(model.layers[0], lanes=lanes, analog=True)
+    assert (layer_config.t_min, layer_config.t_in, layer_config.mac) == (-31, 31, True)
+    config = dataclasses.replace(layer_config, banks=banks, multiplier=multiplier)
+    pixels = random_pixels(rng, 6, shape, 31)
+    events = [e for sample in to_layout(pixels, "chw") for e in sample_events(sample)]
+    outputs, rejected, _ = run_conv(config, events, len(pixels), 1, p_valid, p_ready)
+    assert not any(rejected)
+    counts = from_layout(events_to_counts(outputs, config.out_features), config.output_shape, "hwc")
+    np.testing.assert_array_equal(counts, integer_ann(model, x_int=pixels).levels["act1"])
 
 
 @pytest.mark.parametrize("banks", [1, 2])

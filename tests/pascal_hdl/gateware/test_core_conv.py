@@ -23,6 +23,7 @@ from pascal_hdl.testing import (
     lockstep,
     plain,
     random_levels,
+    random_pixels,
     residual_network,
     to_python,
 )
@@ -147,9 +148,6 @@ def test_conv_network_with_avg_pool_and_layer_lanes():
 def test_conv_networks_out_of_reach_name_the_layer():
     rng = np.random.default_rng(0)
     network, _ = conv_network(rng, 3, 1, 1, [2])
-    analog = Network(network.input_shape, list(network.layers), None, network.name)
-    with pytest.raises(HardwareError, match="network 'conv-test': analog input is not supported"):
-        core_config(quantize(analog, input_bound=1.0))
     wide = quantize(network, weight_bits=20)
     with pytest.raises(HardwareError, match="'act1'.*20 bits, more than the limit 16"):
         core_config(wide)
@@ -216,3 +214,48 @@ def test_mac_stages_in_the_core(kind, in_flight, banks):
     assert [r["sample"] for r in results] == list(range(len(levels)))
     mac_period = stream_figures(run_stream(config, levels))["cycles_per_image"]
     assert mac_period < stream_figures(run_stream(plain, levels))["cycles_per_image"]
+
+
+@pytest.mark.parametrize("in_flight, banks, multiplier", [(1, 1, "logic"), (2, 2, "dsp")])
+def test_analog_first_layer_in_the_core(in_flight, banks, multiplier):
+    """An analog input (signed 6-bit pixels): the core takes one signed event per nonzero pixel, its first
+    conv engine multiplies (mac, set by the chain), the second repeats counts; random idle and
+    back-pressure, cycle by cycle as :class:`CoreModel`, the logits and every neuron layer as the golden
+    model, results in order; an input below ``input_min`` is rejected and flagged."""
+    rng = np.random.default_rng(31)
+    _, model = conv_network(rng, 3, 1, 1, [3, 2], input_levels=None, input_shape=(2, 5, 5), channels=(3, 4),
+                            second=(3, 2, 1))
+    config = core_config(model, lanes=2, in_flight=in_flight, double_buffer=banks == 2 or None, multiplier=multiplier)
+    assert (config.input_min, config.input_levels, config.is_analog) == (-31, 31, True)
+    first, second = config.layers[0], config.layers[1]
+    assert (first.mac, first.t_min, first.multiplier, second.mac, second.t_min) == (True, -31, multiplier, False, 0)
+    pixels = random_pixels(rng, 6, (50,), 31)
+    results, events = run_core(config, pixels, seed=8, p_valid=0.8, p_ready=0.6)
+    assert check_against_golden(model, config, pixels, results, events) == 2
+    assert [r["sample"] for r in results] == list(range(len(pixels)))
+    queue = [e for sample in pixels[:3] for e in sample_events(sample)]
+    queue[1] = dict(queue[1], count=-32)          # one below input_min: the signed field can carry it
+    run = lockstep(NetworkCore(config), CoreModel(config), queue, until=lambda r: len(r) == 3, seed=9,
+                   p_valid=0.9, p_ready=0.7, max_cycles=100_000)
+    assert [r["rejected"] for r in run.outputs] == [True, False, False]
+
+
+@pytest.mark.parametrize("network, message", [
+    ("mlp", r"layer 'act1': an analog input \(signed pixels\) needs a Conv2d first layer .* this one is Linear"),
+    ("pooled", r"needs a Conv2d first layer without pooling before it .* after AvgPool2d"),
+])
+def test_analog_input_needs_a_conv_first_layer(network, message):
+    """A Linear first layer (the Linear engine repeats counts) or pooling in front of the first conv cannot
+    take signed pixels: refused in one line naming the layer."""
+    from pascal_ref.ir.network import QCFS, AvgPool2d, Conv2d, Flatten, Linear
+
+    rng = np.random.default_rng(0)
+    if network == "mlp":
+        net = Network((8,), [Linear("fc1", rng.normal(0, 1, (4, 8))), QCFS("act1", 1.0, 2),
+                             Linear("fc2", rng.normal(0, 1, (3, 4)))], input_levels=None, name="analog_mlp")
+    else:
+        net = Network((1, 4, 4), [AvgPool2d("pool", 2, 2), Conv2d("conv1", rng.normal(0, 1, (2, 1, 1, 1))),
+                                  QCFS("act1", 1.0, 2), Flatten("flat"), Linear("fc", rng.normal(0, 1, (3, 8)))],
+                      input_levels=None, name="analog_pooled")
+    with pytest.raises(HardwareError, match=message):
+        core_config(quantize(net, input_bound=1.0))

@@ -77,23 +77,28 @@ def run_block(block: ResidualBlockConfig, flat, seed: int, p_valid: float, p_rea
     return run, inner
 
 
-@pytest.mark.parametrize("banks, mac", [(1, False), (2, False), (2, True)], ids=["banks1", "banks2", "banks2_mac"])
+@pytest.mark.parametrize("banks, mac, multiplier", [(1, False, "logic"), (2, False, "logic"), (2, True, "logic"),
+                                                    (2, True, "dsp")],
+                         ids=["banks1", "banks2", "banks2_mac", "banks2_mac_dsp"])
 @pytest.mark.parametrize("network, p_valid, p_ready", [("equal_L", 0.7, 0.5), ("unequal_L", 1.0, 1.0),
                                                        ("unequal_L_other_way", 0.6, 0.7),
                                                        ("identity_many_groups", 0.8, 0.4)])
-def test_block_matches_model_and_golden(network, p_valid, p_ready, banks, mac):
+def test_block_matches_model_and_golden(network, p_valid, p_ready, banks, mac, multiplier):
     """Each block of the network (identity and 1x1-conv shortcuts, equal and unequal L on the two paths)
     alone in the simulator, beside its cycle model with random idle and back-pressure: every handshake,
     payload and ``rejected`` each cycle; the inner act1 events and the act2 counts equal the golden model's.
     ``banks`` 2: both engines double-buffered (the block's ``banks`` applies to them); ``mac``: every
-    input of both engines issues each tap once per event and adds ``count * weight``."""
+    input of both engines issues each tap once per event and adds ``count * weight`` (``multiplier`` dsp:
+    a ``*`` per lane, set on both engines and both inputs)."""
     rng, network_, model, stages = build(network)
     levels = model.encode_input(random_inputs(network_, rng, 3))
     golden = integer_ann(model, x_int=levels)
     for block, (first, second), flat in block_inputs(model, stages, levels):
-        block = dataclasses.replace(block, banks=banks, mac=mac)
+        block = dataclasses.replace(block, banks=banks, mac=mac, multiplier=multiplier)
         assert block.conv1.banks == block.merge.banks == banks
         assert block.conv1.mac == block.merge.main.mac == block.merge.shortcut.mac == mac
+        assert (block.conv1.multiplier == block.merge.multiplier == block.merge.main.multiplier
+                == block.merge.shortcut.multiplier == multiplier)
         run, inner = run_block(block, flat, 5, p_valid, p_ready)
         act1 = events_to_counts(inner, block.conv1.out_features)
         np.testing.assert_array_equal(from_layout(act1, block.conv1.output_shape, "hwc"), golden.levels[first])

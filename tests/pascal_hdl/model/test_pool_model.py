@@ -163,9 +163,9 @@ def test_unsupported_networks_are_refused_by_name():
     with pytest.raises(HardwareError, match="layer1.0.act2.*shortcut must read the block input"):
         stage_configs(IntegerNetwork(model.network, layers, model.weight_bits, model.per_channel, model.input_step,
                                      model.input_range))
-    analog = random_network(rng, "conv", input_levels=None)
-    with pytest.raises(HardwareError, match="analog input"):
-        stage_configs(quantize(analog, input_bound=3.0))
+    # An analog input goes to a conv first layer that multiplies its signed pixels (mac, t_min < 0).
+    analog = stage_configs(quantize(random_network(rng, "conv", input_levels=None), input_bound=3.0))
+    assert isinstance(analog[0], ConvConfig) and analog[0].mac and analog[0].t_min == -127 == -analog[0].t_in
     assert isinstance(stage_configs(quantize(random_network(rng, "dense", input_levels=4)))[-1], LayerConfig)
 
 
