@@ -61,9 +61,9 @@ def add_throughput_options(parser) -> None:
                         help="double-buffered stages (two accumulator banks: a stage accumulates the next sample "
                              "while it drains the last); alone: every stage; needs --in-flight 2 or more")
     parser.add_argument("--mac", type=_stage_names, nargs="?", const=True, default=None, metavar="NAME,...",
-                        help="conv stages that multiply: each kernel tap is issued once per input event and adds "
-                             "count x weight (shifts and adders per lane, no DSP) instead of once per spike; alone: every conv "
-                             "stage")
+                        help="stages that multiply: each input event is issued once (each kernel tap of a conv stage) "
+                             "and adds count x weight (shifts and adders per lane, or DSP blocks with --multiplier dsp) "
+                             "instead of once per spike; alone: every conv stage; name a Linear layer to include it")
     parser.add_argument("--multiplier", choices=("logic", "dsp"), default="logic",
                         help="how the --mac stages multiply: logic (default: shifts and adders, any part, any number "
                              "of lanes) or dsp (one DSP block per lane: iCE40 SB_MAC16, ECP5 MULT18X18D; the lanes of "

@@ -83,6 +83,26 @@ def check_counts(what: str, counts, in_features: int, t_in: int, one_sample: boo
     return counts.astype(np.int64)
 
 
+MULTIPLIERS = ("logic", "dsp")
+"""How a multiplying (``mac``) engine forms ``count * weight``: ``"logic"`` (shifts, masks and adders: any
+part, no DSP block) or ``"dsp"`` (an Amaranth ``*``, which yosys maps onto the part's DSP blocks: iCE40
+UP5K SB_MAC16, ECP5 MULT18X18D; one product per lane)."""
+
+
+def check_mac(what: str, mac) -> bool:
+    """``mac`` of a stage (a bool: ``LayerConfig.mac``, ``ConvConfig.mac``); ``what`` names the stage in the error."""
+    if not isinstance(mac, (bool, np.bool_)):
+        raise HardwareError(f"{what}: mac must be True or False, got {mac!r}")
+    return bool(mac)
+
+
+def check_multiplier(what: str, multiplier) -> str:
+    """``multiplier`` of a stage (one of :data:`MULTIPLIERS`); ``what`` names the stage in the error."""
+    if not isinstance(multiplier, str) or multiplier not in MULTIPLIERS:
+        raise HardwareError(f"{what}: multiplier must be one of {', '.join(MULTIPLIERS)}, got {multiplier!r}")
+    return multiplier
+
+
 def check_banks(what: str, banks) -> int:
     """A stage's accumulator banks: 1 (single-buffered) or 2 (double-buffered), or a HardwareError naming ``what``."""
     if isinstance(banks, (bool, np.bool_)) or not isinstance(banks, (int, np.integer)) or banks not in (1, 2):
@@ -132,8 +152,16 @@ class LayerConfig:
         ``in_flight >= 2`` (:class:`CoreConfig` refuses it otherwise).
     t_min : int
         The smallest input count: 0 (spike counts), or ``-t_in`` and above for the signed integer
-        pixels of an analog input (one stage-1 step carrying ``W x``), which only a multiplying conv
-        engine takes (:attr:`pascal_hdl.model.conv.ConvConfig.mac`); the Linear engine refuses it.
+        pixels of an analog input (one stage-1 step carrying ``W x``), which only a multiplying
+        engine takes (:attr:`mac`).
+    mac : bool
+        False: a burst of ``count`` spikes is issued ``count`` times, one weight added per group and
+        issue cycle (adders only). True: each event is issued once (``groups`` cycles) and adds
+        ``count * weight`` per lane, so its cycles no longer grow with its count; the sums, outputs
+        and widths are the same.
+    multiplier : ``"logic"`` or ``"dsp"``
+        How a :attr:`mac` engine forms the product (:data:`MULTIPLIERS`): shift-and-add (default)
+        or ``*`` on the part's DSP blocks, one per lane. Without :attr:`mac` it is not read.
     """
 
     name: str
@@ -145,6 +173,8 @@ class LayerConfig:
     lanes: int = DEFAULT_HIDDEN_LANES
     banks: int = 1
     t_min: int = 0
+    mac: bool = False
+    multiplier: str = "logic"
     neuron: NeuronWidths | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
@@ -161,6 +191,8 @@ class LayerConfig:
             raise HardwareError(f"layer '{name}': t_min (smallest input count) must be an integer in [-{self.t_in}, 0], "
                                 f"got {self.t_min!r}")
         object.__setattr__(self, "t_min", int(self.t_min))
+        object.__setattr__(self, "mac", check_mac(f"layer '{name}'", self.mac))
+        check_multiplier(f"layer '{name}'", self.multiplier)
         lanes = _positive_int(name, "lanes", self.lanes, MAX_LANES)
         if lanes > out_features:
             raise HardwareError(f"layer '{name}': lanes={lanes} exceeds the {out_features} output neurons")
@@ -225,6 +257,11 @@ class LayerConfig:
         """Cycles of the engine's CLEAR phase after a reset (and at power-up): one accumulator word
         (a group) zeroed per cycle, ``groups`` cycles with ``i.ready`` low."""
         return self.groups
+
+    def issues(self, count):
+        """Times an event of ``count`` goes through the groups: ``count`` (:attr:`mac`: once, 0 for count 0);
+        ``count`` may be an array."""
+        return (np.asarray(count) != 0).astype(np.int64) if self.mac else np.asarray(count)
 
     # -- widths (all worst case over every input within [t_min, t_in])
 
@@ -464,8 +501,9 @@ class CoreConfig:
         counts = np.asarray(levels)
         total = np.zeros(len(counts), dtype=np.float64)
         for layer in self.layers:
-            if isinstance(layer, LayerConfig):
-                total += counts.sum(axis=1) * layer.out_features / layer.lanes
+            if isinstance(layer, LayerConfig):     # an analog pixel is one addition per output
+                spikes = np.abs(np.sign(counts)) if layer.t_min < 0 else counts
+                total += spikes.sum(axis=1) * layer.out_features / layer.lanes
             elif hasattr(layer, "ideal_cycles"):
                 total += layer.ideal_cycles(counts)
             if not stage_is_readout(layer):
@@ -491,7 +529,7 @@ class CoreConfig:
         total = 1
         for layer in self.layers:
             if isinstance(layer, LayerConfig):
-                total += layer.in_features * layer.t_in * layer.groups + layer.out_features
+                total += layer.in_features * int(layer.issues(layer.t_in)) * layer.groups + layer.out_features
                 total += layer.groups + 1 if layer.is_readout else layer.groups * (2 + layer.t_out)
                 total += layer.banks - 1      # double-buffered: the cycle that hands the full bank over
             else:

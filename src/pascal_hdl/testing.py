@@ -432,6 +432,25 @@ def random_levels(rng, batch: int, shape, high: int, density: float = 0.5) -> np
     return levels.astype(np.int64)
 
 
+def kept_events(config, events: list[dict]) -> tuple[np.ndarray, list[bool]]:
+    """A stage's documented stream rule, written out independently of the cycle models: an event is kept
+    if its index is below ``in_features``, ``t_min <= count <= t_in`` (``t_min`` 0 unless the stage reads
+    an analog input) and its index is above the previous kept index of the sample. Returns the
+    per-sample counts of the kept events ``(samples, in_features)`` and, per event, whether it is kept."""
+    t_min = getattr(config, "t_min", 0)
+    samples, kept, counts, previous = [], [], np.zeros(config.in_features, np.int64), -1
+    for event in events:
+        keep = (event["index"] < config.in_features and t_min <= event["count"] <= config.t_in
+                and event["index"] > previous)
+        kept.append(keep)
+        if keep:
+            counts[event["index"]], previous = event["count"], event["index"]
+        if event["last"]:
+            samples.append(counts)
+            counts, previous = np.zeros(config.in_features, np.int64), -1
+    return np.array(samples), kept
+
+
 def random_pixels(rng, batch: int, shape, bound: int, density: float = 0.7) -> np.ndarray:
     """Signed integer pixels ``(batch, *shape)`` in ``-bound..bound`` (an analog input), each nonzero with
     probability ``density``; sample 1 is all zero, sample 2 all ``-bound`` and sample 3 all ``bound``

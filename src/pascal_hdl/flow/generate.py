@@ -100,6 +100,10 @@ def _layer_entry(layer: LayerConfig) -> dict:
                                "bits": layer.accumulator_bits,
                                "note": "no image (zeroed by the CLEAR phase); banks 2: double-buffered, twice the bits"},
     }
+    if layer.mac:       # each event issued once, count * weight added ("logic": shift-and-add, "dsp": a DSP block)
+        entry["mac"], entry["multiplier"] = True, layer.multiplier
+    if layer.t_min < 0:
+        entry["t_min"] = layer.t_min       # signed pixels of an analog input
     if layer.is_readout:
         entry["widths"]["logit"] = layer.logit_width
         entry["logit_range"] = list(layer.logit_range)
@@ -162,6 +166,8 @@ def _conv_entry(conv, file_stem: str) -> dict:
         entry.update(ports={"main": _geometry(conv.main), "shortcut": _geometry(conv.shortcut)})
     entry["banks"] = int(getattr(conv, "banks", 1))
     entry["mac"] = bool(conv.mac)     # each tap issued once per event, count * weight added
+    if getattr(conv, "t_min", 0) < 0:
+        entry["t_min"] = conv.t_min       # signed pixels of an analog input
     if conv.mac:
         entry["multiplier"] = conv.multiplier   # "logic" (shift-and-add) or "dsp" (one DSP block per lane)
     return entry

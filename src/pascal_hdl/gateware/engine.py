@@ -159,13 +159,14 @@ class LayerEngine(wiring.Component):
         per sample. ``valid`` depends on the engine state only.
     rejected : Out(1)
         An input event is taken from the input register and dropped in this
-        cycle (index out of range or not increasing, count above ``t_in``).
+        cycle (index out of range or not increasing, count above ``t_in`` or below ``t_min``).
 
     Timing (with ``i`` always valid and ``o`` always ready; :class:`EngineModel`
     reproduces it cycle by cycle): after a reset, CLEAR for ``groups`` cycles
     (``i.ready`` low, see the module docstring); an event enters the input register in the
     cycle it is accepted and is processed from the next cycle on, taking
-    ``max(1, count * groups)`` cycles (the register refills meanwhile, so
+    ``max(1, count * groups)`` cycles (with ``config.mac``: ``max(1, groups)``, the write-back adding
+    ``count * weight`` per lane; the register refills meanwhile, so
     back-to-back events leave no gap); after the last one, per group: READ 1,
     START 1, RUN ``T2``, then one EMIT cycle per neuron up to the last one
     (hidden), or READ 1 and one COLLECT cycle per neuron, then FINISH 1 and
@@ -175,12 +176,11 @@ class LayerEngine(wiring.Component):
     def __init__(self, config: LayerConfig):
         self._MustUse__silence = True  # no "never used" warning if validation fails
         self.config = check_type("LayerEngine", "config", config, LayerConfig)
-        if config.t_min < 0:
+        if config.t_min < 0 and not config.mac:
             raise HardwareError(f"layer '{config.name}': signed input counts (t_min={config.t_min}, an analog input) "
-                                "need a multiplying engine; the Linear engine repeats counts (give the network a "
-                                "Conv2d first layer, or count-coded input)")
+                                "need mac (each event adds pixel * weight once); an engine without it repeats counts")
         members = {
-            "i": In(stream.Signature(event_layout(config.in_features, config.t_in))),
+            "i": In(stream.Signature(event_layout(config.in_features, config.t_in, config.t_min))),
             "rejected": Out(1),
         }
         if config.is_readout:
@@ -252,7 +252,8 @@ class LayerEngine(wiring.Component):
             m.d.sync += [buffered.eq(1), payload.eq(self.i.payload)]
         with m.Elif(accept):
             m.d.sync += buffered.eq(0)
-        bad = breaks_stream_rule(payload.index, payload.count, cfg.in_features, cfg.t_in, ~first, prev_index)
+        bad = breaks_stream_rule(payload.index, payload.count, cfg.in_features, cfg.t_in, ~first, prev_index,
+                                 cfg.t_min)
         count = Signal.like(payload.count)
         m.d.comb += [count.eq(Mux(bad, 0, payload.count)), self.rejected.eq(accept & bad)]
 
@@ -267,6 +268,12 @@ class LayerEngine(wiring.Component):
             else:
                 m.d.sync += [phase.eq(Phase.READ), group.eq(0), lane.eq(0), neuron.eq(0)]
 
+        # mac: one pass over the groups per event; the write-back multiplies by the event's count, kept in
+        # `scale` (without mac it does not exist: the Verilog is as before).
+        scale = Signal.like(count, name="scale") if cfg.mac else None
+        issue_scale = Signal.like(count, name="issue_scale") if cfg.mac else None
+        if cfg.mac:
+            m.d.comb += issue_scale.eq(Mux(accept, count, scale))
         with m.If(accept):
             m.d.sync += last_seen.eq(payload.last)
             with m.If(~bad):
@@ -274,7 +281,14 @@ class LayerEngine(wiring.Component):
             with m.If(count != 0):
                 m.d.comb += [issue.eq(1), issue_addr.eq(start_addr), issue_group.eq(0)]
                 m.d.sync += base.eq(start_addr)
-                if groups == 1:
+                if cfg.mac:
+                    m.d.sync += scale.eq(count)
+                    if groups == 1:
+                        with m.If(payload.last):
+                            finish_sample_input()
+                    else:
+                        m.d.sync += [busy.eq(1), repeats.eq(0), fill_group.eq(1)]
+                elif groups == 1:
                     m.d.sync += [busy.eq(count > 1), repeats.eq(count - 2), fill_group.eq(0)]
                     with m.If((count == 1) & payload.last):
                         finish_sample_input()
@@ -298,6 +312,9 @@ class LayerEngine(wiring.Component):
         writeback = Signal()
         writeback_group = Signal(range(groups))
         m.d.sync += [writeback.eq(issue), writeback_group.eq(issue_group)]
+        if cfg.mac:
+            writeback_scale = Signal.like(count, name="writeback_scale")
+            m.d.sync += writeback_scale.eq(issue_scale)
         if banked:
             m.d.comb += [
                 w_rd.addr.eq(issue_addr),
@@ -322,6 +339,10 @@ class LayerEngine(wiring.Component):
             m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(writeback_group)]
             for k in range(lanes):
                 weight = w_rd.data.word_select(k, wb).as_signed()
+                if cfg.mac and cfg.multiplier == "dsp":     # a product yosys maps onto a DSP block
+                    weight = weight * writeback_scale
+                elif cfg.mac:
+                    weight = times_count(weight, writeback_scale)
                 m.d.comb += a_wr.data.word_select(k, aw).eq(acc_lanes[k] + weight)
 
         # ---------------------------------------------------------------- clear

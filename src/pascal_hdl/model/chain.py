@@ -32,8 +32,9 @@ from pascal_hdl.config import (
     HardwareError,
     LayerConfig,
     _identifier,
+    check_multiplier,
 )
-from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, check_multiplier, hwc_permutation, to_layout
+from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, hwc_permutation, to_layout
 from pascal_hdl.model.engine import EngineModel
 from pascal_hdl.model.pool import PoolConfig, PoolUnitModel, pool_chain
 from pascal_hdl.model.residual import (
@@ -81,12 +82,13 @@ def stage_configs(model, lanes: int | None = None, layer_lanes: dict | None = No
         if synapse.input_min != 0 and not analog:
             raise HardwareError(f"layer '{layer.name}': input levels from {synapse.input_min}; the hardware takes counts >= 0")
         kind = synapse.op.kind
-        if analog and (kind != "conv" or synapse.pre_ops):
-            raise HardwareError(f"layer '{layer.name}': an analog input (signed pixels) needs a Conv2d first layer "
-                                "without pooling before it (the conv engine multiplies, with mac); "
+        pooled = [type(p).__name__ for p in synapse.pre_ops if not getattr(p, "flattens", False)]
+        if analog and (kind not in ("conv", "dense") or pooled):
+            raise HardwareError(f"layer '{layer.name}': an analog input (signed pixels) needs a Conv2d or Linear first "
+                                "layer without pooling before it (the engine multiplies each pixel, with mac); "
                                 f"this one is {type(synapse.op).__name__}"
-                                + (f" after {', '.join(type(p).__name__ for p in synapse.pre_ops)}" if synapse.pre_ops
-                                   else "") + "; use count-coded input (input_levels)")
+                                + (f" after {', '.join(pooled)}" if pooled else "") + "; use count-coded input "
+                                "(input_levels)")
         if len(synapse.input_shape) == 3:
             units, shape = pool_chain(synapse, levels, layout)
             stages += units
@@ -112,7 +114,8 @@ def stage_configs(model, lanes: int | None = None, layer_lanes: dict | None = No
             stages.append(LayerConfig(_identifier(layer.name), weight, int(synapse.input_max), layer.levels,
                                       None if layer.is_readout else np.asarray(layer.theta),
                                       np.asarray(layer.bias if layer.is_readout else layer.v0),
-                                      min(out, layer_lanes.get(layer.name, lanes) or default)))
+                                      min(out, layer_lanes.get(layer.name, lanes) or default),
+                                      t_min=min(0, int(synapse.input_min)) if analog else 0, mac=analog))
             layout = "flat"
         else:
             raise HardwareError(f"layer '{layer.name}': {type(synapse.op).__name__} is not supported by the hardware")
@@ -164,12 +167,19 @@ def with_double_buffer(stages, double_buffer) -> tuple:
 
 
 def with_mac(stages, mac, multiplier: str = "logic") -> tuple:
-    """The stages with ``mac=True`` where ``mac`` asks for it (see :func:`core_config`), chosen as
-    :func:`with_double_buffer` chooses; a named stage without the field (pooling, Linear) is a HardwareError.
-    ``multiplier`` (:data:`~pascal_hdl.model.conv.MULTIPLIERS`) is set on those stages; ``"dsp"``
-    without any mac stage is a HardwareError (it would change nothing)."""
+    """The stages with ``mac=True`` where ``mac`` asks for it (see :func:`core_config`): True for every conv
+    stage (conv engines and residual blocks; a Linear engine multiplies when named, or when it reads an
+    analog input), or an iterable of stage names (or golden layer names) as :func:`with_double_buffer`
+    takes them; a named stage without the field (pooling) is a HardwareError.
+    ``multiplier`` (:data:`~pascal_hdl.config.MULTIPLIERS`) is set on every stage that multiplies then;
+    ``"dsp"`` without any such stage is a HardwareError (it would change nothing)."""
     check_multiplier("multiplier", multiplier)
-    stages = _with_option(stages, mac, "mac", "mac", True, "has no count-by-weight multiplier (conv stages only)")
+    if mac is True:
+        stages = tuple(dataclasses.replace(stage, mac=True)
+                       if _has_field(stage, "mac") and not isinstance(stage, LayerConfig) else stage for stage in stages)
+    else:
+        stages = _with_option(stages, mac, "mac", "mac", True,
+                              "has no count-by-weight multiplier (conv and Linear stages only)")
     if multiplier == "logic":
         return stages
     if not any(getattr(stage, "mac", False) for stage in stages):
@@ -179,8 +189,8 @@ def with_mac(stages, mac, multiplier: str = "logic") -> tuple:
 
 
 def dsp_products(stages) -> int:
-    """Products the stages leave to DSP blocks: one per lane of every conv engine (a residual block's
-    conv1 and act2 engines each) with ``mac`` and ``multiplier="dsp"``; the synthesis flow refuses a
+    """Products the stages leave to DSP blocks: one per lane of every conv or Linear engine (a residual
+    block's conv1 and act2 engines each) with ``mac`` and ``multiplier="dsp"``; the synthesis flow refuses a
     part with fewer blocks before it runs the tools."""
     total = 0
     for stage in stages:
@@ -439,7 +449,9 @@ def _linear_period(stage: LayerConfig, counts: np.ndarray) -> float:
     exact for back-to-back samples after the first (``test_engine.py`` checks the timing, ``test_core_pipeline.py``
     this formula against :func:`stage_cycles`)."""
     silent = (counts.sum(axis=1) == 0).astype(np.int64)   # the single (0, 0, last) event costs a cycle
-    accumulate = counts.sum(axis=1) * stage.groups + silent
+    if stage.t_min < 0:         # signed pixels: silent only when all are zero
+        silent = (np.abs(counts).sum(axis=1) == 0).astype(np.int64)
+    accumulate = stage.issues(counts).sum(axis=1) * stage.groups + silent
     if stage.is_readout:
         drain = stage.groups + stage.out_features + 2
     else:

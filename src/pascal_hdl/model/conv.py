@@ -57,6 +57,8 @@ from pascal_hdl.config import (
     LayerConfig,
     _identifier,
     check_counts,
+    check_mac,
+    check_multiplier,
 )
 from pascal_hdl.model.engine import breaks_stream_rule, run_samples, sample_events
 from pascal_hdl.widths import check_type
@@ -68,8 +70,6 @@ __all__ = [
     "MagicDivider",
     "Taps",
     "check_banks",
-    "check_mac",
-    "check_multiplier",
     "axis_taps",
     "decode_index",
     "from_layout",
@@ -83,26 +83,6 @@ __all__ = [
 
 LAYOUTS = ("chw", "hwc")
 BANKS = (1, 2)
-MULTIPLIERS = ("logic", "dsp")
-"""How a :attr:`ConvConfig.mac` engine forms ``count * weight``: ``"logic"`` (shifts, masks and adders:
-any part, no DSP block) or ``"dsp"`` (an Amaranth ``*``, which yosys maps onto the part's DSP blocks:
-iCE40 UP5K SB_MAC16, ECP5 MULT18X18D; one product per lane)."""
-
-
-def check_mac(what: str, mac) -> bool:
-    """``mac`` of a conv stage (a bool: :attr:`ConvConfig.mac`); ``what`` names the stage in the error."""
-    if not isinstance(mac, (bool, np.bool_)):
-        raise HardwareError(f"{what}: mac must be True or False, got {mac!r}")
-    return bool(mac)
-
-
-def check_multiplier(what: str, multiplier) -> str:
-    """``multiplier`` of a conv stage (one of :data:`MULTIPLIERS`); ``what`` names the stage in the error."""
-    if not isinstance(multiplier, str) or multiplier not in MULTIPLIERS:
-        raise HardwareError(f"{what}: multiplier must be one of {', '.join(MULTIPLIERS)}, got {multiplier!r}")
-    return multiplier
-
-
 def check_banks(what: str, banks) -> int:
     """``banks`` of a stage (1: one accumulator or feature-map memory; 2: double-buffered, the stage
     accumulates sample n+1 in one bank while its neurons drain sample n from the other); ``what``

@@ -96,7 +96,8 @@ class EngineModel:
         return self.phase != Phase.CLEAR and (self.buffer is None or self.can_take())
 
     def _bad(self, event) -> bool:
-        return breaks_stream_rule(event, self.config.in_features, self.config.t_in, not self.first, self.prev_index)
+        return breaks_stream_rule(event, self.config.in_features, self.config.t_in, not self.first, self.prev_index,
+                                  self.config.t_min)
 
     def rejecting(self) -> bool:
         """The ``rejected`` output in this cycle."""
@@ -170,7 +171,7 @@ class EngineModel:
                 self.first, self.prev_index = False, index
                 self.total += count * cfg.weight[:, index]
             self.last_seen = last
-            cost = count * cfg.groups
+            cost = int(cfg.issues(count)) * cfg.groups      # mac: one pass per event
             self.busy_cycles = max(cost - 1, 0)
             if last and cost <= 1:
                 self._finish_input()

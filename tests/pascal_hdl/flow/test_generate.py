@@ -125,8 +125,9 @@ def pooled_network():
 
 @pytest.mark.parametrize("network, kwargs, message", [
     (small_network(input_levels=None), {}, r"has analog input: give input_bound \(--input-bound"),
-    (small_network(input_levels=None), {"input_bound": 1.0}, r"layer 'act1': an analog input \(signed pixels\) "
-                                                            r"needs a Conv2d first layer"),
+    (Network((2, 4, 4), pooled_network().layers, None, "pooled"), {"input_bound": 1.0},
+     r"layer 'act1': an analog input \(signed pixels\) needs a Conv2d or Linear first layer without pooling "
+     r"before it .* after AvgPool2d"),
     (conv_network(input_levels=None), {}, r"network 'conv_net' has analog input: give input_bound"),
     (conv_network(), {"weight_bits": 20}, r"layer 'act1'.*weights need 20 bits, more than the limit 16"),
     (conv_network(), {"lanes": [2, 2]}, r"lanes per layer of a conv network are given by layer name"),
@@ -135,7 +136,7 @@ def pooled_network():
     (small_network(), {"lanes": [4]}, r"lanes has 1 entries, the model has 2 layers"),
     (small_network(input_levels=300), {}, r"t_in \(input train length\) must be an integer in \[1, 256\]"),
     (small_network(levels=1000), {}, r"t_out \(L\) must be an integer in \[1, 256\]"),
-], ids=["analog-input", "analog-mlp", "conv-analog-input", "conv-weight-bits", "conv-lanes-list", "weight-bits", "lanes", "lanes-list", "input-levels", "levels"])
+], ids=["analog-input", "analog-pooled", "conv-analog-input", "conv-weight-bits", "conv-lanes-list", "weight-bits", "lanes", "lanes-list", "input-levels", "levels"])
 def test_unsupported_models_fail_at_generation(tmp_path, network, kwargs, message):
     with pytest.raises(HardwareError, match=message):
         generate_from_network(network, tmp_path / "out", **kwargs)
@@ -224,6 +225,12 @@ def test_cli_hdl_mac(tmp_path):
     engines = [e for layer in manifest["layers"] if layer["kind"] != "pool" for e in layer.get("engines", [layer])
                if "mac" in e]
     assert len(engines) == 5 and all(e["mac"] for e in engines)     # act1, block1 (2 engines), block2 (2)
+    assert "mac" not in manifest["layers"][-1]                      # --mac alone: conv stages, not the readout
+    proc = subprocess.run([CLI, "hdl", "digits-mlp", "-o", str(tmp_path / "m"), "--mac", "act1"], capture_output=True,
+                          text=True)                                # a Linear engine multiplies when named
+    assert proc.returncode == 0, proc.stderr
+    layers = json.loads((tmp_path / "m" / "manifest.json").read_text())["layers"]
+    assert (layers[0].get("mac"), layers[0].get("multiplier"), layers[1].get("mac")) == (True, "logic", None)
     for args, message in ((["--mac", "pool1"], "stage 'pool1' (pool) has no count-by-weight multiplier"),
                           (["--mac", "act9"], "no stage named act9")):
         proc = subprocess.run([CLI, "hdl", "digits-cnn", "-o", str(tmp_path / "p"), *args], capture_output=True,

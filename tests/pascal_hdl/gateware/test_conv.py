@@ -25,6 +25,7 @@ from pascal_hdl.testing import (
     conv_network,
     events_to_counts,
     handshakes_seen,
+    kept_events,
     lockstep,
     lockstep_chain,
     random_levels,
@@ -344,20 +345,6 @@ def small_config(rng, t_in=3, shape=(1, 3, 3), lanes=2) -> ConvConfig:
     return ConvConfig("conv", weight, shape, 1, 1, t_in, 2, rng.integers(1, 20, 3), rng.integers(-8, 8, 3), lanes)
 
 
-def kept_counts(config: ConvConfig, events: list[dict]) -> tuple[np.ndarray, list[bool]]:
-    """The documented rule, written out independently of the model: an event is kept if index <
-    in_features, t_min <= count <= T1 and its index is above the previous kept index of the sample."""
-    samples, kept, counts, previous = [], [], np.zeros(config.in_features, np.int64), -1
-    for event in events:
-        keep = (event["index"] < config.in_features and config.t_min <= event["count"] <= config.t_in
-                and event["index"] > previous)
-        kept.append(keep)
-        if keep:
-            counts[event["index"]], previous = event["count"], event["index"]
-        if event["last"]:
-            samples.append(counts)
-            counts, previous = np.zeros(config.in_features, np.int64), -1
-    return np.array(samples), kept
 
 
 def test_bad_events_are_rejected_and_dropped():
@@ -375,7 +362,7 @@ def test_bad_events_are_rejected_and_dropped():
               {"index": 0, "count": 3, "last": True}]
     outputs, rejected, _ = run_conv(config, events, 3, 2, 1.0, 1.0)
     assert rejected == [False, True, True, True, False, False, True, False]
-    counts, kept = kept_counts(config, events)
+    counts, kept = kept_events(config, events)
     assert rejected == [not k for k in kept]
     np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(counts))
 
@@ -396,7 +383,7 @@ def test_hostile_event_streams(t_in, shape, lanes, banks):
     events[-1]["last"] = True
     assert {config.in_features, index_max} <= {e["index"] for e in events}
     assert {t_in, t_in + 1} <= {e["count"] for e in events}
-    counts, kept = kept_counts(config, events)
+    counts, kept = kept_events(config, events)
     outputs, rejected, _ = run_conv(config, events, len(counts), 9, 0.7, 0.6)
     assert rejected == [not k for k in kept] and any(kept) and not all(kept)
     np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(counts))
@@ -415,7 +402,7 @@ def test_hostile_signed_pixel_streams(banks, multiplier):
                "last": bool(rng.random() < 0.2)} for _ in range(150)]
     events[-1]["last"] = True
     assert {-6, -5, 5, 6} <= {e["count"] for e in events}
-    counts, kept = kept_counts(config, events)
+    counts, kept = kept_events(config, events)
     outputs, rejected, _ = run_conv(config, events, len(counts), 9, 0.7, 0.6)
     assert rejected == [not k for k in kept] and any(kept) and not all(kept)
     np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(counts))

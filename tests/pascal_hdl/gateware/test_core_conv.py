@@ -240,22 +240,35 @@ def test_analog_first_layer_in_the_core(in_flight, banks, multiplier):
     assert [r["rejected"] for r in run.outputs] == [True, False, False]
 
 
-@pytest.mark.parametrize("network, message", [
-    ("mlp", r"layer 'act1': an analog input \(signed pixels\) needs a Conv2d first layer .* this one is Linear"),
-    ("pooled", r"needs a Conv2d first layer without pooling before it .* after AvgPool2d"),
-])
-def test_analog_input_needs_a_conv_first_layer(network, message):
-    """A Linear first layer (the Linear engine repeats counts) or pooling in front of the first conv cannot
-    take signed pixels: refused in one line naming the layer."""
+@pytest.mark.parametrize("in_flight, banks, multiplier", [(1, 1, "logic"), (2, 2, "dsp")])
+def test_analog_mlp_in_the_core(in_flight, banks, multiplier):
+    """An analog input to a Linear first layer (a random MLP, signed 8-bit pixels): act1 multiplies (mac, set
+    by the chain), the readout repeats counts; cycle by cycle as :class:`CoreModel` with idle and
+    back-pressure, the logits and act1 as the golden model, results in order."""
+    rng = np.random.default_rng(32)
+    network = random_network(rng, "dense", input_levels=None)
+    model = quantize(network, input_bound=3.0)
+    config = core_config(model, lanes=3, in_flight=in_flight, double_buffer=banks == 2 or None,
+                         mac=None if multiplier == "logic" else (model.layers[0].name,), multiplier=multiplier)
+    first = config.layers[0]
+    assert (config.input_min, first.mac, first.t_min, first.multiplier) == (-127, True, -127, multiplier)
+    assert not any(layer.mac for layer in config.layers[1:])
+    pixels = model.encode_input(random_inputs(network, rng, 6)).reshape(6, -1)
+    pixels[1] = 0
+    results, events = run_core(config, pixels, seed=10, p_valid=0.8, p_ready=0.6)
+    assert check_against_golden(model, config, pixels, results, events) == len(config.hidden)
+    assert [r["sample"] for r in results] == list(range(len(pixels)))
+
+
+def test_analog_input_needs_no_pooling_before_the_first_layer():
+    """Pooling in front of the first layer cannot take signed pixels (the pooling unit takes counts):
+    refused in one line naming the layer."""
     from pascal_ref.ir.network import QCFS, AvgPool2d, Conv2d, Flatten, Linear
 
     rng = np.random.default_rng(0)
-    if network == "mlp":
-        net = Network((8,), [Linear("fc1", rng.normal(0, 1, (4, 8))), QCFS("act1", 1.0, 2),
-                             Linear("fc2", rng.normal(0, 1, (3, 4)))], input_levels=None, name="analog_mlp")
-    else:
-        net = Network((1, 4, 4), [AvgPool2d("pool", 2, 2), Conv2d("conv1", rng.normal(0, 1, (2, 1, 1, 1))),
-                                  QCFS("act1", 1.0, 2), Flatten("flat"), Linear("fc", rng.normal(0, 1, (3, 8)))],
-                      input_levels=None, name="analog_pooled")
-    with pytest.raises(HardwareError, match=message):
+    net = Network((1, 4, 4), [AvgPool2d("pool", 2, 2), Conv2d("conv1", rng.normal(0, 1, (2, 1, 1, 1))),
+                              QCFS("act1", 1.0, 2), Flatten("flat"), Linear("fc", rng.normal(0, 1, (3, 8)))],
+                  input_levels=None, name="analog_pooled")
+    with pytest.raises(HardwareError, match=r"layer 'act1': an analog input \(signed pixels\) needs a Conv2d or "
+                                            r"Linear first layer without pooling before it .* after AvgPool2d"):
         core_config(quantize(net, input_bound=1.0))

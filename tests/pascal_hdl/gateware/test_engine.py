@@ -15,6 +15,7 @@ from pascal_hdl.testing import (
     clear_cycles_seen,
     events_to_counts,
     handshakes_seen,
+    kept_events,
     lockstep,
     random_layer,
     simulate,
@@ -48,7 +49,7 @@ def with_tied_classes(config: LayerConfig) -> LayerConfig:
     weight, bias = config.weight.copy(), config.v0.copy()
     top = int(np.argmax(bias[:-1]))
     weight[-1], bias[-1] = weight[top], bias[top]
-    return LayerConfig(config.name, weight, config.t_in, None, None, bias, config.lanes)
+    return LayerConfig(config.name, weight, config.t_in, None, None, bias, config.lanes, banks=config.banks)
 
 
 def contract_outputs(config: LayerConfig, counts: np.ndarray):
@@ -86,12 +87,24 @@ def test_double_buffered_engine_matches_model_and_contract(case):
     check_engine_case(case, banks=2)
 
 
-def check_engine_case(case, banks: int):
+@pytest.mark.parametrize("banks, multiplier", [(1, "logic"), (2, "logic"), (2, "dsp")])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_mac_engine_matches_model_and_contract(case, banks, multiplier):
+    """``mac``: each event goes once through the groups and adds ``count * weight`` (shift-and-add, or a
+    ``*`` per lane with ``multiplier="dsp"``); cycle by cycle beside the model, random idle and
+    back-pressure, outputs the contract's; an event's issue cycles no longer grow with its count."""
+    check_engine_case(case, banks=banks, mac=True, multiplier=multiplier)
+
+
+def check_engine_case(case, banks: int, mac: bool = False, multiplier: str = "logic"):
     out_features, in_features, t_in, t_out, lanes, density, p_valid, p_ready = case
     rng = np.random.default_rng(sum(x for x in case if isinstance(x, int)))
     config = dataclasses.replace(random_layer(rng, out_features, in_features, t_in, t_out, lanes), banks=banks)
     if config.is_readout and out_features > 1:
         config = with_tied_classes(config)
+    config = dataclasses.replace(config, mac=mac, multiplier=multiplier)
+    if mac:
+        assert int(config.issues(t_in)) == 1 and int(config.issues(0)) == 0
     counts = rng.integers(0, t_in + 1, (8, in_features)) * (rng.random((8, in_features)) < density)
     counts[1] = 0                       # an all-silent sample
     counts[2] = t_in                    # every input at its maximum
@@ -162,21 +175,6 @@ def test_bad_events_are_rejected_and_dropped():
     np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(counts))
 
 
-def kept_events(config: LayerConfig, events: list[dict]) -> tuple[np.ndarray, list[bool]]:
-    """The engine's documented rule, written out independently of :class:`EngineModel`: an event is kept
-    if index < in_features, count <= T1 and the index is above the previous kept index of the sample.
-    Returns the per-sample counts of the kept events and, per event, whether it is kept."""
-    samples, kept, counts, previous = [], [], np.zeros(config.in_features, np.int64), -1
-    for event in events:
-        keep = event["index"] < config.in_features and event["count"] <= config.t_in and event["index"] > previous
-        kept.append(keep)
-        if keep:
-            counts[event["index"]] = event["count"]
-            previous = event["index"]
-        if event["last"]:
-            samples.append(counts)
-            counts, previous = np.zeros(config.in_features, np.int64), -1
-    return np.array(samples), kept
 
 
 @pytest.mark.parametrize("in_features, t_in, t_out, lanes", [(3, 2, 2, 2), (3, 2, None, 3), (5, 4, 3, 1),
@@ -412,3 +410,34 @@ def test_accumulators_reach_their_worst_case_without_overflow(readout):
     expected = contract_outputs(config, counts)
     got = [o["logits"] for o in outputs] if readout else events_to_counts(outputs, config.out_features)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("banks, multiplier", [(1, "logic"), (2, "dsp")])
+@pytest.mark.parametrize("t_out", [3, None], ids=["hidden", "readout"])
+def test_analog_input_engine(t_out, banks, multiplier):
+    """An analog first Linear layer (``t_min = -7``, T1 = 7: a 4-bit signed count, ``mac``): every index and
+    count the port carries (-8..7: -8 outside the range) in any order, any ``last``: the events of the
+    rule are kept (and flagged otherwise), the outputs equal the integer layer on them (``W x`` in one
+    stage-1 step), cycle by cycle beside the model with idle and back-pressure."""
+    rng = np.random.default_rng(7 + banks)
+    config = dataclasses.replace(random_layer(rng, 7, 5, 7, t_out, 3), banks=banks, mac=True, t_min=-7,
+                                 multiplier=multiplier)
+    assert config.count_in_width == 4
+    events = [{"index": int(rng.integers(0, 8)), "count": int(rng.integers(-8, 8)), "last": bool(rng.random() < 0.25)}
+              for _ in range(120)]
+    events[-1]["last"] = True
+    assert {-8, -7, 7} <= {e["count"] for e in events}
+    samples, kept = kept_events(config, events)
+    outputs, rejected, _ = run_engine(config, events, len(samples), 3, 0.7, 0.6)
+    assert rejected == [not k for k in kept] and any(kept) and not all(kept)
+    expected = config.forward(samples)
+    if config.is_readout:
+        np.testing.assert_array_equal([o["logits"] for o in outputs], expected)
+    else:
+        np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), expected)
+
+
+def test_signed_input_needs_mac():
+    rng = np.random.default_rng(1)
+    with pytest.raises(HardwareError, match=r"signed input counts \(t_min=-2, an analog input\) need mac"):
+        LayerEngine(dataclasses.replace(random_layer(rng, 4, 3, 2, 2, 2), t_min=-2))

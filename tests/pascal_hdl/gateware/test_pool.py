@@ -16,6 +16,7 @@ from pascal_hdl.testing import (
     clear_cycles_seen,
     events_to_counts,
     handshakes_seen,
+    kept_events,
     lockstep,
     plain,
     simulate,
@@ -212,18 +213,10 @@ def test_hostile_event_streams(reduce, banks):
     events = [{"index": int(rng.integers(0, index_max + 1)), "count": int(rng.integers(0, count_max + 1)),
                "last": bool(rng.random() < 0.2)} for _ in range(120)]
     events[-1]["last"] = True
-    samples, kept, counts, previous = [], [], np.zeros(config.in_features, np.int64), -1
-    for event in events:
-        keep = event["index"] < config.in_features and event["count"] <= config.t_in and event["index"] > previous
-        kept.append(keep)
-        if keep:
-            counts[event["index"]], previous = event["count"], event["index"]
-        if event["last"]:
-            samples.append(counts)
-            counts, previous = np.zeros(config.in_features, np.int64), -1
+    samples, kept = kept_events(config, events)
     outputs, rejected, _ = run_pool(config, events, len(samples), 9, 0.7, 0.6)
     assert rejected == [not k for k in kept] and any(kept) and not all(kept)
-    np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(np.array(samples)))
+    np.testing.assert_array_equal(events_to_counts(outputs, config.out_features), config.forward(samples))
 
 
 @pytest.mark.parametrize("banks", [1, 2])
