@@ -20,7 +20,8 @@ one-in-flight model of the same design (mac, same lanes), mean latency within 10
 
 ``digits-cnn-up5k-dsp``: the CNN as it fits the iCE40 UP5K with samples in flight (act1 2, act2 6, readout 5
 lanes; ``--mac --multiplier dsp``: every ``count * weight`` an Amaranth ``*``, one SB_MAC16 per lane, 8 in
-all; pool1 double-buffered, 29 of 30 block RAMs): the same targets, and the Verilog's multipliers simulated exactly.
+all; pool1 double-buffered, 29 of 30 block RAMs): the same targets, and the Verilog's multipliers simulated exactly
+(no stall run: see :data:`STALL_MODELS`).
 
 ``digits-cnn-analog``: the digits CNN re-exported with an analog input (``input_levels=None``: the same
 float network on x = pixel/16, quantized to signed 8-bit pixels over [-1, 1]); each nonzero pixel is one
@@ -74,6 +75,9 @@ DESIGNS = {
 OVERLAP_TARGETS = ("digits-mlp-double-buffered", "digits-cnn-mac", "digits-cnn-up5k-dsp",
                    "digits-cnn-analog", "digits-mlp-analog")   # >= 1.8x at latency within 10 %
 MODELS = tuple(DESIGNS)
+# The stall runs (idle input, back-pressure) exercise the gate and the stream contracts, which the multiplier
+# and the sign of the input do not touch: the analog MLP covers a signed input stream under stalls.
+STALL_MODELS = tuple(name for name in DESIGNS if name not in ("digits-cnn-up5k-dsp", "digits-cnn-analog"))
 IN_FLIGHT = 2
 ICARUS_IMAGES = 12
 MODEL_IMAGES = 24
@@ -194,7 +198,7 @@ def test_in_flight_stream_matches_the_models(name, simulator, request, cosim_job
         assert two["latency_mean"] <= 1.1 * one["latency_mean"]
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", STALL_MODELS)
 def test_in_flight_with_stalls(name, simulator, request, cosim_jobs, build_root):
     """30 % idle input cycles and 50 % back-pressure on the result: same data, tags in order."""
     result = cosim_jobs.result(request.node)
