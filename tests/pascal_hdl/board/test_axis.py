@@ -182,3 +182,19 @@ def test_malformed_samples_are_rejected_and_never_hang(p_valid, p_ready):
 def test_wrapper_rejects_what_is_not_a_config():
     with pytest.raises(TypeError, match="AxiStreamCore: config must be a CoreConfig"):
         AxiStreamCore("digits-mlp")
+
+
+def test_wrapper_and_host_link_refuse_an_analog_core():
+    """Their beats and SAMPLE bytes carry levels 0..input_levels: a core taking signed pixels is refused in
+    one line naming it, by the AXI4-Stream wrapper and by the UART host link."""
+    from pascal_hdl.board.hostlink import HostLink
+    from pascal_hdl.model.chain import core_config
+    from pascal_ref.testing import random_network
+
+    rng = np.random.default_rng(4)
+    config = core_config(quantize(random_network(rng, "dense", input_levels=None), input_bound=1.0))
+    assert config.is_analog
+    with pytest.raises(HardwareError, match=r"AXI4-Stream wrapper: core '.*' takes signed analog pixels"):
+        AxiStreamCore(config)
+    with pytest.raises(HardwareError, match=r"host link: core '.*' takes signed analog pixels"):
+        HostLink(config, clk_freq=12_000_000, baud=115_200, model_name="m", digest=b"\0" * 32)
