@@ -72,11 +72,12 @@ def _cosim(args) -> int:
     # An analog input is quantized as 'pascal-ref run' does (the bound from the data unless given), so the
     # hardware's logits can be compared with its output.
     bound = args.input_bound if args.input_bound is not None else default_input_bound(network, data.x)
+    multiplier = args.multiplier or "logic"       # no --target here: dsp only when asked
     try:
         config, model = core_config_from_network(network, lanes=args.lanes, weight_bits=args.weight_bits,
                                                  per_channel=per_channel, layer_lanes=args.layer_lanes,
                                                  in_flight=args.in_flight, double_buffer=args.double_buffer,
-                                                 mac=args.mac, multiplier=args.multiplier,
+                                                 mac=args.mac, multiplier=multiplier,
                                                  input_bits=args.input_bits, input_bound=bound)
     except (HardwareError, QuantizationError) as error:
         raise CommandError(f"the core cannot take model {args.model!r}: {error}") from None
@@ -86,12 +87,12 @@ def _cosim(args) -> int:
     root = default_build_root() if args.build_dir is None else Path(args.build_dir).resolve()
     lanes_option = args.layer_lanes if isinstance(args.layer_lanes, str) else sorted((args.layer_lanes or {}).items())
     options = (f"{args.lanes}\0{lanes_option}\0{args.weight_bits}\0{per_channel}\0"
-               f"{args.in_flight}\0{args.double_buffer}\0{args.mac}\0{args.multiplier}\0{args.input_bits}\0{bound}\0").encode()
+               f"{args.in_flight}\0{args.double_buffer}\0{args.mac}\0{multiplier}\0{args.input_bits}\0{bound}\0").encode()
     key = hashlib.sha256(options + model_bytes).hexdigest()[:12]
     folder = root / "designs" / f"{safe_name(config.name, 40)}-{key}"
     generate_from_network(network, folder, lanes=args.lanes, weight_bits=args.weight_bits, per_channel=per_channel,
                           model_bytes=model_bytes, layer_lanes=args.layer_lanes, in_flight=args.in_flight,
-                          double_buffer=args.double_buffer, mac=args.mac, multiplier=args.multiplier,
+                          double_buffer=args.double_buffer, mac=args.mac, multiplier=multiplier,
                           input_bits=args.input_bits, input_bound=bound)
 
     cycles_out: dict = {}

@@ -64,10 +64,11 @@ def add_throughput_options(parser) -> None:
                         help="stages that multiply: each input event is issued once (each kernel tap of a conv stage) "
                              "and adds count x weight (shifts and adders per lane, or DSP blocks with --multiplier dsp) "
                              "instead of once per spike; alone: every conv stage; name a Linear layer to include it")
-    parser.add_argument("--multiplier", choices=("logic", "dsp"), default="logic",
-                        help="how the --mac stages multiply: logic (default: shifts and adders, any part, any number "
-                             "of lanes) or dsp (one DSP block per lane: iCE40 SB_MAC16, ECP5 MULT18X18D; the lanes of "
-                             "all --mac stages must not exceed the part's blocks)")
+    parser.add_argument("--multiplier", choices=("logic", "dsp"), default=None,
+                        help="how the stages that multiply (--mac, an analog first layer) form count x weight: logic "
+                             "(shifts and adders, any part, any number of lanes) or dsp (one DSP block per lane: iCE40 "
+                             "SB_MAC16, ECP5 MULT18X18D; their lanes must not exceed the part's blocks); default: dsp "
+                             "if 'pascal-ref hdl --target' has a block for each lane, else logic")
     parser.add_argument("--layer-lanes", type=_layer_lanes, default=None, metavar="NAME=K,...|auto",
                         help="lanes of named layers, overriding --lanes (e.g. act1=4,act2=6,fc=5: the digits CNN on the "
                              "iCE40 UP5K); auto: balanced stage periods within the default design's total of lanes")
@@ -118,7 +119,7 @@ def _hdl(args) -> int:
                                          model_bytes=model_bytes, layer_lanes=args.layer_lanes,
                                          in_flight=args.in_flight, double_buffer=args.double_buffer,
                                          mac=args.mac, multiplier=args.multiplier, input_bits=args.input_bits,
-                                         input_bound=args.input_bound)
+                                         input_bound=args.input_bound, target=args.target)
     except (HardwareError, QuantizationError) as error:
         raise CommandError(f"the core cannot take model {printable(args.model)!r}: {error}") from None
     layers = ", ".join(f"{l['name']} {l['in_features']}->{l['out_features']} x{l['lanes']} lanes"
@@ -129,6 +130,8 @@ def _hdl(args) -> int:
 
 
 def register_hdl(subparsers):
+    from pascal_hdl.flow.synth import TARGETS   # plain data (no Amaranth), as 'pascal-ref synth' reads it
+
     parser = subparsers.add_parser("hdl", help="generate the spiking core's Verilog, memory images and manifest")
     parser.add_argument("model", help="model .npz file or bundled model name (digits-mlp, digits-cnn, digits-resnet)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="build folder to write")
@@ -139,6 +142,9 @@ def register_hdl(subparsers):
     parser.add_argument("--per-layer-threshold", action="store_true",
                         help="one integer threshold per layer instead of per output channel")
     parser.add_argument("--name", default=None, help="top module name (default: from the model name)")
+    parser.add_argument("--target", choices=sorted(TARGETS), default=None,
+                        help="the part the core is for: without --multiplier, the stages that multiply use its DSP "
+                             "blocks when it has one per lane (else shifts and adders)")
     add_input_options(parser, "required for a model with analog input")
     parser.set_defaults(handler=_hdl)
 

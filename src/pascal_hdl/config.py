@@ -104,9 +104,11 @@ def check_multiplier(what: str, multiplier) -> str:
 
 
 def check_banks(what: str, banks) -> int:
-    """A stage's accumulator banks: 1 (single-buffered) or 2 (double-buffered), or a HardwareError naming ``what``."""
-    if isinstance(banks, (bool, np.bool_)) or not isinstance(banks, (int, np.integer)) or banks not in (1, 2):
-        raise HardwareError(f"{what}: banks must be 1 or 2 (2: double-buffered accumulators), got {banks!r}")
+    """``banks`` of a stage (1: one accumulator or feature-map memory; 2: double-buffered, the stage
+    accumulates sample n+1 in one bank while its neurons drain sample n from the other), or a
+    HardwareError naming ``what`` in one line."""
+    if isinstance(banks, (bool, np.bool_)) or not isinstance(banks, (int, np.integer)) or int(banks) not in (1, 2):
+        raise HardwareError(f"{what}: banks must be 1 or 2, got {banks!r}")
     return int(banks)
 
 

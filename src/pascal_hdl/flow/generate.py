@@ -330,12 +330,32 @@ def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_chan
                        double_buffer=double_buffer, mac=mac, multiplier=multiplier), model
 
 
+def choose_multiplier(config: CoreConfig, target: str | None) -> str:
+    """``"dsp"`` when ``target`` has a multiplier block for every lane of the stages that multiply (and there
+    is one), else ``"logic"`` (shift-and-add); no target: ``"logic"``. An unknown target is a HardwareError."""
+    if target is None:
+        return "logic"
+    from pascal_hdl.flow.synth import TARGETS
+    if target not in TARGETS:
+        raise HardwareError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    needed = dsp_products(config.layers, multiplier=None)
+    return "dsp" if 0 < needed <= TARGETS[target].multipliers else "logic"
+
+
 def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, per_channel: bool = True,
                           name: str | None = None, model_bytes: bytes | None = None,
                           layer_lanes: dict | None = None, in_flight: int = 1, double_buffer=None,
-                          mac=None, multiplier: str = "logic", input_bits: int = 8,
-                          input_bound: float | None = None) -> dict:
-    """Quantize, check and generate; the manifest records the options and the model's SHA-256."""
+                          mac=None, multiplier: str | None = "logic", input_bits: int = 8,
+                          input_bound: float | None = None, target: str | None = None) -> dict:
+    """Quantize, check and generate; the manifest records the options and the model's SHA-256.
+
+    ``target`` (a part of :data:`pascal_hdl.flow.synth.TARGETS`) with ``multiplier=None``: the stages that
+    multiply use the part's DSP blocks when it has one for each of their lanes, else shift-and-add
+    (:func:`choose_multiplier`); without a target None means ``"logic"``."""
+    if multiplier is None:
+        logic, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name, layer_lanes, in_flight,
+                                            double_buffer, mac, "logic", input_bits, input_bound)
+        multiplier = choose_multiplier(logic, target)
     config, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name, layer_lanes, in_flight,
                                          double_buffer, mac, multiplier, input_bits, input_bound)
     source = {"network": network.name, "weight_bits": weight_bits, "per_channel": per_channel,
@@ -350,6 +370,8 @@ def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, pe
         source["mac"] = sorted(s.name for s in config.layers if getattr(s, "mac", False))
     if multiplier != "logic":
         source["multiplier"] = multiplier
+    if target is not None:
+        source["target"] = target
     if network.input_levels is None:
         source["input_bits"], source["input_bound"] = int(input_bits), float(input_bound)
     if model_bytes is not None:

@@ -188,14 +188,15 @@ def with_mac(stages, mac, multiplier: str = "logic") -> tuple:
                  for stage in stages)
 
 
-def dsp_products(stages) -> int:
+def dsp_products(stages, multiplier: str | None = "dsp") -> int:
     """Products the stages leave to DSP blocks: one per lane of every conv or Linear engine (a residual
     block's conv1 and act2 engines each) with ``mac`` and ``multiplier="dsp"``; the synthesis flow refuses a
-    part with fewer blocks before it runs the tools."""
+    part with fewer blocks before it runs the tools. ``multiplier=None``: the lanes of every engine with
+    ``mac``, whatever its multiplier (the blocks ``"dsp"`` would need)."""
     total = 0
     for stage in stages:
         for engine in (stage.conv1, stage.merge) if isinstance(stage, ResidualBlockConfig) else (stage,):
-            if getattr(engine, "mac", False) and getattr(engine, "multiplier", "logic") == "dsp":
+            if getattr(engine, "mac", False) and multiplier in (None, getattr(engine, "multiplier", "logic")):
                 total += engine.lanes
     return total
 

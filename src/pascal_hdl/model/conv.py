@@ -56,6 +56,7 @@ from pascal_hdl.config import (
     HardwareError,
     LayerConfig,
     _identifier,
+    check_banks,
     check_counts,
     check_mac,
     check_multiplier,
@@ -69,7 +70,6 @@ __all__ = [
     "ConvEngineModel",
     "MagicDivider",
     "Taps",
-    "check_banks",
     "axis_taps",
     "decode_index",
     "from_layout",
@@ -82,16 +82,6 @@ __all__ = [
 ]
 
 LAYOUTS = ("chw", "hwc")
-BANKS = (1, 2)
-def check_banks(what: str, banks) -> int:
-    """``banks`` of a stage (1: one accumulator or feature-map memory; 2: double-buffered, the stage
-    accumulates sample n+1 in one bank while its neurons drain sample n from the other); ``what``
-    names the stage in the one-line error."""
-    if isinstance(banks, bool) or not isinstance(banks, (int, np.integer)) or int(banks) not in BANKS:
-        raise HardwareError(f"{what}: banks must be 1 or 2, got {banks!r}")
-    return int(banks)
-
-
 class ConvPhase(enum.IntEnum):
     """Phase of the Conv2d engine's sequencer (the gateware's state register holds these values)."""
 

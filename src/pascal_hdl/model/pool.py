@@ -26,13 +26,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pascal_hdl.config import MAX_FEATURES, MAX_LEVELS, HardwareError, _identifier, check_counts
+from pascal_hdl.config import MAX_FEATURES, MAX_LEVELS, HardwareError, _identifier, check_banks, check_counts
 from pascal_hdl.model.conv import (
     LAYOUTS,
     MagicDivider,
     Taps,
     axis_taps,
-    check_banks,
     decode_index,
     index_dividers,
 )

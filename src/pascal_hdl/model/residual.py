@@ -43,11 +43,12 @@ from pascal_hdl.config import (
     MAX_ACC_BITS,
     HardwareError,
     _identifier,
+    check_banks,
     check_mac,
     check_multiplier,
     pack_words,
 )
-from pascal_hdl.model.conv import ConvConfig, ConvEngineModel, check_banks
+from pascal_hdl.model.conv import ConvConfig, ConvEngineModel
 from pascal_hdl.model.engine import run_samples
 from pascal_hdl.widths import check_type, neuron_widths
 from pascal_ref.numeric import signed_width

@@ -267,6 +267,24 @@ def test_cli_hdl_multiplier_dsp(tmp_path):
         proc.stderr
 
 
+@pytest.mark.parametrize("args, products, multiplier", [
+    (["--mac", "--target", "ice40-up5k"], 0, None),                   # 8 + 8 lanes: more than the UP5K's 8
+    (["--mac", "--layer-lanes", "act1=2,act2=6,fc=5", "--target", "ice40-up5k"], 8, "dsp"),
+    (["--mac", "--target", "ecp5-25k"], 16, "dsp"),                   # 16 of the ECP5-25k's 28
+    (["--target", "ecp5-25k"], 0, None),                              # nothing multiplies
+    (["--mac", "--multiplier", "logic", "--target", "ecp5-25k"], 0, None),
+], ids=["up5k-too-many", "up5k-fits", "ecp5", "no-mac", "logic-asked"])
+def test_cli_hdl_target_chooses_the_multiplier(tmp_path, args, products, multiplier):
+    """``--target`` without ``--multiplier``: the stages that multiply use the part's DSP blocks when it has
+    one per lane, else shift-and-add; an explicit ``--multiplier`` wins; the manifest records the target."""
+    out = tmp_path / "o"
+    proc = subprocess.run([CLI, "hdl", "digits-cnn", "-o", str(out), *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["dsp_products"], manifest["source"].get("multiplier")) == (products, multiplier)
+    assert manifest["source"]["target"] == args[-1]
+
+
 def test_cli_hdl_analog_input(tmp_path):
     """A model with an analog input (the digits CNN re-exported with ``input_levels=None``): ``pascal-ref hdl``
     needs ``--input-bound`` (one line without it), then writes a core whose input ``count`` is a signed
