@@ -22,6 +22,7 @@ thresholds by default) and rejects what the core cannot take with a
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -31,7 +32,7 @@ import numpy as np
 from amaranth.back import verilog
 
 from pascal_hdl.config import CoreConfig, HardwareError, LayerConfig
-from pascal_hdl.model.chain import core_config, dsp_products, stage_lanes
+from pascal_hdl.model.chain import core_config, dsp_products, stage_lanes, with_mac
 
 __all__ = ["component_verilog", "generate", "generate_from_network", "core_config_from_network", "verilog_ports",
            "manifest_of", "MANIFEST_FORMAT", "MANIFEST_VERSION", "read_hex"]
@@ -235,7 +236,7 @@ def manifest_of(config: CoreConfig, top: str, ports: list[dict], verilog_name: s
         if not config.is_analog else
                  {"features": config.input_features, "levels": config.input_levels, "minimum": config.input_min,
                   "encoding": "analog", "note": "signed integer pixels minimum..levels, one event each (count = the "
-                  "pixel), multiplied by the first conv engine (pascal_ref.golden.quantize input_bits/input_bound)"},
+                  "pixel), multiplied by the first engine (pascal_ref.golden.quantize input_bits/input_bound)"},
         "classes": config.classes,
         "layers": [_layer_entry(layer) for layer in config.layers] if config.is_linear else
                   [_stage_entry(stage) for stage in config.layers],
@@ -310,7 +311,7 @@ def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_chan
     network takes its shape, else on uniform random levels). ``double_buffer``, ``mac`` and
     ``multiplier``: see :func:`pascal_hdl.model.chain.core_config`. ``input_bits`` and ``input_bound``:
     the quantization of an analog input (``pascal_ref.golden.quantize.quantize``; the bound is required
-    then, and the first layer must be a Conv2d, which multiplies the signed pixels).
+    then, and the first layer must be a Conv2d or a Linear, which multiplies the signed pixels).
     """
     from pascal_ref.ir.network import Network
     from pascal_ref.golden.quantize import quantize
@@ -352,12 +353,11 @@ def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, pe
     ``target`` (a part of :data:`pascal_hdl.flow.synth.TARGETS`) with ``multiplier=None``: the stages that
     multiply use the part's DSP blocks when it has one for each of their lanes, else shift-and-add
     (:func:`choose_multiplier`); without a target None means ``"logic"``."""
-    if multiplier is None:
-        logic, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name, layer_lanes, in_flight,
-                                            double_buffer, mac, "logic", input_bits, input_bound)
-        multiplier = choose_multiplier(logic, target)
     config, _ = core_config_from_network(network, lanes, weight_bits, per_channel, name, layer_lanes, in_flight,
-                                         double_buffer, mac, multiplier, input_bits, input_bound)
+                                         double_buffer, mac, multiplier or "logic", input_bits, input_bound)
+    if multiplier is None:      # chosen for the part, on the stages that multiply (quantized once)
+        multiplier = choose_multiplier(config, target)
+        config = dataclasses.replace(config, layers=with_mac(config.layers, None, multiplier))
     source = {"network": network.name, "weight_bits": weight_bits, "per_channel": per_channel,
               "lanes": [stage_lanes(layer) for layer in config.layers]}
     if layer_lanes == "auto":
