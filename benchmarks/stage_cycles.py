@@ -1,12 +1,18 @@
 """Per stage: cycles per image when the stage runs alone on back-to-back samples, and the bound it sets.
 
     python benchmarks/stage_cycles.py MODEL [--images N] [--layer-lanes NAME=K,...|auto] [--double-buffer [NAME,...]] [--mac [NAME,...]]
+                                            [--in-flight D] [--stream]
 
 ``MODEL`` is a model ``.npz`` or a bundled name (digits-mlp, digits-cnn, digits-resnet); the images are the
 first N of the digits test split (or random levels for another input shape,
 :func:`pascal_hdl.model.chain.calibration_levels`). Each stage's cycle model runs alone
 (:func:`pascal_hdl.model.chain.stage_cycles`) on its own inputs (the integer outputs of the stages before
 it); the slowest stage bounds the steady-state cycles per image of a core with samples in flight.
+
+With ``--stream`` the whole core's cycle model (:func:`pascal_hdl.model.core.run_stream`) also runs the
+images as one back-to-back stream with ``D`` samples in flight (default 2 with ``--double-buffer``, else 1)
+and with one (the same lanes and ``--mac``, single-buffered), and prints the steady-state cycles per image,
+the mean latency and their ratios: the overlap the stages reach when they are coupled.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import argparse
 from pascal_hdl.cli import _layer_lanes, _stage_names
 from pascal_hdl.flow.generate import core_config_from_network
 from pascal_hdl.model.chain import calibration_levels, chain_forward, stage_cycles, stage_kind, stage_lanes
+from pascal_hdl.model.core import run_stream, stream_figures
 from pascal_ref.io.bundled import resolve_model_path
 from pascal_ref.io.fileformat import load
 
@@ -26,9 +33,11 @@ def main(argv=None) -> int:
     parser.add_argument("--layer-lanes", type=_layer_lanes, default=None)
     parser.add_argument("--double-buffer", type=_stage_names, nargs="?", const=True, default=None)
     parser.add_argument("--mac", type=_stage_names, nargs="?", const=True, default=None)
+    parser.add_argument("--in-flight", type=int, default=None, metavar="D")
+    parser.add_argument("--stream", action="store_true", help="also run the whole core with D and with 1 in flight")
     args = parser.parse_args(argv)
     network = load(resolve_model_path(args.model))
-    in_flight = 2 if args.double_buffer else 1
+    in_flight = args.in_flight if args.in_flight is not None else (2 if args.double_buffer else 1)
     config, model = core_config_from_network(network, layer_lanes=args.layer_lanes, in_flight=in_flight,
                                              double_buffer=args.double_buffer, mac=args.mac)
     levels = calibration_levels(model, args.images)
@@ -41,6 +50,15 @@ def main(argv=None) -> int:
         print(f"  {stage.name:32s} {stage_kind(stage):8s} lanes {str(stage_lanes(stage)):8s} banks "
               f"{getattr(stage, 'banks', 1)}  {cycles['per_image']:10.1f} cycles/image{mark}")
     print(f"  steady state >= {bound:.1f} cycles per image (the slowest stage)")
+    if args.stream:
+        one_config, _ = core_config_from_network(network, layer_lanes=args.layer_lanes, mac=args.mac)
+        one = stream_figures(run_stream(one_config, levels))
+        many = stream_figures(run_stream(config, levels))
+        print(f"  whole core, {len(levels)} images back to back (run_stream): {in_flight} in flight "
+              f"{many['cycles_per_image']:.1f} cycles/image, latency mean {many['latency_mean']:.1f}; 1 in flight "
+              f"{one['cycles_per_image']:.1f}, latency {one['latency_mean']:.1f}; ratio "
+              f"{one['cycles_per_image'] / many['cycles_per_image']:.3f}, latency "
+              f"{many['latency_mean'] / one['latency_mean'] - 1:+.1%}")
     return 0
 
 

@@ -29,6 +29,7 @@ from pascal_hdl.config import (
     DEFAULT_HIDDEN_LANES,
     DEFAULT_READOUT_LANES,
     CoreConfig,
+    MAX_LEVELS,
     HardwareError,
     LayerConfig,
     _identifier,
@@ -63,6 +64,9 @@ def stage_configs(model, lanes: int | None = None, layer_lanes: dict | None = No
     network = model.network
     stages, layout, levels = [], "chw", int(model.input_range[1])
     minimum = int(model.input_range[0])     # < 0: signed integer pixels of an analog input
+    if minimum < 0 and max(levels, -minimum) > MAX_LEVELS:
+        raise HardwareError(f"network '{network.name}': analog input pixels in [{minimum}, {levels}]; the core takes "
+                            f"signed pixels up to {MAX_LEVELS} in magnitude: quantize with input_bits <= 9 (--input-bits)")
     layers, index = list(model.layers), -1
     while index + 1 < len(layers):
         index += 1

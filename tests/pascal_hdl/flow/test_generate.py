@@ -310,6 +310,11 @@ def test_cli_hdl_analog_input(tmp_path):
     layout = event_layout(64, 31, -31)
     assert layout["count"].shape == range(-31, 32)      # signed, 6 bits
     assert ports["i__payload"]["width"] == layout.size == 6 + 6 + 1
+    # Pixels wider than the core's count range: refused in the analog input's words, in one line.
+    proc = subprocess.run([CLI, "hdl", str(path), "-o", str(tmp_path / "y"), "--input-bound", "1", "--input-bits", "10"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "analog input pixels in [-511, 511]" in proc.stderr \
+        and "input_bits <= 9" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 # ------------------------------------------------------------- synthesis flow
