@@ -19,6 +19,8 @@ Layers (each imports only those below it; nothing in ``pascal_ref`` or
   cocotbext-uart and the driver's protocol code on the host side.
 * :mod:`~pascal_cosim.axis`: the AXI4-Stream wrapper (``pascal_hdl.board.axis``) with cocotbext-axi's
   source and sink under random pauses; the handshakes replayed through its cycle model.
+* :mod:`~pascal_cosim.resets`: the network core driven cycle by cycle with ``rst`` at random cycles in the
+  middle of samples, and the judge of what comes out after each reset.
 * :mod:`~pascal_cosim.cli`: ``pascal-ref cosim``.
 
 Nothing is imported here: the cocotb testbench imports its modules inside
