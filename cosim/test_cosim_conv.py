@@ -13,7 +13,9 @@
   :data:`MODEL_IMAGES` images (all under ``--runslow``) and lie between the ideal (synaptic events /
   lanes along the critical path) and the worst case on every image.
 * A random ResNet (conv stem, basic blocks with an identity and a 1x1-conv shortcut, global average
-  pooling, Linear readout) with idle input and back-pressure on the result, on both simulators.
+  pooling, Linear readout) with idle input and back-pressure on the result, on both simulators; with
+  one sample in flight and with three (every stage double-buffered, ``--mac``: the samples as one
+  back-to-back stream, latency and finish cycle of every sample equal to the cycle model's stream).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from pascal_hdl.flow.generate import (
     generate_from_network,
 )
 from pascal_hdl.model.chain import core_config
-from pascal_hdl.model.core import expected_cycles
+from pascal_hdl.model.core import expected_cycles, run_stream
 from pascal_hdl.testing import random_levels, residual_network
 from pascal_ref.io.bundled import bundled_path
 from pascal_ref.io.data import load_digits_split
@@ -77,16 +79,21 @@ def bundled_case(root: Path, name: str) -> Case:
         return _cases[key]
 
 
-def resnet_case(root: Path) -> Case:
-    """A random ResNet on 2x5x5 inputs (lanes 2), random sparse levels (an all-zero and an all-full sample)."""
+RESNET_IN_FLIGHT = (1, 3)
+
+
+def resnet_case(root: Path, in_flight: int = 1) -> Case:
+    """A random ResNet on 2x5x5 inputs (lanes 2), random sparse levels (an all-zero and an all-full sample);
+    with ``in_flight > 1`` every stage double-buffered and multiplying (``--mac``)."""
     with _lock:
-        key = ("resnet", root)
+        key = ("resnet", root, in_flight)
         if key not in _cases:
             rng = np.random.default_rng(5)
             _, model = residual_network(rng, [("identity", 3, 1), ("conv", 4, 2)], [2, 3, 2, 2, 3],
                                         input_shape=(2, 5, 5))
-            config = core_config(model, lanes=2)
-            folder = root / "src" / "resnet_test"
+            options = {"in_flight": in_flight, "double_buffer": True, "mac": True} if in_flight > 1 else {}
+            config = core_config(model, lanes=2, **options)
+            folder = root / "src" / ("resnet_test" if in_flight == 1 else f"resnet_test_inflight{in_flight}")
             manifest = generate(config, folder)
             levels = random_levels(rng, RESNET_SAMPLES, (50,), 4)
             _cases[key] = Case(folder, manifest, config, model, levels)
@@ -103,12 +110,12 @@ def _bundled(name, simulator, root, count):
                          run_name=f"{name}-{count}-{simulator}", root=root, seed=21)
 
 
-def _resnet(simulator, root, stalls: bool):
-    case = resnet_case(root)
+def _resnet(simulator, root, stalls: bool, in_flight: int):
+    case = resnet_case(root, in_flight)
     options = {"idle": 0.3, "ready_probability": 0.3} if stalls else {}
     return cosim_network(case.folder, case.config, case.model, case.levels, simulator,
-                         run_name=f"resnet-{'stalls' if stalls else 'ideal'}-{simulator}", root=root, seed=22,
-                         **options)
+                         run_name=f"resnet-inflight{in_flight}-{'stalls' if stalls else 'ideal'}-{simulator}",
+                         root=root, seed=22, **options)
 
 
 def cosim_job(item, root) -> CosimJob | None:
@@ -121,10 +128,11 @@ def cosim_job(item, root) -> CosimJob | None:
         count = bundled_images(simulator, item.config.getoption("--runslow"))
         cost = 30 if simulator == "verilator" else 2 * count
         return CosimJob((network, count, simulator), cost, lambda: _bundled(network, simulator, root, count))
+    in_flight = item.callspec.params.get("in_flight", 1)
     if name == "test_resnet_with_stalls":
-        return CosimJob(("resnet", "stalls", simulator), 15, lambda: _resnet(simulator, root, True))
+        return CosimJob(("resnet", "stalls", simulator, in_flight), 15, lambda: _resnet(simulator, root, True, in_flight))
     if name == "test_resnet_cycles":
-        return CosimJob(("resnet", "ideal", simulator), 10, lambda: _resnet(simulator, root, False))
+        return CosimJob(("resnet", "ideal", simulator, in_flight), 10, lambda: _resnet(simulator, root, False, in_flight))
     return None
 
 
@@ -166,26 +174,37 @@ def test_bundled_conv_network_matches_integer_model(network, simulator, request,
     assert result.mismatches_per_layer == {layer.name: 0 for layer in case.config.layers}
 
 
-def test_resnet_cycles(simulator, request, cosim_jobs, build_root):
-    """The random ResNet with an ideal source and sink: data and cycles equal the models."""
+@pytest.mark.parametrize("in_flight", RESNET_IN_FLIGHT)
+def test_resnet_cycles(in_flight, simulator, request, cosim_jobs, build_root):
+    """The random ResNet with an ideal source and sink: data and cycles equal the models (one in flight: every
+    sample's cycles as ``expected_cycles``; more: latency and finish cycle as the model's stream)."""
     result = cosim_jobs.result(request.node)
-    case = resnet_case(build_root)
+    case = resnet_case(build_root, in_flight)
     errors = list(result.errors)
-    want = expected_cycles(case.config, case.levels)
-    if not np.array_equal(np.asarray(result.cycles), want):
-        errors.append(f"cycles {np.asarray(result.cycles).tolist()} != expected {want.tolist()}")
-    print(f"\nResNet cosim {simulator}: {result.samples} samples, {len(errors)} mismatches, "
+    if in_flight == 1:
+        want = expected_cycles(case.config, case.levels)
+        if not np.array_equal(np.asarray(result.cycles), want):
+            errors.append(f"cycles {np.asarray(result.cycles).tolist()} != expected {want.tolist()}")
+    else:
+        stream = run_stream(case.config, case.levels)
+        for field, measured in (("cycles", np.asarray(result.cycles)), ("finished", result.finished - result.finished[0])):
+            expected = np.array([r[field] for r in stream])
+            expected = expected - expected[0] if field == "finished" else expected
+            if not np.array_equal(measured, expected):
+                errors.append(f"{field} {measured.tolist()} != the model's stream {expected.tolist()}")
+    print(f"\nResNet cosim {simulator}, {in_flight} in flight: {result.samples} samples, {len(errors)} mismatches, "
           f"cycles mean {np.mean(result.cycles):.1f}")
     assert result.samples == RESNET_SAMPLES
     assert not errors, f"{len(errors)} mismatches:\n" + "\n".join(errors[:10])
     assert result.mismatches_per_layer == {layer.name: 0 for layer in case.config.layers}
 
 
-def test_resnet_with_stalls(simulator, request, cosim_jobs, build_root):
+@pytest.mark.parametrize("in_flight", RESNET_IN_FLIGHT)
+def test_resnet_with_stalls(in_flight, simulator, request, cosim_jobs, build_root):
     """The random ResNet with idle input cycles and back-pressure on the result: same data, in order."""
     result = cosim_jobs.result(request.node)
-    case = resnet_case(build_root)
-    print(f"\nResNet cosim with stalls {simulator}: {result.samples} samples, {len(result.errors)} mismatches, "
+    case = resnet_case(build_root, in_flight)
+    print(f"\nResNet cosim with stalls {simulator}, {in_flight} in flight: {result.samples} samples, {len(result.errors)} mismatches, "
           f"{result.result.counters['cycle']} cycles")
     assert result.samples == RESNET_SAMPLES
     assert not result.errors, f"{len(result.errors)} mismatches:\n" + "\n".join(result.errors[:10])
