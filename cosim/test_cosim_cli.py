@@ -7,6 +7,9 @@ user runs it (the ``pascal-ref`` script, a subprocess) and must exit 0, print
 zero mismatches for every layer and the cycles against the cycle model, and
 write JSON whose per-sample hardware logits and classes are those of
 ``pascal-ref run``'s ``integer_ann`` entries for the same model and data.
+With ``--idle 0.3 --ready 0.5`` (random idle input cycles and back-pressure) the
+same logits and classes, and the report says the cycles were not held to the
+ideal cycle model.
 """
 from __future__ import annotations
 
@@ -51,21 +54,27 @@ def user_model(root: Path) -> tuple[Path, Path]:
     return model, data
 
 
-def _run(simulator: str, root: Path) -> dict:
+STALLS = ("--idle", "0.3", "--ready", "0.5", "--seed", "4")
+
+
+def _run(simulator: str, root: Path, stalls: bool = False) -> dict:
     model, data = user_model(root)
-    out = root / "runs" / f"cli-{simulator}.json"
+    out = root / "runs" / f"cli-{simulator}{'-stalls' if stalls else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     done = subprocess.run([pascal_ref_command(), "cosim", str(model), "--data", str(data), "--sim", simulator,
-                           "--json", str(out), "--build-dir", str(root)], capture_output=True, text=True, check=False)
+                           "--json", str(out), "--build-dir", str(root), *(STALLS if stalls else ())],
+                          capture_output=True, text=True, check=False)
     report = json.loads(out.read_text()) if out.is_file() and done.returncode in (0, 1) else None
     return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr, "report": report}
 
 
 def cosim_job(item, root) -> CosimJob | None:
-    if item.originalname != "test_cli_cosim_of_a_saved_model":
+    if item.originalname not in ("test_cli_cosim_of_a_saved_model", "test_cli_cosim_with_stalls"):
         return None
     simulator = item.callspec.params["simulator"]
-    return CosimJob(("cli", simulator), 20 if simulator == "verilator" else 6, lambda: _run(simulator, root))
+    stalls = item.originalname == "test_cli_cosim_with_stalls"
+    return CosimJob(("cli", simulator, stalls), 20 if simulator == "verilator" else 6,
+                    lambda: _run(simulator, root, stalls))
 
 
 def test_cli_cosim_of_a_saved_model(simulator, request, cosim_jobs, build_root, tmp_path):
@@ -98,3 +107,25 @@ def test_cli_cosim_of_a_saved_model(simulator, request, cosim_jobs, build_root, 
         assert mine["hardware"]["integer_logits"] == theirs["integer_ann"]["integer_logits"], mine["index"]
         assert mine["hardware"]["prediction"] == theirs["integer_ann"]["prediction"], mine["index"]
         assert mine["hardware"]["cycles"] == mine["golden"]["cycles"]
+
+
+def test_cli_cosim_with_stalls(simulator, request, cosim_jobs, build_root):
+    result = cosim_jobs.result(request.node)
+    print(f"\n{result['stdout']}{result['stderr']}")
+    assert result["returncode"] == 0, result["stdout"] + result["stderr"]
+    assert "every sample matches the integer golden model, in order" in result["stdout"]
+    assert "30% idle input cycles, result sink ready 50% of cycles (seed 4)" in result["stdout"]
+    report = result["report"]
+    assert report["ok"] and report["stalls"] == {"idle": 0.3, "ready": 0.5, "seed": 4}
+    assert report["mismatches_per_layer"] == {"act1": 0, "act2": 0, "fc3": 0}
+    ideal = _run_report(simulator, build_root)
+    assert [s["hardware"]["integer_logits"] for s in report["samples"]] == \
+        [s["golden"]["integer_logits"] for s in report["samples"]]
+    # Stalls only delay results: the total simulated cycles exceed the ideal run's.
+    assert report["speed"]["simulated_cycles"] > ideal["speed"]["simulated_cycles"]
+
+
+def _run_report(simulator: str, root: Path) -> dict:
+    """The ideal run's JSON (written by the other test's job, which the board runs in the same session)."""
+    path = root / "runs" / f"cli-{simulator}.json"
+    return json.loads(path.read_text()) if path.is_file() else _run(simulator, root)["report"]

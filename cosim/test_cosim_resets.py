@@ -1,7 +1,7 @@
 """``rst`` at random cycles in the middle of samples, on the generated Verilog of cores with samples in
 flight (issue 13): after each reset the next samples are exact (:mod:`pascal_cosim.resets`).
 
-Designs, from ``cosim/test_cosim_pipeline.py``:
+Designs, from ``cosim/designs.py``:
 
 * ``digits-mlp-double-buffered``: two in flight, act1 double-buffered;
 * ``digits-cnn-balanced``, ``digits-resnet-balanced``: three in flight, every stage double-buffered, ``--mac``.
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from designs import case_of
 from jobboard import CosimJob
-from test_cosim_pipeline import case_of
 
 from pascal_cosim.resets import cosim_resets
 
@@ -46,7 +46,7 @@ def _mutant_run(root: Path, simulator: str) -> list[str]:
         "from pascal_hdl.formal.mutants import install_mutant, mutation_named\n"
         f"install_mutant(mutation_named({MUTANT!r}))\n"
         "sys.path.insert(0, sys.argv[1])\n"
-        "from test_cosim_pipeline import design\n"
+        "from designs import design\n"
         "from pascal_cosim.resets import cosim_resets\n"
         "from pascal_hdl.flow.generate import core_config_from_network, generate_from_network\n"
         "from pascal_ref.io.data import load_digits_split\n"

@@ -1,6 +1,7 @@
 """``pascal-ref cosim``: co-simulate a model's generated core against the integer golden model.
 
-    pascal-ref cosim MODEL --data DATA --sim icarus|verilator [--limit N] [--lanes K] [--layer-lanes NAME=K,...] [--json OUT]
+    pascal-ref cosim MODEL --data DATA --sim icarus|verilator [--limit N] [--lanes K] [--layer-lanes NAME=K,...]
+                     [--idle P] [--ready P] [--seed S] [--json OUT]
 
 ``MODEL`` is a model ``.npz`` or a bundled model name (``digits-mlp``);
 ``DATA`` is ``digits`` (the test split) or an ``.npz`` with ``x`` (and ``y``).
@@ -14,7 +15,13 @@ cycles per sample and the simulation speed, and writes ``cosim_cycles.json``
 into the build folder (``pascal-ref synth`` reports those cycles at Fmax);
 ``--json`` also writes every
 sample's logits and class as the hardware produced them (the fields of
-``pascal-ref run``'s ``integer_ann`` entries). Exit status 1 on any mismatch,
+``pascal-ref run``'s ``integer_ann`` entries). ``--idle P`` leaves each input
+cycle idle with probability P and ``--ready P`` makes the result sink ready in
+each cycle with probability P (random, from ``--seed``): the stream contracts
+(valid held with a stable payload until taken) and every sample's data and
+order are checked as without them, but the cycles, which then depend on the
+stalls, are not compared with the cycle model (it assumes an ideal source and
+sink) and no ``cosim_cycles.json`` is written. Exit status 1 on any mismatch,
 2 on a user error.
 """
 from __future__ import annotations
@@ -41,6 +48,24 @@ def _model_cycles(config, levels, out: dict) -> None:
         out["stream"] = stream_figures(results) if len(results) > 1 else None
     except Exception as error:  # noqa: BLE001 - re-raised in the main thread, never lost
         out["error"] = error
+
+
+def _probability(low_open: bool):
+    """An argparse type: a probability in [0, 1) (``low_open`` False: idle) or in (0, 1] (True: ready)."""
+    def parse(text: str) -> float:
+        value = float(text)
+        if not (0 < value <= 1 if low_open else 0 <= value < 1):
+            raise ValueError(f"expected a probability in {'(0, 1]' if low_open else '[0, 1)'}, got {text}")
+        return value
+    parse.__name__ = "probability"
+    return parse
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2 ** 31:
+        raise ValueError(f"expected an integer in [0, 2**31), got {text}")
+    return value
 
 
 def _cosim(args) -> int:
@@ -95,24 +120,32 @@ def _cosim(args) -> int:
                           double_buffer=args.double_buffer, mac=args.mac, multiplier=multiplier,
                           input_bits=args.input_bits, input_bound=bound)
 
+    stalls = args.idle > 0 or args.ready < 1     # cycles then depend on the stalls: not the cycle model's
     cycles_out: dict = {}
     worker = threading.Thread(target=_model_cycles, args=(config, levels, cycles_out), daemon=True)
-    worker.start()
+    if not stalls:
+        worker.start()
+    stall_name = f"-idle{args.idle:g}-ready{args.ready:g}-seed{args.seed}" if stalls else ""
     try:
-        result = cosim_network(folder, config, model, levels, args.sim, run_name=f"cli-{folder.name}-{args.sim}",
-                               root=root)
+        result = cosim_network(folder, config, model, levels, args.sim, root=root, idle=args.idle,
+                               ready_probability=args.ready, seed=args.seed,
+                               run_name=f"cli-{folder.name}-{args.sim}{stall_name}")
     except SimulationFailed as error:
         raise CommandError(str(error)) from None
-    worker.join()
+    if not stalls:
+        worker.join()
     if "error" in cycles_out:
         raise cycles_out["error"]
-    model_cycles = cycles_out["cycles"]
 
     count = len(levels)
     errors = list(result.errors)
     measured = result.cycles
-    cycle_bad = np.flatnonzero(measured != model_cycles) if len(measured) == count else np.arange(count)
-    if len(cycle_bad):
+    model_cycles = cycles_out["cycles"] if not stalls else None
+    cycle_bad = (np.arange(0) if stalls else
+                 np.flatnonzero(measured != model_cycles) if len(measured) == count else np.arange(count))
+    if len(measured) != count:
+        errors.append(f"{len(measured)} results for {count} samples")
+    elif len(cycle_bad):
         first = int(cycle_bad[0])
         got = int(measured[first]) if first < len(measured) else None
         errors.append(f"cycles differ from the cycle model on {len(cycle_bad)} samples, first sample {first}: "
@@ -122,11 +155,15 @@ def _cosim(args) -> int:
 
     hardware_stream = result.stream if len(measured) == count and count > 1 else None
     model_stream = cycles_out.get("stream")
-    if hardware_stream is not None and hardware_stream != model_stream:
+    if not stalls and hardware_stream is not None and hardware_stream != model_stream:
         errors.append(f"throughput differs from the cycle model: {hardware_stream} != {model_stream}")
     ok = not errors
-    echo(f"cosim {args.model} on {data.name} ({count} samples), {args.sim}: "
-          f"{'every sample matches the integer golden model and the cycle model' if ok else 'MISMATCHES'}")
+    matches = ("every sample matches the integer golden model, in order" if stalls else
+               "every sample matches the integer golden model and the cycle model")
+    echo(f"cosim {args.model} on {data.name} ({count} samples), {args.sim}: {matches if ok else 'MISMATCHES'}")
+    if stalls:
+        echo(f"  stalls: {args.idle:.0%} idle input cycles, result sink ready {args.ready:.0%} of cycles (seed "
+             f"{args.seed}); cycles not compared with the cycle model, which assumes an ideal source and sink")
     if config.is_analog:
         echo(f"  input: analog, signed {args.input_bits}-bit pixels {config.input_min}..{config.input_levels} over "
              f"[-{bound:g}, {bound:g}], one event per nonzero pixel")
@@ -136,18 +173,23 @@ def _cosim(args) -> int:
         echo(f"  layer {layer.name} ({kind}, {layer.out_features} neurons, {stage_lanes(layer)} lanes): "
               f"{bad} of {count} samples differ")
     ideal = config.ideal_cycles(levels)
-    if len(measured) == count and not len(cycle_bad):
+    if len(measured) == count and not len(cycle_bad) and not stalls:
         worst = config.worst_case_cycles()
         write_cosim_cycles(folder, cycle_stats(config, levels, measured, worst), args.sim, "pascal-ref cosim")
     if len(measured):
+        against = ("with stalls" if stalls else f"cycle model equal on {count - len(cycle_bad)} of {count}")
         print(f"  cycles per sample: mean {measured.mean():.1f} (min {measured.min()}, max {measured.max()}); "
-              f"cycle model equal on {count - len(cycle_bad)} of {count}; ideal (synaptic events / lanes) "
+              f"{against}; ideal (synaptic events / lanes) "
               f"{ideal.mean():.1f}, ratio {measured.sum() / max(1.0, ideal.sum()):.3f}")
-    if hardware_stream is not None:
+    if hardware_stream is not None and not stalls:
         echo(f"  throughput ({config.in_flight} sample(s) in flight, back to back): "
              f"{hardware_stream['cycles_per_image']:.1f} cycles per image in steady state (model "
              f"{model_stream['cycles_per_image']:.1f}), latency mean {hardware_stream['latency_mean']:.1f} "
              f"(model {model_stream['latency_mean']:.1f})")
+    elif hardware_stream is not None:
+        echo(f"  with stalls ({config.in_flight} sample(s) in flight): {result.simulated_cycles:,} cycles in all, "
+             f"{hardware_stream['cycles_per_image']:.1f} cycles per image, latency mean "
+             f"{hardware_stream['latency_mean']:.1f}")
     print(f"  speed: {result.simulated_cycles:,} cycles in {result.sim_wall_s:.2f} s = {result.cycles_per_s:,.0f} "
           f"cycles/s (build {result.build_s:.1f} s, run {result.run_s:.1f} s, build folder {folder})")
     for message in errors[:10]:
@@ -166,7 +208,7 @@ def _cosim(args) -> int:
                                      "prediction": int(result.classes[index]), "cycles": int(measured[index])}
             entry["golden"] = {"integer_logits": golden_logits[index].tolist(),
                                "prediction": int(np.argmax(golden_logits[index])),
-                               "cycles": int(model_cycles[index])}
+                               "cycles": None if stalls else int(model_cycles[index])}
             samples.append(entry)
         payload = {
             "model": args.model, "data": data.name, "simulator": args.sim, "samples_count": count, "ok": ok,
@@ -174,12 +216,14 @@ def _cosim(args) -> int:
             "cycles": {"mean": float(measured.mean()) if len(measured) else None,
                        "min": int(measured.min()) if len(measured) else None,
                        "max": int(measured.max()) if len(measured) else None,
-                       "model_equal": int(count - len(cycle_bad)), "ideal_mean": float(ideal.mean())},
+                       "model_equal": None if stalls else int(count - len(cycle_bad)),
+                       "ideal_mean": float(ideal.mean())},
+            "stalls": {"idle": args.idle, "ready": args.ready, "seed": args.seed} if stalls else None,
             "in_flight": config.in_flight,
             "input": ({"encoding": "analog", "input_bits": args.input_bits, "input_bound": bound,
                        "range": [config.input_min, config.input_levels]} if config.is_analog else
                       {"encoding": "count-coded", "levels": config.input_levels}),
-            "throughput": {"hardware": hardware_stream, "model": model_stream},
+            "throughput": {"hardware": hardware_stream, "model": None if stalls else model_stream},
             "speed": {"simulated_cycles": result.simulated_cycles, "sim_wall_s": result.sim_wall_s,
                       "cycles_per_s": result.cycles_per_s, "build_s": result.build_s, "run_s": result.run_s},
             "lanes": [stage_lanes(layer) for layer in config.layers], "build_folder": str(folder),
@@ -206,5 +250,10 @@ def register_cosim(subparsers):
     add_input_options(parser, "default: the largest |x| of the data, as 'pascal-ref run' takes it")
     parser.add_argument("--build-dir", default=None, metavar="DIR",
                         help="build and run folders (default: $COSIM_BUILD_DIR or ~/.cache/pascal-cosim)")
+    parser.add_argument("--idle", type=_probability(False), default=0.0, metavar="P",
+                        help="leave each input cycle idle with probability P (default 0)")
+    parser.add_argument("--ready", type=_probability(True), default=1.0, metavar="P",
+                        help="result sink ready in each cycle with probability P (default 1: no back-pressure)")
+    parser.add_argument("--seed", type=_seed, default=1, help="seed of the idle and ready draws (default 1)")
     parser.add_argument("--json", metavar="OUT", help="also write the report and every sample's logits as JSON")
     parser.set_defaults(handler=_cosim)

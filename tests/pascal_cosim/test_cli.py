@@ -23,6 +23,9 @@ def test_missing_hdl_extra_prints_the_standard_line(monkeypatch, capsys):
     (["--sim", "questa"], "invalid choice: 'questa'"),
     (["--sim", "icarus", "--limit", "0"], "argument --limit: invalid _positive value: '0'"),
     (["--sim", "icarus", "--lanes", "x"], "argument --lanes: invalid _positive value: 'x'"),
+    (["--sim", "icarus", "--idle", "1"], "argument --idle: invalid probability value: '1'"),
+    (["--sim", "icarus", "--ready", "0"], "argument --ready: invalid probability value: '0'"),
+    (["--sim", "icarus", "--seed", "-1"], "argument --seed: invalid _seed value: '-1'"),
 ])
 def test_bad_arguments_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -45,10 +48,13 @@ def test_golden_model_and_hardware_never_import_cosim():
     assert offenders == []
 
 
-def fake_cosim(errors, per_layer, late: int = 0):
+def fake_cosim(errors, per_layer, late: int = 0, seen: dict | None = None):
     """A stand-in for ``cosim_network`` (no simulator): the golden model's outputs and the cycle model's
-    stream, with ``errors``; ``late`` cycles added to the last result's ``finished`` (a slower core)."""
+    stream, with ``errors``; ``late`` cycles added to the last result's ``finished`` (a slower core);
+    the options it was called with are put into ``seen``."""
     def cosim_network(folder, config, model, levels, simulator, **options):
+        if seen is not None:
+            seen.update(options)
         import numpy as np
 
         from pascal_cosim.core import NetworkCosim
@@ -113,3 +119,32 @@ def test_throughput_is_measured_and_checked_against_the_model(in_flight, monkeyp
             model["first_to_last_result_cycles"] + late
         assert f"throughput ({in_flight} sample(s) in flight, back to back): {hardware['cycles_per_image']:.1f}" in text
         assert ("throughput differs from the cycle model" in text) == bool(late)
+
+
+def test_stalls_are_passed_on_and_cycles_not_held_to_the_ideal_model(monkeypatch, capsys, tmp_path):
+    """``--idle``/``--ready``/``--seed`` reach the bench; the cycles (later than the ideal model's, as stalls make
+    them) are then not a mismatch, no ``cosim_cycles.json`` is written, and the output says so; a data mismatch
+    still fails."""
+    pytest.importorskip("amaranth")
+    import json
+
+    import pascal_cosim.core
+
+    for errors in ([], ["image 2 layer fc2: logits differ"]):
+        seen: dict = {}
+        monkeypatch.setattr(pascal_cosim.core, "cosim_network",
+                            fake_cosim(errors, {"act1": 0, "fc2": int(bool(errors))}, late=7, seen=seen))
+        out = tmp_path / "stalls.json"
+        status = cli.main(["cosim", "digits-mlp", "--data", "digits", "--sim", "verilator", "--limit", "4",
+                           "--idle", "0.3", "--ready", "0.5", "--seed", "9", "--build-dir", str(tmp_path / "b"),
+                           "--json", str(out)])
+        text = capsys.readouterr().out
+        assert status == (1 if errors else 0), text
+        assert (seen["idle"], seen["ready_probability"], seen["seed"]) == (0.3, 0.5, 9)
+        assert "idle0.3-ready0.5-seed9" in seen["run_name"]
+        assert "30% idle input cycles, result sink ready 50% of cycles (seed 9); cycles not compared" in text
+        assert "throughput differs" not in text and "cycle model equal" not in text
+        report = json.loads(out.read_text())
+        assert report["stalls"] == {"idle": 0.3, "ready": 0.5, "seed": 9} and report["cycles"]["model_equal"] is None
+        assert report["ok"] is not bool(errors)
+    assert not list((tmp_path / "b" / "designs").glob("*/cosim_cycles.json"))

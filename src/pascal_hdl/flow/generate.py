@@ -33,6 +33,7 @@ from amaranth.back import verilog
 
 from pascal_hdl.config import CoreConfig, HardwareError, LayerConfig
 from pascal_hdl.model.chain import core_config, dsp_products, stage_lanes, with_mac
+from pascal_ref.io.files import replace_file
 
 __all__ = ["component_verilog", "generate", "generate_from_network", "core_config_from_network", "verilog_ports",
            "manifest_of", "MANIFEST_FORMAT", "MANIFEST_VERSION", "read_hex"]
@@ -279,13 +280,15 @@ def generate(config: CoreConfig, out_dir, top: str | None = None, source: dict |
     core = _build_core(config)
     text = component_verilog(core, top)
     verilog_name = f"{top}.v"
-    (out / verilog_name).write_text(text)
+    # Each file is written whole and renamed into place: two runs generating one folder at once (two
+    # `pascal-ref cosim` runs of a design) never let a reader see a half-written file.
+    replace_file(out / verilog_name, text)
     for layer in config.layers:
         for file, words, width in _memory_files(layer):
-            (out / file).write_text(_hex_lines(words, width))
+            replace_file(out / file, _hex_lines(words, width))
     manifest = manifest_of(config, top, verilog_ports(text, top), verilog_name, _expected_cycles(config, core), source)
     manifest["digests"] = _digests(manifest, out)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    replace_file(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 

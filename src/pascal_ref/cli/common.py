@@ -11,7 +11,6 @@ and reaches a file name only through :func:`safe_filename` and
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ import numpy as np
 
 from pascal_ref.cli import CommandError
 from pascal_ref.errors import printable
+from pascal_ref.io.files import replace_file
 
 __all__ = ["add_model_argument", "load_model", "network_with_levels", "write_json", "echo", "safe_filename",
            "path_inside", "check_count", "MAX_FILENAME"]
@@ -120,15 +120,7 @@ def write_json(path, payload) -> None:
         with open(target, "w") as handle:
             handle.write(text)
         return
-    temporary = f"{target}.{os.getpid()}.tmp"
-    try:
-        with open(temporary, "w") as handle:
-            handle.write(text)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
+    replace_file(target, text)
 
 
 def _jsonable(value):
