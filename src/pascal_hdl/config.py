@@ -499,12 +499,13 @@ class CoreConfig:
         ``sum_layers (input spikes * out_features / lanes)`` (float; the engines
         need ``groups = ceil(out/lanes)`` cycles per spike, plus overheads). A conv or
         residual stage counts its synaptic events (spikes times the outputs each reaches)
-        over its lanes (``stage.ideal_cycles``); a pooling unit does no synaptic work."""
+        over its lanes (``stage.ideal_cycles``); a pooling unit does no synaptic work. A ``mac`` stage
+        adds ``count * weight`` once per nonzero input, so each such input counts once."""
         counts = np.asarray(levels)
         total = np.zeros(len(counts), dtype=np.float64)
         for layer in self.layers:
-            if isinstance(layer, LayerConfig):     # an analog pixel is one addition per output
-                spikes = np.abs(np.sign(counts)) if layer.t_min < 0 else counts
+            if isinstance(layer, LayerConfig):     # an analog pixel (or, with mac, any input) is one addition per output
+                spikes = np.abs(np.sign(counts)) if layer.t_min < 0 or layer.mac else counts
                 total += spikes.sum(axis=1) * layer.out_features / layer.lanes
             elif hasattr(layer, "ideal_cycles"):
                 total += layer.ideal_cycles(counts)

@@ -542,8 +542,15 @@ class ConvConfig:
                          for y, x in (self.decode(j)[1:] for j in range(self.in_features))], dtype=np.int64)
 
     def ideal_cycles(self, counts) -> np.ndarray:
-        """Synaptic events divided by lanes (float)."""
-        return self.synaptic_events(counts) / self.lanes
+        """Additions divided by lanes (float): the synaptic events, or with :attr:`mac` one addition of
+        ``count * weight`` per output a nonzero input reaches."""
+        return self.additions(counts) / self.lanes
+
+    def additions(self, counts) -> np.ndarray:
+        """Per sample, the weight additions the engine makes: :meth:`synaptic_events`, each nonzero input
+        counted once with :attr:`mac`."""
+        counts = self._check(counts)
+        return self.synaptic_events((counts != 0).astype(np.int64) if self.mac else counts)
 
     def accumulate_cycles(self, counts) -> np.ndarray:
         """Issue cycles per sample: ``sum_events issues(count) * ny * nx * groups`` (padding lanes included)."""

@@ -351,9 +351,9 @@ class ResidualBlockConfig:
         shortcut. Summing all three (:meth:`synaptic_events` over lanes) would count the overlap twice
         and is not a bound: the digits ResNet runs in 0.99 of that sum."""
         inner = self.conv1.forward(counts)
-        conv1 = self.conv1.synaptic_events(counts) / self.conv1.lanes
-        shortcut = self.merge.shortcut.synaptic_events(counts) / self.merge.lanes
-        return np.maximum(conv1, shortcut) + self.merge.main.synaptic_events(inner) / self.merge.lanes
+        conv1 = self.conv1.additions(counts) / self.conv1.lanes
+        shortcut = self.merge.shortcut.additions(counts) / self.merge.lanes
+        return np.maximum(conv1, shortcut) + self.merge.main.additions(inner) / self.merge.lanes
 
     def expected_cycles(self, counts) -> np.ndarray:
         return run_block_model(self, counts)[1]

@@ -212,8 +212,14 @@ def test_mac_stages_in_the_core(kind, in_flight, banks):
     results, events = run_core(config, levels, seed=7, p_valid=0.8, p_ready=0.6)
     assert check_against_golden(model, config, levels, results, events) >= 2
     assert [r["sample"] for r in results] == list(range(len(levels)))
-    mac_period = stream_figures(run_stream(config, levels))["cycles_per_image"]
+    mac_stream = run_stream(config, levels)
+    mac_period = stream_figures(mac_stream)["cycles_per_image"]
     assert mac_period < stream_figures(run_stream(plain, levels))["cycles_per_image"]
+    # The ideal bound counts each nonzero input of a mac stage once: below every sample's latency, and
+    # below the count-repeating core's bound.
+    latency = np.array([r["cycles"] for r in mac_stream])
+    assert np.all(config.ideal_cycles(levels) < latency)
+    assert np.all(config.ideal_cycles(levels) <= plain.ideal_cycles(levels))
 
 
 @pytest.mark.parametrize("in_flight, banks, multiplier", [(1, 1, "logic"), (2, 2, "dsp")])

@@ -138,6 +138,21 @@ def test_synaptic_events_and_ideal_cycles_match_the_golden_cost_model():
     assert np.all(config.accumulate_cycles(flat) * config.lanes >= config.synaptic_events(flat))
 
 
+def test_with_mac_the_ideal_counts_each_nonzero_input_once():
+    """``--mac`` adds ``count * weight`` once per nonzero input: the ideal bound is those additions over the
+    lanes (the synaptic events of the 0/1 pattern), still a lower bound of the issue cycles, and below the
+    count-repeating engine's wherever a count exceeds 1."""
+    model, config, levels = golden_case(CASES[2], seed=8)
+    mac = dataclasses.replace(config, mac=True)
+    flat = to_layout(levels, "chw")
+    nonzero = (flat != 0).astype(np.int64)
+    np.testing.assert_array_equal(mac.additions(flat), config.synaptic_events(nonzero))
+    np.testing.assert_allclose(mac.ideal_cycles(flat), config.synaptic_events(nonzero) / config.lanes)
+    assert np.all(mac.accumulate_cycles(flat) * mac.lanes >= mac.additions(flat))
+    assert (flat > 1).any() and np.all(mac.ideal_cycles(flat) <= config.ideal_cycles(flat))
+    assert np.any(mac.ideal_cycles(flat) < config.ideal_cycles(flat))
+
+
 @pytest.mark.parametrize("divisor, limit", [(1, 10), (3, 100), (7, 1000), (25, 625), (49, 2 * 49), (64, 4096),
                                             (100, 65536), (255, 65536)])
 def test_magic_dividers_are_exact(divisor, limit):
