@@ -179,7 +179,7 @@ def _cosim(args) -> int:
     if len(measured):
         against = ("with stalls" if stalls else f"cycle model equal on {count - len(cycle_bad)} of {count}")
         print(f"  cycles per sample: mean {measured.mean():.1f} (min {measured.min()}, max {measured.max()}); "
-              f"{against}; ideal (synaptic events / lanes) "
+              f"{against}; ideal (weight additions / lanes) "
               f"{ideal.mean():.1f}, ratio {measured.sum() / max(1.0, ideal.sum()):.3f}")
     if hardware_stream is not None and not stalls:
         echo(f"  throughput ({config.in_flight} sample(s) in flight, back to back): "

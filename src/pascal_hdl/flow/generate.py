@@ -257,7 +257,8 @@ def _expected_cycles(config: CoreConfig, core) -> dict:
     """Cycle figures of the design (``NetworkCore.cycle_model``); cosim checks the measured ones."""
     info = dict(core.cycle_model)
     info["worst_case"] = int(config.worst_case_cycles())
-    info["ideal_formula"] = "sum over layers of input spikes * groups (synaptic events / lanes)"
+    info["ideal_formula"] = ("sum over layers of weight additions / lanes: a spike (with mac, or an analog pixel: "
+                             "a nonzero input of any value) adds one weight to each output it reaches")
     full = np.full((1, config.input_features), config.input_levels, dtype=np.int64)
     info["ideal_all_inputs_full"] = int(config.ideal_cycles(full)[0])
     info["in_flight"] = config.in_flight
