@@ -9,7 +9,8 @@ Designs, from ``cosim/designs.py``:
 Each runs on both simulators, on the first digits test images, split into epochs with a reset
 inside every epoch but the last. Each reset lands with samples in flight. Every result must equal
 the integer golden model: logits, class, the sample number from 0 again after each reset, and
-``rejected`` clear. The last epoch gives all its samples.
+``rejected`` clear; and every image a stage finished sending before a reset (its ``monitor_*``
+events up to ``last``) must have that stage's golden counts. The last epoch gives all its samples.
 
 ``test_a_core_that_keeps_partial_sums_fails``: the same bench on the MLP generated with the mutant
 ``clear_never_writes`` (the engines' CLEAR phase runs but writes nothing, so a reset leaves the
@@ -90,6 +91,7 @@ def test_resets_in_the_middle_of_samples(name, simulator, request, cosim_jobs):
     epochs = run.report["epochs"]
     print(f"\n{name} resets ({simulator}): {len(epochs)} epochs, in flight at each reset "
           f"{[e['in_flight_at_reset'] for e in epochs[:-1]]}, results per epoch {[len(e['results']) for e in epochs]}, "
+          f"images each stage finished per epoch {[[sum(ev[2] for ev in events) for events in e['monitors'].values()] for e in epochs]}, "
           f"{run.report['cycles']:,} cycles in {run.report['wall_s']:.1f} s")
     assert not errors, f"{len(errors)} errors:\n" + "\n".join(errors[:10])
     assert len(epochs) == RUNS[name][1]
@@ -99,7 +101,10 @@ def test_resets_in_the_middle_of_samples(name, simulator, request, cosim_jobs):
 
 def test_a_core_that_keeps_partial_sums_fails(simulator, request, cosim_jobs):
     errors = cosim_jobs.result(request.node)
+    print(f"\nmutant {MUTANT} ({simulator}): {len(errors)} errors: {errors[:6]}")
     wrong = [e for e in errors if "logits" in e]
     assert wrong, f"the mutant {MUTANT} passed the reset bench: {errors}"
+    # the stale partial sums show first in the hidden layer's counts, named by image and layer
+    assert any(e.startswith("epoch ") and " layer act1: neurons " in e for e in errors), errors
     assert all(e.startswith("epoch ") and " image " in e for e in wrong), wrong
     assert np.all([int(e.split()[1].rstrip(":")) >= 1 for e in wrong])   # after a reset, not before the first

@@ -15,6 +15,9 @@ For each epoch, the judge (:func:`judge`) expects this:
 
 * the results that left before the reset equal the integer golden model on the epoch's first
   samples, numbered from 0;
+* every sample a stage finished sending before the reset (its events up to ``last``, captured on the
+  stage's ``monitor_*`` port) has that stage's counts of the golden model (an interrupted sample's
+  partial events are dropped), and each stage finished at least the samples whose results left;
 * at least one sample was in flight when ``rst`` rose (started, its result not yet taken);
 * the last epoch gives every one of its samples.
 
@@ -35,7 +38,7 @@ from pathlib import Path
 import cocotb
 import numpy as np
 
-__all__ = ["ResetRun", "core_reset_design", "cosim_resets", "judge", "reset_plan"]
+__all__ = ["ResetRun", "core_reset_design", "cosim_resets", "judge", "judge_monitors", "reset_plan"]
 
 
 @dataclass
@@ -101,7 +104,11 @@ def cosim_resets(folder, config, model, levels, simulator: str, *, run_name: str
     epochs_plan = reset_plan(config, levels, epochs, latency, rng)
     _, design = core_reset_design(folder)
     worst = config.worst_case_cycles() + 16
+    monitors = [{"port": f"monitor_{layer.name}", "layer": layer.name,
+                 "layout": PayloadLayout.from_amaranth(event_layout(layer.out_features, layer.t_out)).to_json()}
+                for layer in config.hidden]
     plan = {"testcase": "core_reset_session", "clock_period_ns": CLOCK_PERIOD_NS, "epochs": epochs_plan,
+            "monitors": monitors,
             "result_layout": PayloadLayout.from_amaranth(core_result_layout(config)).to_json(),
             "last_bit": PayloadLayout.from_amaranth(event_layout(config.input_features, config.input_levels,
                                                                  config.input_min))["last"].offset,
@@ -109,15 +116,16 @@ def cosim_resets(folder, config, model, levels, simulator: str, *, run_name: str
             "cycle_limit": int(len(levels) * worst / ready_probability) + config.clear_cycles * (epochs + 1) + 1000}
     result = run(design, simulator, plan, run_name, root, test_module=__name__, label="core reset testbench")
     outcome = ResetRun(epochs_plan, result.report, result.run_dir, result.build_s, result.run_s)
-    return outcome, judge(outcome, model, levels)
+    return outcome, judge(outcome, config, model, levels)
 
 
-def judge(outcome: ResetRun, model, levels) -> list[str]:
+def judge(outcome: ResetRun, config, model, levels) -> list[str]:
     """The errors of a run: per epoch, results against the integer golden model, in order and numbered
-    from 0, a sample in flight at each reset, every sample of the last epoch."""
+    from 0, a sample in flight at each reset, every sample of the last epoch; every stage's monitored
+    samples (:func:`judge_monitors`)."""
     from pascal_ref.golden.quantize import integer_ann
 
-    errors = []
+    errors = judge_monitors(outcome, config, model, levels)
     report = outcome.report
     if report.get("error"):
         errors.append(report["error"])
@@ -153,6 +161,48 @@ def judge(outcome: ResetRun, model, levels) -> list[str]:
     return errors
 
 
+def judge_monitors(outcome: ResetRun, config, model, levels) -> list[str]:
+    """Per epoch and stage, the samples the stage finished sending (``monitor_*`` events up to ``last``)
+    against the golden model's counts of those images, in order; the events of a sample a reset
+    interrupted are dropped. A stage must have finished every sample whose result left, and in the last
+    epoch every sample."""
+    from pascal_cosim.core import hidden_counts
+    from pascal_cosim.scoreboard import ChannelBoard, Scoreboard
+    from pascal_ref.golden.quantize import integer_ann
+
+    levels = np.asarray(levels)
+    golden = integer_ann(model, x_int=levels.reshape((len(levels),) + tuple(model.network.input_shape)))
+    expected = hidden_counts(config, golden, levels)
+    errors = []
+    for number, (epoch, seen) in enumerate(zip(outcome.epochs, outcome.report["epochs"])):
+        start, stop = epoch["samples"]
+        last_epoch = number == len(outcome.epochs) - 1
+        board = Scoreboard(noun="image")
+        for layer, counts in zip(config.hidden, expected):
+            channel = ChannelBoard(f"monitor_{layer.name}", "events", layer.name, {"counts": counts}, stop,
+                                   layer.out_features)
+            channel.received = start          # samples are numbered by image: the epoch's first is `start`
+            board.add_channel(channel)
+            events = seen.get("monitors", {}).get(f"monitor_{layer.name}")
+            if events is None:
+                errors.append(f"epoch {number}: nothing captured on monitor_{layer.name}")
+                continue
+            ends = [k for k, event in enumerate(events) if event[2]]
+            complete = events[:ends[-1] + 1] if ends else []
+            if last_epoch and len(complete) != len(events):
+                errors.append(f"epoch {number}: layer {layer.name}: events after its last complete image")
+            if complete:
+                index, count, end = (np.array(column) for column in zip(*complete))
+                board.events(channel.name, index, count, end)
+            finished = channel.received - start
+            needed = stop - start if last_epoch else len(seen["results"])
+            if finished < needed:
+                errors.append(f"epoch {number}: layer {layer.name} finished {finished} images, {needed} results "
+                              f"{'were sent' if last_epoch else 'left before the reset'}")
+        errors.extend(f"epoch {number}: {message}" for message in board.errors)
+    return errors
+
+
 # -- the cocotb test (run by pascal_cosim.runner.run with this module; not named test_*)
 
 
@@ -170,6 +220,8 @@ async def core_reset_session(dut):
     run_dir = Path(os.environ["COSIM_RUN_DIR"])
     plan = json.loads((run_dir / "plan.json").read_text())
     layout = PayloadLayout.from_json(plan["result_layout"])
+    monitors = [(m["port"], getattr(dut, f"{m['port']}__valid"), getattr(dut, f"{m['port']}__payload"),
+                 PayloadLayout.from_json(m["layout"])) for m in plan["monitors"]]
     chance = random.Random(plan["seed"])
     cocotb.start_soon(Clock(dut.clk, plan["clock_period_ns"], unit="ns").start())
     report = {"epochs": [], "error": None}
@@ -184,7 +236,8 @@ async def core_reset_session(dut):
         words, cut, delay = epoch["words"], epoch.get("cut"), epoch.get("delay", 0)
         samples = epoch["samples"][1] - epoch["samples"][0]
         results, position, started, countdown = [], 0, 0, None
-        seen = {"results": results, "in_flight_at_reset": None}
+        events = {port: [] for port, _, _, _ in monitors}
+        seen = {"results": results, "in_flight_at_reset": None, "monitors": events}
         report["epochs"].append(seen)
         while True:
             if cycles >= limit:
@@ -208,6 +261,10 @@ async def core_reset_session(dut):
                 if position == 0 or (words[position - 1] >> plan["last_bit"]) & 1:   # a sample's first event
                     started += 1
                 position += 1
+            for port, valid, payload, event in monitors:       # a transfer between two stages
+                if valid.value:
+                    fields = event.unpack(int(payload.value))
+                    events[port].append([int(fields["index"]), int(fields["count"]), int(fields["last"])])
             if take and dut.o__valid.value:
                 fields = layout.unpack(int(dut.o__payload.value))
                 results.append({key: (list(map(int, value)) if np.ndim(value) else int(value))
