@@ -44,6 +44,7 @@ configuration time: :func:`hwc_permutation`).
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -103,10 +104,12 @@ class Taps(NamedTuple):
     o0: int
 
 
+@functools.lru_cache(maxsize=1024)
 def axis_taps(size: int, kernel: int, stride: int, padding: int, out: int) -> tuple[Taps, ...]:
     """Per input coordinate ``i`` in ``[0, size)``: the taps ``k`` in ``[0, kernel)`` with an output
     ``o = (i + padding - k) / stride`` integral and in ``[0, out)``, enumerated by brute force and
-    checked to form an arithmetic progression (so the hardware steps through them with adders)."""
+    checked to form an arithmetic progression (so the hardware steps through them with adders).
+    Cached: the cycle models look the table up for every event (a tuple of tuples, never changed)."""
     table = []
     for i in range(size):
         taps = [(k, (i + padding - k) // stride) for k in range(kernel)
