@@ -197,7 +197,7 @@ def test_cli_hdl_double_buffer_and_balanced_lanes(tmp_path):
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     layers = {layer["name"]: layer for layer in manifest["layers"]}
-    assert [(name, layer["lanes"], layer["banks"]) for name, layer in layers.items()] == [("act1", 16, 2), ("fc2", 1, 1)]
+    assert [(name, layer["lanes"], layer["banks"]) for name, layer in layers.items()] == [("act1", 16, 2), ("fc2", 2, 1)]
     act1 = layers["act1"]
     assert act1["accumulator_memory"]["bits"] == 2 * act1["groups"] * 16 * act1["widths"]["accumulator"]
     assert manifest["source"]["double_buffer"] == ["act1"]
