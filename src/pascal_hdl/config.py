@@ -19,6 +19,7 @@ layer and :data:`MAX_LANES` lanes.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -271,9 +272,10 @@ class LayerConfig:
     def weight_width(self) -> int:
         return max(2, signed_width(int(self.weight.min()), int(self.weight.max())))
 
-    @property
+    @functools.cached_property
     def current_range(self) -> tuple[int, int]:
-        """Bounds of every partial sum ``sum_j W[n, j] * k_j`` with ``t_min <= k_j <= t_in``, over all n."""
+        """Bounds of every partial sum ``sum_j W[n, j] * k_j`` with ``t_min <= k_j <= t_in``, over all n (exact
+        Python integers; computed once per layer: the weights are read-only and the config frozen)."""
         w = self.weight.astype(object)
         positive, negative = np.maximum(w, 0).sum(axis=1), np.minimum(w, 0).sum(axis=1)
         low = (negative * self.t_in + positive * self.t_min).min()

@@ -34,6 +34,7 @@ each count against its own train length (``L_x`` on ``shortcut``, ``L_act1`` on 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -184,9 +185,10 @@ class ResidualConfig:
     def weight_width(self) -> int:
         return max(self.main.weight_width, self.shortcut.weight_width)
 
-    @property
+    @functools.cached_property
     def current_range(self) -> tuple[int, int]:
-        """Bounds of every partial sum of a neuron's input: each input's worst case at its own ``T1``."""
+        """Bounds of every partial sum of a neuron's input: each input's worst case at its own ``T1`` (computed
+        once: the config is frozen, its kernels read-only)."""
         low = np.zeros(self.out_channels, dtype=object)
         high = np.zeros(self.out_channels, dtype=object)
         for port in self.inputs:
