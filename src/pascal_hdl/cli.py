@@ -2,7 +2,8 @@
 
     pascal-ref hdl MODEL -o DIR [--lanes N] [--layer-lanes NAME=K,...|auto] [--in-flight D]
                    [--double-buffer [NAME,...]] [--weight-bits B] [--name TOP]
-    pascal-ref synth DIR --target ice40-up5k|ecp5-25k [--freq MHz] [--json OUT]
+    pascal-ref hdl MODEL --estimate --target PART [the same options] [--data DATA [--limit N]] [--json OUT]
+    pascal-ref synth DIR --target ice40-up5k|ecp5-25k|ecp5-85k [--freq MHz] [--json OUT]
 
 ``MODEL`` is a model ``.npz`` or a bundled model name (``digits-mlp``, ``digits-cnn``).
 ``--layer-lanes act1=4,act2=6,fc=5`` puts the digits CNN into the iCE40 UP5K
@@ -10,16 +11,22 @@
 (:func:`pascal_hdl.model.chain.balance_lanes`: lanes where they shorten the slowest stage, within the
 default design's total of lanes). ``--in-flight 2 --double-buffer`` double-buffers every stage (or
 ``--double-buffer act1``: the named ones): each accumulates the next sample while it drains the last.
+``--estimate --target PART`` prints the resource and cycle estimate of the same core on the part instead of
+writing it (:mod:`pascal_hdl.flow.estimate`; ``docs/estimator.md``).
 """
 from __future__ import annotations
 
 import json
 import math
 
-__all__ = ["MAX_MODEL_BYTES", "register_hdl", "register_synth"]
+__all__ = ["MAX_MODEL_BYTES", "MAX_ESTIMATE_MODEL_BYTES", "register_hdl", "register_synth"]
 
 MAX_MODEL_BYTES = 256 * 2 ** 20
 """Largest model file ``hdl`` reads (a core's weights fit in FPGA block RAM: a few hundred kB)."""
+
+MAX_ESTIMATE_MODEL_BYTES = 2 ** 30
+"""Largest model file ``hdl --estimate`` reads: the reference networks (a random-weight CIFAR VGG-16 in
+float64 is 269 MB), whose weights the estimate places off chip."""
 
 
 def _positive(text: str) -> int:
@@ -90,13 +97,10 @@ def add_input_options(parser, bound_default: str) -> None:
                         help=f"analog input: the largest |x| the integer pixels represent ({bound_default})")
 
 
-def _hdl(args) -> int:
-    from pascal_ref.cli import CommandError, require_extra
-    require_extra("hdl", "this command")
-    from pascal_hdl.flow.generate import generate_from_network
-    from pascal_hdl.config import HardwareError
+def _read_model(args, limit: int = MAX_MODEL_BYTES):
+    """``(network, model bytes)`` of ``args.model`` (a file or a bundled name, at most ``limit`` bytes), read once."""
+    from pascal_ref.cli import CommandError
     from pascal_ref.errors import printable
-    from pascal_ref.golden.quantize import QuantizationError
     from pascal_ref.io.bundled import resolve_model_path
     from pascal_ref.io.fileformat import load
     from pascal_ref.io.npzio import open_regular_file
@@ -106,13 +110,42 @@ def _hdl(args) -> int:
     # load() reads the same bytes (from memory), so the digest in the manifest is the model generated from.
     handle, size = open_regular_file(path, CommandError, "model")
     with handle:
-        if size > MAX_MODEL_BYTES:
-            raise CommandError(f"{printable(args.model)}: {size} bytes, more than the limit of {MAX_MODEL_BYTES} for "
-                               "a model the core can take")
+        if size > limit:
+            raise CommandError(f"{printable(args.model)}: {size} bytes, more than the limit of {limit} for "
+                               "a model the core can take" + (" (--estimate reads up to "
+                               f"{MAX_ESTIMATE_MODEL_BYTES})" if limit < MAX_ESTIMATE_MODEL_BYTES else ""))
         model_bytes = handle.read(size + 1)
     if len(model_bytes) != size:
         raise CommandError(f"{printable(args.model)}: the file changed while it was read")
-    network = load(model_bytes, source=str(path))
+    return load(model_bytes, source=str(path)), model_bytes
+
+
+def _check_target(args, known, what: str) -> None:
+    from pascal_ref.cli import CommandError
+    from pascal_ref.errors import printable
+    if args.target is not None and args.target not in known:
+        raise CommandError(f"unknown part {printable(args.target)!r} for --target ({what}); choose one of "
+                           f"{', '.join(sorted(known))}")
+
+
+def _hdl(args) -> int:
+    from pascal_ref.cli import CommandError, require_extra
+    require_extra("hdl", "this command")
+    from pascal_hdl.config import HardwareError
+    from pascal_ref.errors import printable
+    from pascal_ref.golden.quantize import QuantizationError
+
+    if args.estimate:
+        return _estimate(args)
+    from pascal_hdl.flow.generate import generate_from_network
+    from pascal_hdl.flow.synth import TARGETS
+    if args.output is None:
+        raise CommandError("the following arguments are required: -o/--output (or --estimate --target PART)")
+    for option in ("json", "data"):
+        if getattr(args, option) is not None:
+            raise CommandError(f"--{option} belongs to --estimate (the build folder has manifest.json)")
+    _check_target(args, TARGETS, "the parts 'pascal-ref synth' builds for")
+    network, model_bytes = _read_model(args)
     try:
         manifest = generate_from_network(network, args.output, lanes=args.lanes, weight_bits=args.weight_bits,
                                          per_channel=not args.per_layer_threshold, name=args.name,
@@ -129,12 +162,65 @@ def _hdl(args) -> int:
     return 0
 
 
+def _estimate(args) -> int:
+    """``pascal-ref hdl MODEL --estimate --target PART``: the core ``hdl`` would write, estimated, not written."""
+    import dataclasses
+
+    from pascal_ref.cli import CommandError
+    from pascal_ref.errors import printable
+    from pascal_ref.golden.quantize import QuantizationError
+    from pascal_ref.io.data import DataError, load_data
+    from pascal_hdl.config import HardwareError
+    from pascal_hdl.flow.estimate import PARTS, estimate, format_estimate
+    from pascal_hdl.flow.generate import choose_multiplier, core_config_from_network
+    from pascal_hdl.flow.synth import TARGETS
+    from pascal_hdl.model.chain import dsp_products, with_mac
+
+    if args.target is None:
+        raise CommandError(f"--estimate needs --target PART (one of {', '.join(PARTS)})")
+    _check_target(args, PARTS, "the parts the estimator knows")
+    if args.output is not None:
+        raise CommandError("--estimate writes no build folder; drop -o/--output (use --json OUT for the figures)")
+    network, _ = _read_model(args, MAX_ESTIMATE_MODEL_BYTES)
+    try:
+        config, model = core_config_from_network(network, args.lanes, args.weight_bits, not args.per_layer_threshold,
+                                                 args.name, args.layer_lanes, args.in_flight, args.double_buffer,
+                                                 args.mac, args.multiplier or "logic", args.input_bits,
+                                                 args.input_bound)
+        if args.multiplier is None:     # as 'pascal-ref hdl --target' chooses: DSP blocks when the part has enough
+            if args.target in TARGETS:
+                multiplier = choose_multiplier(config, args.target)
+            else:                       # a part only the estimator knows: the same rule on its DSP blocks
+                needed = dsp_products(config.layers, multiplier=None)
+                multiplier = "dsp" if 0 < needed <= PARTS[args.target].dsp else "logic"
+            config = dataclasses.replace(config, layers=with_mac(config.layers, None, multiplier))
+        levels, source = None, None
+        if args.data is not None:
+            data = load_data(args.data, limit=args.limit, network=network)
+            levels, source = model.encode_input(data.x), f"{len(data.x)} samples of {printable(args.data)}"
+        result = estimate(config, args.target, model=model, levels=levels, levels_source=source)
+    except (HardwareError, QuantizationError, DataError) as error:
+        raise CommandError(f"cannot estimate model {printable(args.model)!r}: {error}") from None
+    print(format_estimate(result))
+    if args.json:
+        from pascal_ref.cli.common import write_json
+        write_json(args.json, result)
+    return 0
+
+
 def register_hdl(subparsers):
     from pascal_hdl.flow.synth import TARGETS   # plain data (no Amaranth), as 'pascal-ref synth' reads it
 
-    parser = subparsers.add_parser("hdl", help="generate the spiking core's Verilog, memory images and manifest")
+    from pascal_hdl.flow.estimate import PARTS   # plain data too
+
+    parser = subparsers.add_parser("hdl", help="generate the spiking core's Verilog, memory images and manifest "
+                                               "(or, with --estimate, its resources and cycles on a part)")
     parser.add_argument("model", help="model .npz file or bundled model name (digits-mlp, digits-cnn, digits-resnet)")
-    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="build folder to write")
+    parser.add_argument("-o", "--output", default=None, metavar="DIR",
+                        help="build folder to write (required unless --estimate)")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print the core's LUT4, FF, block RAM, DSP, cycles, us/image and external weight "
+                             "bandwidth on --target PART instead of writing it (no Verilog, no synthesis)")
     parser.add_argument("--lanes", type=_positive, default=None,
                         help="neurons updated in parallel per layer (default: 8 hidden, 16 readout, capped at the size)")
     add_throughput_options(parser)
@@ -142,9 +228,15 @@ def register_hdl(subparsers):
     parser.add_argument("--per-layer-threshold", action="store_true",
                         help="one integer threshold per layer instead of per output channel")
     parser.add_argument("--name", default=None, help="top module name (default: from the model name)")
-    parser.add_argument("--target", choices=sorted(TARGETS), default=None,
-                        help="the part the core is for: without --multiplier, the stages that multiply use its DSP "
-                             "blocks when it has one per lane (else shifts and adders)")
+    parser.add_argument("--target", default=None, metavar="PART",
+                        help="the part the core is for (" + ", ".join(sorted(TARGETS)) + "; with --estimate also "
+                             + ", ".join(sorted(set(PARTS) - set(TARGETS))) + "): without --multiplier, the stages "
+                             "that multiply use its DSP blocks when it has one per lane (else shifts and adders)")
+    parser.add_argument("--data", default=None, metavar="DATA",
+                        help="--estimate: samples for the typical cycles (digits or an .npz with x; default: the "
+                             "digits test split if the model takes its shape, else random input)")
+    parser.add_argument("--limit", type=_positive, default=16, help="--estimate: samples of --data (default 16)")
+    parser.add_argument("--json", default=None, metavar="OUT", help="--estimate: also write the figures as JSON")
     add_input_options(parser, "required for a model with analog input")
     parser.set_defaults(handler=_hdl)
 

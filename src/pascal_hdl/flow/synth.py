@@ -37,7 +37,7 @@ import stat as stat_module
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pascal_ref.errors import PascalError
@@ -135,6 +135,9 @@ TARGETS = {
         multipliers=28,       # MULT18X18D
     ),
 }
+# The LFE5U-85F: the 25k's flow and cells on the larger die (the estimator's pascal_hdl.flow.estimate.PARTS).
+TARGETS["ecp5-85k"] = replace(TARGETS["ecp5-25k"], name="ecp5-85k",
+                              nextpnr_args=("--85k", "--package", "CABGA381"), multipliers=156)
 
 _FMAX = re.compile(r"Max frequency for clock\s+'([^']*)':\s+([0-9.]+) MHz")
 
