@@ -151,8 +151,8 @@ _ICE40_FMAX = {
                   "Analog first layer)"),
 }
 _ECP5_FMAX = {
-    "plain": (72.4, "lowest measured Fmax of the default-lane digits designs on the ECP5-25k (digits CNN, "
-                    "docs/hardware.md, The digits models side by side)"),
+    "plain": (72.06, "lowest measured Fmax of the default-lane digits designs on the ECP5-25k (digits CNN, "
+                     "docs/hardware.md, The digits models side by side; measured 2026-12-04)"),
     "mac": (54.3, "lowest measured Fmax of the digits designs that multiply or hold samples in flight on the "
                   "ECP5-25k (analog MLP --multiplier dsp, docs/hardware.md, Analog first layer)"),
 }
