@@ -173,8 +173,7 @@ def _estimate(args) -> int:
     from pascal_hdl.config import HardwareError
     from pascal_hdl.flow.estimate import PARTS, estimate, format_estimate
     from pascal_hdl.flow.generate import choose_multiplier, core_config_from_network
-    from pascal_hdl.flow.synth import TARGETS
-    from pascal_hdl.model.chain import dsp_products, with_mac
+    from pascal_hdl.model.chain import with_mac
 
     if args.target is None:
         raise CommandError(f"--estimate needs --target PART (one of {', '.join(PARTS)})")
@@ -188,11 +187,7 @@ def _estimate(args) -> int:
                                                  args.mac, args.multiplier or "logic", args.input_bits,
                                                  args.input_bound)
         if args.multiplier is None:     # as 'pascal-ref hdl --target' chooses: DSP blocks when the part has enough
-            if args.target in TARGETS:
-                multiplier = choose_multiplier(config, args.target)
-            else:                       # a part only the estimator knows: the same rule on its DSP blocks
-                needed = dsp_products(config.layers, multiplier=None)
-                multiplier = "dsp" if 0 < needed <= PARTS[args.target].dsp else "logic"
+            multiplier = choose_multiplier(config, args.target, PARTS[args.target].dsp)
             config = dataclasses.replace(config, layers=with_mac(config.layers, None, multiplier))
         levels, source = None, None
         if args.data is not None:

@@ -335,16 +335,20 @@ def core_config_from_network(network, lanes=None, weight_bits: int = 8, per_chan
                        double_buffer=double_buffer, mac=mac, multiplier=multiplier), model
 
 
-def choose_multiplier(config: CoreConfig, target: str | None) -> str:
+def choose_multiplier(config: CoreConfig, target: str | None, multipliers: int | None = None) -> str:
     """``"dsp"`` when ``target`` has a multiplier block for every lane of the stages that multiply (and there
-    is one), else ``"logic"`` (shift-and-add); no target: ``"logic"``. An unknown target is a HardwareError."""
+    is one), else ``"logic"`` (shift-and-add); no target: ``"logic"``. An unknown target is a HardwareError.
+    ``multipliers``: the part's multiplier blocks, for a part ``pascal-ref synth`` does not build for (the
+    estimator's); default: the synthesis target's."""
     if target is None:
         return "logic"
-    from pascal_hdl.flow.synth import TARGETS
-    if target not in TARGETS:
-        raise HardwareError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if multipliers is None:
+        from pascal_hdl.flow.synth import TARGETS
+        if target not in TARGETS:
+            raise HardwareError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+        multipliers = TARGETS[target].multipliers
     needed = dsp_products(config.layers, multiplier=None)
-    return "dsp" if 0 < needed <= TARGETS[target].multipliers else "logic"
+    return "dsp" if 0 < needed <= multipliers else "logic"
 
 
 def generate_from_network(network, out_dir, lanes=None, weight_bits: int = 8, per_channel: bool = True,
